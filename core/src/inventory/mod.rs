@@ -1,0 +1,1 @@
+//! The lab inventory: schema, loading and validation with file:line errors.

@@ -1,0 +1,8 @@
+//! metis-core: everything `metis-build` and `metis-flash` share.
+//!
+//! One module per pipeline stage: [`inventory`] loads and checks the lab's
+//! GitOps data; later stages (render, image, oci, trust, secrets) build on it.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod inventory;
