@@ -1,0 +1,430 @@
+//! A class's golden image as given (raw, `.zst` or `.xz`), checked against the
+//! class's SHA-256 before anything else reads it.
+//!
+//! Compressed inputs are decompressed once, streaming, to a raw file that is
+//! sparse (all-zero blocks are skipped, not written), so a 4 GiB card image
+//! that is mostly empty costs its data, not its size, on disk.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::overlay::Overlay;
+
+/// Size of the blocks that decompression checks for zeros before writing.
+const SPARSE_BLOCK: usize = 64 * 1024;
+
+/// How a golden image file is compressed, told from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// A raw disk image.
+    None,
+    /// A zstd frame (`.img.zst`).
+    Zstd,
+    /// An xz stream (`.img.xz`).
+    Xz,
+}
+
+/// Errors opening a golden image.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum GoldenError {
+    /// The file could not be opened or read.
+    #[error("cannot read golden image {path}: {source}")]
+    Read {
+        /// The golden image file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The file's SHA-256 is not the one the class names.
+    #[error(
+        "golden image {path} has sha256 {actual}, but its class expects {expected}: \
+         the download is corrupt or the class's sha256 is out of date; \
+         download the image again or fix the class's sha256"
+    )]
+    DigestMismatch {
+        /// The golden image file.
+        path: PathBuf,
+        /// Digest the class names.
+        expected: String,
+        /// Digest of the file as given.
+        actual: String,
+    },
+    /// The class's sha256 is not 64 hex digits.
+    #[error(
+        "sha256 {given:?} for golden image {path} is not 64 hex digits; fix the class's sha256"
+    )]
+    BadDigest {
+        /// The golden image file.
+        path: PathBuf,
+        /// What was given.
+        given: String,
+    },
+    /// Decompression failed: a truncated or damaged compressed image.
+    #[error(
+        "cannot decompress golden image {path} ({format:?}): {source}; \
+         the file is truncated or damaged, download it again"
+    )]
+    Decompress {
+        /// The golden image file.
+        path: PathBuf,
+        /// Its compression.
+        format: Compression,
+        /// The decoder's error.
+        source: io::Error,
+    },
+    /// The raw image could not be written to the temporary or cache directory.
+    #[error(
+        "cannot write the decompressed golden image to {dir}: {source}; check free space there"
+    )]
+    WriteRaw {
+        /// Directory of the raw file.
+        dir: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The image is empty.
+    #[error("golden image {path} is empty")]
+    Empty {
+        /// The golden image file.
+        path: PathBuf,
+    },
+}
+
+/// Where to put the raw file of a compressed golden image.
+#[derive(Debug, Clone, Default)]
+pub struct GoldenOptions {
+    /// Keep the raw image as `<cache_dir>/<sha256>.img` and reuse it next
+    /// time; `None` decompresses into a temporary file removed on drop.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A verified golden image, available as a raw file.
+#[derive(Debug)]
+pub struct GoldenImage {
+    source: PathBuf,
+    raw: PathBuf,
+    sha256: String,
+    compression: Compression,
+    size: u64,
+    _temp: Option<tempfile::TempPath>,
+}
+
+impl GoldenImage {
+    /// Opens `path`, checks it against `expected_sha256` (of the file as given),
+    /// then decompresses it if needed to a temporary raw file.
+    pub fn open(path: &Path, expected_sha256: &str) -> Result<Self, GoldenError> {
+        Self::open_with(path, expected_sha256, &GoldenOptions::default())
+    }
+
+    /// As [`GoldenImage::open`], with options (a cache for the raw file).
+    pub fn open_with(
+        path: &Path,
+        expected_sha256: &str,
+        options: &GoldenOptions,
+    ) -> Result<Self, GoldenError> {
+        let read_err = |source| GoldenError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let expected = expected_sha256.trim().to_ascii_lowercase();
+        let expected = expected.strip_prefix("sha256:").unwrap_or(&expected);
+        if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(GoldenError::BadDigest {
+                path: path.to_owned(),
+                given: expected_sha256.to_owned(),
+            });
+        }
+
+        // The digest comes first: nothing parses a byte of an unverified file.
+        let mut file = File::open(path).map_err(read_err)?;
+        let actual = sha256_of(&mut file).map_err(read_err)?;
+        if actual != expected {
+            return Err(GoldenError::DigestMismatch {
+                path: path.to_owned(),
+                expected: expected.to_owned(),
+                actual,
+            });
+        }
+
+        file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+        let mut magic = [0u8; 6];
+        let n = read_up_to(&mut file, &mut magic).map_err(read_err)?;
+        let compression = detect(&magic[..n]);
+        file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+
+        let (raw, temp) = match compression {
+            Compression::None => (path.to_owned(), None),
+            _ => decompress(path, file, compression, &actual, options)?,
+        };
+        let size = std::fs::metadata(&raw).map_err(read_err)?.len();
+        if size == 0 {
+            return Err(GoldenError::Empty {
+                path: path.to_owned(),
+            });
+        }
+        Ok(GoldenImage {
+            source: path.to_owned(),
+            raw,
+            sha256: actual,
+            compression,
+            size,
+            _temp: temp,
+        })
+    }
+
+    /// The file as given.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The raw (decompressed) image: the source itself when it was raw.
+    pub fn raw_path(&self) -> &Path {
+        &self.raw
+    }
+
+    /// SHA-256 (lowercase hex) of the file as given.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// How the file as given was compressed.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Size of the raw image in bytes: the card size this class needs.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// A fresh copy-on-write overlay over the raw image.
+    pub fn overlay(&self) -> io::Result<Overlay> {
+        let file = File::open(&self.raw)?;
+        Ok(Overlay::with_len(file, self.size))
+    }
+}
+
+fn detect(magic: &[u8]) -> Compression {
+    if magic.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        Compression::Zstd
+    } else if magic.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0x00]) {
+        Compression::Xz
+    } else {
+        Compression::None
+    }
+}
+
+fn sha256_of(reader: &mut impl Read) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match reader.read(&mut buf[done..])? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(done)
+}
+
+fn decompress(
+    path: &Path,
+    file: File,
+    compression: Compression,
+    sha256: &str,
+    options: &GoldenOptions,
+) -> Result<(PathBuf, Option<tempfile::TempPath>), GoldenError> {
+    let dir = options.cache_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let write_err = |source| GoldenError::WriteRaw {
+        dir: dir.clone(),
+        source,
+    };
+    let cached = options
+        .cache_dir
+        .as_ref()
+        .map(|d| d.join(format!("{sha256}.img")));
+    // The cached raw file is only ever created by the rename below, after a
+    // complete decompression of a verified input, so its presence means it is whole.
+    if let Some(cached) = &cached {
+        if cached.is_file() {
+            return Ok((cached.clone(), None));
+        }
+        std::fs::create_dir_all(&dir).map_err(write_err)?;
+    }
+
+    let mut out = tempfile::Builder::new()
+        .prefix(".metis-golden-")
+        .suffix(".img")
+        .tempfile_in(&dir)
+        .map_err(write_err)?;
+    let input = BufReader::with_capacity(1 << 20, file);
+    let result = match compression {
+        Compression::Zstd => match zstd::stream::read::Decoder::with_buffer(input) {
+            Ok(decoder) => copy_sparse(decoder, out.as_file_mut()),
+            Err(e) => Err(CopyError::Read(e)),
+        },
+        Compression::Xz => copy_sparse(liblzma::read::XzDecoder::new(input), out.as_file_mut()),
+        Compression::None => unreachable!("raw images are not decompressed"),
+    };
+    match result {
+        Ok(()) => {}
+        Err(CopyError::Read(source)) => {
+            return Err(GoldenError::Decompress {
+                path: path.to_owned(),
+                format: compression,
+                source,
+            })
+        }
+        Err(CopyError::Write(source)) => return Err(write_err(source)),
+    }
+    match cached {
+        Some(cached) => {
+            out.persist(&cached).map_err(|e| write_err(e.error))?;
+            Ok((cached, None))
+        }
+        None => {
+            let temp = out.into_temp_path();
+            Ok((temp.to_path_buf(), Some(temp)))
+        }
+    }
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `reader` to `out`, seeking over all-zero blocks so `out` stays sparse.
+fn copy_sparse(mut reader: impl Read, out: &mut File) -> Result<(), CopyError> {
+    let mut buf = vec![0u8; SPARSE_BLOCK];
+    let mut total: u64 = 0;
+    loop {
+        let n = read_up_to(&mut reader, &mut buf).map_err(CopyError::Read)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().all(|&b| b == 0) {
+            out.seek(SeekFrom::Current(n as i64))
+                .map_err(CopyError::Write)?;
+        } else {
+            out.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        }
+        total += n as u64;
+    }
+    // A trailing run of zeros was skipped: set the length explicitly.
+    out.set_len(total).map_err(CopyError::Write)?;
+    out.flush().map_err(CopyError::Write)?;
+    Ok(())
+}
+
+/// SHA-256 (lowercase hex) of a file, as [`GoldenImage::open`] computes it.
+pub fn file_sha256(path: &Path) -> io::Result<String> {
+    sha256_of(&mut File::open(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let mut raw = vec![0u8; 300 * 1024];
+        raw[5..10].copy_from_slice(b"hello");
+        raw[200 * 1024..200 * 1024 + 3].copy_from_slice(b"end");
+        raw
+    }
+
+    #[test]
+    fn raw_zstd_and_xz_give_the_same_raw_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = sample();
+        let inputs = [
+            ("a.img", raw.clone(), Compression::None),
+            (
+                "a.img.zst",
+                zstd::encode_all(&raw[..], 3).unwrap(),
+                Compression::Zstd,
+            ),
+            (
+                "a.img.xz",
+                {
+                    let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
+                    e.write_all(&raw).unwrap();
+                    e.finish().unwrap()
+                },
+                Compression::Xz,
+            ),
+        ];
+        for (name, bytes, compression) in inputs {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &bytes).unwrap();
+            let sha = hex::encode(Sha256::digest(&bytes));
+            let golden = GoldenImage::open(&path, &sha).unwrap();
+            assert_eq!(golden.compression(), compression);
+            assert_eq!(golden.size(), raw.len() as u64);
+            assert_eq!(std::fs::read(golden.raw_path()).unwrap(), raw, "{name}");
+        }
+    }
+
+    #[test]
+    fn digest_mismatch_names_both_digests_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.img");
+        std::fs::write(&path, sample()).unwrap();
+        let wrong = "0".repeat(64);
+        let err = GoldenImage::open(&path, &wrong).unwrap_err();
+        let msg = err.to_string();
+        let actual = file_sha256(&path).unwrap();
+        assert!(msg.contains(&wrong), "{msg}");
+        assert!(msg.contains(&actual), "{msg}");
+        assert!(msg.contains("g.img"), "{msg}");
+        assert!(matches!(err, GoldenError::DigestMismatch { .. }));
+    }
+
+    #[test]
+    fn truncated_zstd_fails_to_decompress_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.img.zst");
+        let full = zstd::encode_all(&sample()[..], 3).unwrap();
+        std::fs::write(&path, &full[..full.len() - 8]).unwrap();
+        let sha = file_sha256(&path).unwrap();
+        let err = GoldenImage::open(&path, &sha).unwrap_err();
+        assert!(matches!(err, GoldenError::Decompress { .. }), "{err}");
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn cache_dir_keeps_the_raw_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.img.zst");
+        let bytes = zstd::encode_all(&sample()[..], 3).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let sha = file_sha256(&path).unwrap();
+        let options = GoldenOptions {
+            cache_dir: Some(dir.path().join("cache")),
+        };
+        let raw = {
+            let golden = GoldenImage::open_with(&path, &sha, &options).unwrap();
+            golden.raw_path().to_owned()
+        };
+        assert!(raw.is_file(), "cached raw image survives the GoldenImage");
+        let again = GoldenImage::open_with(&path, &sha, &options).unwrap();
+        assert_eq!(again.raw_path(), raw);
+    }
+}
