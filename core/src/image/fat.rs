@@ -227,6 +227,8 @@ pub fn inject_seed<T: Read + Write + Seek>(
         }
     }
 
+    // Directories fatfs created, whose "." and ".." entries need fixing.
+    let mut new_dirs: Vec<[u8; 11]> = Vec::new();
     let short_name = {
         let view = PartitionView::new(&mut *card, seed.start, seed.len);
         let options = FsOptions::new()
@@ -258,7 +260,28 @@ pub fn inject_seed<T: Read + Write + Seek>(
         for (path, bytes) in files {
             let (dir, name) = seed_path(path)?;
             let parent = match dir {
-                Some(dir) => root.create_dir(dir).map_err(|e| write_err(path, e))?,
+                Some(dir) => {
+                    let existed = root
+                        .iter()
+                        .filter_map(Result::ok)
+                        .any(|e| e.file_name().eq_ignore_ascii_case(dir));
+                    let created = root.create_dir(dir).map_err(|e| write_err(path, e))?;
+                    if !existed {
+                        let entry = root
+                            .iter()
+                            .filter_map(Result::ok)
+                            .find(|e| e.is_dir() && e.file_name().eq_ignore_ascii_case(dir))
+                            .ok_or_else(|| FatError::Inconsistent {
+                                image: image.to_owned(),
+                                number,
+                                detail: format!(
+                                    "directory {dir} is missing right after it was made"
+                                ),
+                            })?;
+                        new_dirs.push(raw_short_name(entry.short_file_name_as_bytes()));
+                    }
+                    created
+                }
                 None => root.clone(),
             };
             if parent
@@ -320,8 +343,15 @@ pub fn inject_seed<T: Read + Write + Seek>(
         number,
         detail,
     };
+    for dir in &new_dirs {
+        let at = volume
+            .find_root_entry(&mut view, dir, true)
+            .map_err(io_err)?
+            .ok_or_else(|| inconsistent("a new directory has no entry".into()))?;
+        volume.fix_dot_entries(&mut view, at).map_err(io_err)?;
+    }
     let entry_at = volume
-        .find_root_entry(&mut view, &short_name)
+        .find_root_entry(&mut view, &short_name, false)
         .map_err(io_err)?
         .ok_or_else(|| inconsistent(format!("no directory entry for {}", slot.name)))?;
     let clusters_needed = slot.size.div_ceil(volume.bpb.cluster_size());
@@ -515,6 +545,7 @@ impl Volume {
         &self,
         view: &mut V,
         short: &[u8; 11],
+        want_dir: bool,
     ) -> io::Result<Option<u64>> {
         for (offset, len) in self.root_dir_regions()? {
             let mut dir = vec![0u8; len as usize];
@@ -525,7 +556,9 @@ impl Volume {
                     return Ok(None);
                 }
                 let attr = entry[11];
-                if entry[0] == 0xE5 || attr & 0x0F == 0x0F || attr & 0x18 != 0 {
+                let is_dir = attr & 0x10 != 0;
+                if entry[0] == 0xE5 || attr & 0x0F == 0x0F || attr & 0x08 != 0 || is_dir != want_dir
+                {
                     continue;
                 }
                 if entry[..11] == short[..] {
@@ -547,6 +580,64 @@ impl Volume {
         } else {
             lo
         })
+    }
+
+    /// fatfs 0.3 writes a long-name entry before the "." and ".." entries of
+    /// a directory it creates, and points ".." of a FAT32 root child at the
+    /// root cluster; fsck.vfat rejects both. Rewrites the directory `entry_at`
+    /// names (a child of the root) without those long names and with ".."
+    /// pointing at cluster 0, as the FAT specification wants.
+    fn fix_dot_entries<V: Read + Write + Seek>(
+        &self,
+        view: &mut V,
+        entry_at: u64,
+    ) -> io::Result<()> {
+        let first = self.entry_first_cluster(view, entry_at)?;
+        let chain = self
+            .chain(first)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let cluster = self.bpb.cluster_size() as usize;
+        let mut dir = vec![0u8; chain.len() * cluster];
+        for (i, &c) in chain.iter().enumerate() {
+            view.seek(SeekFrom::Start(self.bpb.cluster_offset(c)))?;
+            view.read_exact(&mut dir[i * cluster..(i + 1) * cluster])?;
+        }
+        let mut kept: Vec<[u8; 32]> = Vec::new();
+        let mut pending: Vec<[u8; 32]> = Vec::new();
+        for raw in dir.chunks_exact(32) {
+            let mut entry: [u8; 32] = raw.try_into().expect("32 bytes");
+            if entry[0] == 0 {
+                break;
+            }
+            if entry[0] != 0xE5 && entry[11] & 0x3F == 0x0F {
+                pending.push(entry);
+                continue;
+            }
+            let dot = entry[..11] == *b".          ";
+            let dotdot = entry[..11] == *b"..         ";
+            if dot || dotdot {
+                pending.clear();
+                if dotdot {
+                    entry[20..22].fill(0);
+                    entry[26..28].fill(0);
+                }
+            } else {
+                kept.append(&mut pending);
+            }
+            kept.push(entry);
+        }
+        kept.append(&mut pending);
+        let mut fixed = vec![0u8; dir.len()];
+        for (slot, entry) in fixed.chunks_exact_mut(32).zip(&kept) {
+            slot.copy_from_slice(entry);
+        }
+        if fixed != dir {
+            for (i, &c) in chain.iter().enumerate() {
+                view.seek(SeekFrom::Start(self.bpb.cluster_offset(c)))?;
+                view.write_all(&fixed[i * cluster..(i + 1) * cluster])?;
+            }
+        }
+        Ok(())
     }
 
     /// Moves the fragmented slot `chain` to the first run of free clusters

@@ -199,10 +199,10 @@ impl RootFile {
 /// What the root edits changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RootEdits {
-    /// Filesystem blocks debugfs wrote.
-    pub blocks_written: u64,
-    /// Of those, 4 KiB overlay blocks whose bytes changed.
-    pub blocks_changed: u64,
+    /// KiB of the filesystem debugfs wrote.
+    pub kib_written: u64,
+    /// Pieces (up to 4 KiB, within one overlay block) whose bytes changed.
+    pub pieces_changed: u64,
 }
 
 struct Ctx<'a> {
@@ -617,48 +617,58 @@ fn fold_back(
     root: &Partition,
     written: &[(u64, u64)],
 ) -> Result<RootEdits, RootfsError> {
-    // Compare in 4 KiB chunks of the filesystem; every range debugfs wrote
-    // is widened to whole chunks (and the primary superblock is always
-    // checked: its writes are byte-granular).
-    let mut chunks: BTreeSet<u64> = BTreeSet::new();
-    chunks.insert(0);
-    let mut blocks_written = 0;
-    for &(offset, len) in written {
-        blocks_written += len.div_ceil(OVERLAY_BLOCK);
-        let first = offset / OVERLAY_BLOCK;
-        let last = (offset + len.max(1) - 1) / OVERLAY_BLOCK;
-        chunks.extend(first..=last);
+    // Exactly the ranges debugfs wrote, and nothing around them: around them
+    // the metadata copy holds holes where the golden image holds file data
+    // (ext4 blocks can be 1 KiB, smaller than an overlay block). The primary
+    // superblock is always checked.
+    let mut ranges: Vec<(u64, u64)> = written
+        .iter()
+        .map(|&(offset, len)| (offset, offset + len))
+        .chain(std::iter::once((1024, 2048)))
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (from, to) in ranges {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
     }
+    let blocks_written = written.iter().map(|&(_, len)| len).sum::<u64>() / 1024;
+
     let mut meta = File::open(meta).map_err(|e| ctx.io(e))?;
     let mut edited = vec![0u8; OVERLAY_BLOCK as usize];
     let mut golden = vec![0u8; OVERLAY_BLOCK as usize];
     let mut changed = 0;
-    for chunk in chunks {
-        let offset = chunk * OVERLAY_BLOCK;
-        if offset >= root.len {
-            continue;
-        }
-        let n = OVERLAY_BLOCK.min(root.len - offset) as usize;
-        meta.seek(SeekFrom::Start(offset)).map_err(|e| ctx.io(e))?;
-        let got = read_full(&mut meta, &mut edited[..n]).map_err(|e| ctx.io(e))?;
-        // Past the end of the metadata copy (a partition larger than its
-        // filesystem) nothing was written.
-        edited[got..n].fill(0);
-        overlay
-            .seek(SeekFrom::Start(root.start + offset))
-            .and_then(|_| overlay.read_exact(&mut golden[..n]))
-            .map_err(|e| ctx.io(e))?;
-        if edited[..n] != golden[..n] {
+    for (from, to) in merged {
+        let to = to.min(root.len);
+        let mut offset = from;
+        while offset < to {
+            // Pieces end on overlay block boundaries of the card.
+            let card = root.start + offset;
+            let n = (OVERLAY_BLOCK - card % OVERLAY_BLOCK).min(to - offset) as usize;
+            meta.seek(SeekFrom::Start(offset)).map_err(|e| ctx.io(e))?;
+            let got = read_full(&mut meta, &mut edited[..n]).map_err(|e| ctx.io(e))?;
+            // Past the end of the metadata copy (a partition larger than its
+            // filesystem) nothing was written.
+            edited[got..n].fill(0);
             overlay
-                .seek(SeekFrom::Start(root.start + offset))
-                .and_then(|_| overlay.write_all(&edited[..n]))
+                .seek(SeekFrom::Start(card))
+                .and_then(|_| overlay.read_exact(&mut golden[..n]))
                 .map_err(|e| ctx.io(e))?;
-            changed += 1;
+            if edited[..n] != golden[..n] {
+                overlay
+                    .seek(SeekFrom::Start(card))
+                    .and_then(|_| overlay.write_all(&edited[..n]))
+                    .map_err(|e| ctx.io(e))?;
+                changed += 1;
+            }
+            offset += n as u64;
         }
     }
     Ok(RootEdits {
-        blocks_written,
-        blocks_changed: changed,
+        kib_written: blocks_written,
+        pieces_changed: changed,
     })
 }
 
