@@ -46,7 +46,12 @@ fn check(args: cli::CheckArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for d in &checked.diagnostics {
-            eprintln!("{}: {}", dir.display(), d);
+            // Paths relative to the working directory, so editors can jump to file:line.
+            let mut d = d.clone();
+            if d.file != *dir {
+                d.file = dir.join(&d.file);
+            }
+            eprintln!("{d}");
         }
         match &checked.inventory {
             Some(inv) => eprintln!(

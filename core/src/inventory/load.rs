@@ -95,6 +95,14 @@ pub fn load(dir: &Path) -> Result<Inventory, InventoryError> {
 
 /// Reads, validates and resolves the inventory in `dir`, collecting every finding.
 pub fn check(dir: &Path) -> Checked {
+    if !dir.is_dir() {
+        return Checked {
+            inventory: None,
+            diagnostics: vec![Diagnostic::error(dir, Pos::FILE, "inventory directory does not exist").hint(
+                "pass --inventory DIR (or set METIS_INVENTORY) to the directory holding metis.yaml, classes/ and nodes/",
+            )],
+        };
+    }
     let mut cx = Cx {
         dir: dir.to_path_buf(),
         diags: Vec::new(),
@@ -327,7 +335,7 @@ impl Cx {
         let version = self
             .rule(file, &f.cluster.k3s_version, |s| {
                 K3sVersion::parse(s)
-                    .ok_or_else(|| format!("`{s}` is not a k3s version such as `v1.32.4+k3s1`"))
+                    .ok_or_else(|| format!("`{s}` is not a k3s version; write it as `v1.32.4+k3s1` (the version the golden images carry)"))
             })
             .unwrap_or(K3sVersion {
                 major: 1,
