@@ -88,7 +88,7 @@ fn nodes(args: cli::NodesArgs) -> Result<ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        println!("{:<12} {:<22} {:<7} {}", "NODE", "CLASS", "ROLE", "IP");
+        println!("{:<12} {:<22} {:<7} IP", "NODE", "CLASS", "ROLE");
         for n in inv.nodes.values() {
             let ip = n
                 .primary_ipv4()

@@ -1083,8 +1083,8 @@ fn merge_settings(
     let k = |f: &dyn Fn(&schema::KubeletFile) -> Option<u64>| -> Option<u64> {
         layers
             .iter()
-            .filter_map(|l| l.kubelet.as_ref().and_then(f))
-            .last()
+            .rev()
+            .find_map(|l| l.kubelet.as_ref().and_then(f))
     };
     let kubelet = Kubelet {
         container_log_max_size: last(layers.iter().map(|l| {
