@@ -177,7 +177,7 @@ const CASES: &[Case] = &[
     Case { name: "bad disk uuid", file: "nodes/titan-13.yaml", from: "6b1f0c3e-93a2-4d7e-9c11-000000000013", to: "sda1", at: "nodes/titan-13.yaml:14", says: "not a filesystem UUID" },
     Case { name: "unknown role", file: "nodes/titan-04.yaml", from: "role: agent", to: "role: agnet", at: "nodes/titan-04.yaml:9", says: "did you mean `agent`" },
     Case { name: "bad k3s version", file: "metis.yaml", from: "v1.32.4+k3s1", to: "1.32", at: "metis.yaml:20", says: "not a k3s version" },
-    Case { name: "golden not pinned", file: "classes/rpi5-ubuntu.yaml", from: "sha256: 0000", to: "sha256: zz00", at: "classes/rpi5-ubuntu.yaml:8", says: "not a SHA-256" },
+    Case { name: "golden not pinned", file: "classes/rpi5-ubuntu.yaml", from: "sha256: 1314", to: "sha256: zz14", at: "classes/rpi5-ubuntu.yaml:8", says: "not a SHA-256" },
     Case { name: "unknown architecture", file: "classes/rpi5-ubuntu.yaml", from: "architecture: arm64", to: "architecture: aarch64", at: "classes/rpi5-ubuntu.yaml:2", says: "unknown architecture" },
     Case { name: "bad operator recipient", file: "metis.yaml", from: "recipients:\n    - age1", to: "recipients:\n    - agex", at: "metis.yaml:12", says: "not an age recipient" },
     Case { name: "metis-owned k3s key", file: "classes/amd64-agents.yaml", from: "defaults:", to: "defaults:\n  k3s_config:\n    cluster-init: \"true\"", at: "classes/amd64-agents.yaml:13", says: "may not set `cluster-init`" },
@@ -398,5 +398,32 @@ fn random_mutations_never_panic_the_loader() {
             files[which].display()
         );
         std::fs::write(dir.path().join(&files[which]), &originals[which]).unwrap();
+    }
+}
+
+#[test]
+fn example_classes_pin_the_generated_stand_ins() {
+    // tests/golden/gen.sh is reproducible and its digests are pinned in EXPECTED_SHA256;
+    // the example classes must pin the same bytes or the example run would refuse them.
+    let expected =
+        std::fs::read_to_string(example().join("../tests/golden/EXPECTED_SHA256")).unwrap();
+    let inv = inventory::load(&example()).unwrap();
+    for class in inv.classes.values() {
+        let inventory::Golden::Path { path, sha256 } = &class.golden else {
+            panic!(
+                "example class {} should use a generated stand-in",
+                class.name
+            );
+        };
+        let file = path.file_name().unwrap().to_str().unwrap();
+        let line = expected
+            .lines()
+            .find(|l| l.ends_with(&format!("  {file}")))
+            .unwrap_or_else(|| panic!("{file} is not in EXPECTED_SHA256"));
+        assert!(
+            line.starts_with(sha256.as_str()),
+            "class {} pins {sha256}, gen.sh makes {line}",
+            class.name
+        );
     }
 }
