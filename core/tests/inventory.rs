@@ -427,3 +427,35 @@ fn example_classes_pin_the_generated_stand_ins() {
         );
     }
 }
+
+#[test]
+fn demo_keys_warn_outside_test_registries() {
+    let dir = copy_example();
+    edit(
+        dir.path(),
+        "metis.yaml",
+        "host: oci:../out/registry",
+        "host: harbor.lab.home.arpa",
+    );
+    let checked = inventory::check(dir.path());
+    assert!(
+        checked.inventory.is_some(),
+        "a warning must not fail the check"
+    );
+    let warning = checked
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == Severity::Warning)
+        .expect("a demo key used with a real registry must warn");
+    assert_eq!(warning.file, Path::new("metis.yaml"));
+    assert!(warning.message.contains("DEMO signing key"), "{warning}");
+    for ok in [
+        "oci:/tmp/x",
+        "127.0.0.1:5000",
+        "localhost:5000",
+        "[::1]:5000",
+    ] {
+        assert!(inventory::is_test_registry(ok), "{ok}");
+    }
+    assert!(!inventory::is_test_registry("192.168.22.5:443"));
+}

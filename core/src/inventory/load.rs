@@ -312,6 +312,23 @@ impl Cx {
                 );
             }
         }
+        let demo_key = f.signing.public_keys.iter().find(|k| {
+            Path::new(&k.value)
+                .components()
+                .any(|c| c.as_os_str() == "demo-keys")
+        });
+        if let Some(k) = demo_key {
+            if !is_test_registry(&host) {
+                self.diags.push(
+                    Diagnostic::warning(
+                        file,
+                        Pos::of(k),
+                        format!("DEMO signing key `{}` used with registry `{host}`: its private half is public, anyone can sign for this lab", k.value),
+                    )
+                    .hint("generate the lab's own keys (see inventory/demo-keys/README.md) before publishing anywhere but a loopback or oci: registry"),
+                );
+            }
+        }
         if f.operators.recipients.is_empty() {
             self.err(
                 file,
@@ -1145,4 +1162,18 @@ fn merge_settings(
         users,
         disk_timeout_sec,
     }
+}
+
+/// Registries where the example lab's demo keys are acceptable: an OCI layout
+/// directory or a registry on the loopback interface.
+pub fn is_test_registry(host: &str) -> bool {
+    if host.starts_with("oci:") {
+        return true;
+    }
+    let name = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
