@@ -1,8 +1,13 @@
 //! Shared harness for Metis's end-to-end tests: paths, golden images, helpers
 //! that start real parts and clean up after themselves.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::path::PathBuf;
+
+pub mod card;
+pub mod golden;
+pub mod tool;
 
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {

@@ -1,1 +1,18 @@
 //! The lab inventory: schema, loading and validation with file:line errors.
+//!
+//! ```no_run
+//! let checked = metis_core::inventory::check(std::path::Path::new("inventory"));
+//! for d in &checked.diagnostics {
+//!     eprintln!("{d}");
+//! }
+//! ```
+
+pub mod diag;
+mod load;
+pub mod model;
+pub mod rules;
+mod schema;
+
+pub use diag::{Diagnostic, Severity};
+pub use load::{builtin, check, is_test_registry, load, Checked, InventoryError};
+pub use model::*;

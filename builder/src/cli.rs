@@ -1,0 +1,62 @@
+//! Command line of `metis-build`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Build signed recovery-card artifacts for every node of a k3s lab from its
+/// GitOps inventory.
+#[derive(Debug, Parser)]
+#[command(name = "metis-build", version, max_term_width = 80)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the inventory: every mistake with file:line and a fix.
+    ///
+    /// Exit status: 0 when there is no error (warnings allowed), 1 when there
+    /// is at least one error, 2 on bad usage.
+    Check(CheckArgs),
+    /// List the nodes with class, role and address.
+    Nodes(NodesArgs),
+}
+
+/// Where the inventory is.
+#[derive(Debug, Args)]
+pub struct InventoryArg {
+    /// Inventory directory (holds metis.yaml, classes/, nodes/).
+    #[arg(long, env = "METIS_INVENTORY", default_value = "inventory")]
+    pub inventory: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Print the findings as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Print the nodes as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

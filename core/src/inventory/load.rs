@@ -1,0 +1,1179 @@
+//! Reading the inventory directory, checking every rule and resolving it into
+//! the [`model`](super::model). All findings of a run are collected, not only
+//! the first: a pull request gets the whole list at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use super::diag::{closest, from_yaml_error, Diagnostic, Pos, Severity};
+use super::model::*;
+use super::rules;
+use super::schema::{self, S};
+
+/// Built-in defaults, used where neither metis.yaml, the class nor the node says otherwise.
+pub mod builtin {
+    /// Time zone.
+    pub const TIMEZONE: &str = "Etc/UTC";
+    /// journald `SystemMaxUse=`.
+    pub const JOURNALD_SYSTEM_MAX_USE: &str = "500M";
+    /// journald `SystemKeepFree=`.
+    pub const JOURNALD_SYSTEM_KEEP_FREE: &str = "1G";
+    /// journald `MaxRetentionSec=`.
+    pub const JOURNALD_MAX_RETENTION: &str = "1month";
+    /// kubelet `containerLogMaxSize`.
+    pub const CONTAINER_LOG_MAX_SIZE: &str = "10Mi";
+    /// kubelet `containerLogMaxFiles`.
+    pub const CONTAINER_LOG_MAX_FILES: u32 = 5;
+    /// kubelet `imageGCHighThresholdPercent`.
+    pub const IMAGE_GC_HIGH: u8 = 85;
+    /// kubelet `imageGCLowThresholdPercent`.
+    pub const IMAGE_GC_LOW: u8 = 80;
+    /// Seconds to wait for a data disk.
+    pub const DISK_TIMEOUT_SEC: u32 = 30;
+}
+
+/// k3s config keys Metis writes itself; an inventory may not set them in `k3s_config`.
+const METIS_OWNED_K3S_KEYS: &[&str] = &[
+    "node-name",
+    "node-ip",
+    "node-label",
+    "node-taint",
+    "server",
+    "token",
+    "token-file",
+    "agent-token",
+    "agent-token-file",
+    "cluster-init",
+    "kubelet-arg",
+];
+
+/// The result of checking an inventory.
+#[derive(Debug)]
+pub struct Checked {
+    /// The resolved inventory, when there was no error.
+    pub inventory: Option<Inventory>,
+    /// Every finding, errors and warnings, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// Number of errors.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// Errors of [`load`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InventoryError {
+    /// The inventory has errors; each names its file and line.
+    #[error("the inventory at {dir} has {} error(s); run `metis-build check --inventory {dir}` to see them", .diagnostics.iter().filter(|d| d.severity == Severity::Error).count())]
+    Invalid {
+        /// The inventory directory.
+        dir: String,
+        /// All findings.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+/// Loads and validates an inventory, failing on any error.
+pub fn load(dir: &Path) -> Result<Inventory, InventoryError> {
+    let checked = check(dir);
+    match checked.inventory {
+        Some(inv) => Ok(inv),
+        None => Err(InventoryError::Invalid {
+            dir: dir.display().to_string(),
+            diagnostics: checked.diagnostics,
+        }),
+    }
+}
+
+/// Reads, validates and resolves the inventory in `dir`, collecting every finding.
+pub fn check(dir: &Path) -> Checked {
+    if !dir.is_dir() {
+        return Checked {
+            inventory: None,
+            diagnostics: vec![Diagnostic::error(dir, Pos::FILE, "inventory directory does not exist").hint(
+                "pass --inventory DIR (or set METIS_INVENTORY) to the directory holding metis.yaml, classes/ and nodes/",
+            )],
+        };
+    }
+    let mut cx = Cx {
+        dir: dir.to_path_buf(),
+        diags: Vec::new(),
+    };
+    let lab = cx.parse::<schema::LabFile>(Path::new("metis.yaml"));
+    let class_files = cx.parse_dir::<schema::ClassFile>("classes");
+    let node_files = cx.parse_dir::<schema::NodeFile>("nodes");
+
+    let mut inventory = None;
+    if let Some((lab_file, lab_text)) = lab {
+        let _ = lab_text;
+        let lab = cx.lab(&lab_file);
+        let classes: BTreeMap<String, (Class, &schema::ClassFile)> = class_files
+            .iter()
+            .filter_map(|(name, path, f)| cx.class(name, path, f).map(|c| (name.clone(), (c, f))))
+            .collect();
+        let class_names: Vec<String> = class_files.iter().map(|(n, _, _)| n.clone()).collect();
+        let mut nodes = BTreeMap::new();
+        for (name, path, f) in &node_files {
+            if let Some(node) = cx.node(name, path, f, &lab_file, &lab, &classes, &class_names) {
+                nodes.insert(name.clone(), node);
+            }
+        }
+        cx.cross_node(&node_files);
+        if node_files.is_empty() && cx.errors() == 0 {
+            cx.diags.push(
+                Diagnostic::warning(Path::new("nodes"), Pos::FILE, "the inventory has no nodes")
+                    .hint("add one file per node as nodes/<name>.yaml (see docs/inventory.md)"),
+            );
+        }
+        if cx.errors() == 0 {
+            inventory = Some(Inventory {
+                dir: dir.to_path_buf(),
+                lab,
+                classes: classes.into_iter().map(|(k, (c, _))| (k, c)).collect(),
+                nodes,
+            });
+        }
+    }
+    let mut diagnostics = cx.diags;
+    diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    diagnostics.dedup();
+    Checked {
+        inventory,
+        diagnostics,
+    }
+}
+
+struct Cx {
+    dir: PathBuf,
+    diags: Vec<Diagnostic>,
+}
+
+impl Cx {
+    fn errors(&self) -> usize {
+        self.diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    fn err(&mut self, file: &Path, at: Pos, msg: impl Into<String>, hint: Option<String>) {
+        let mut d = Diagnostic::error(file, at, msg);
+        d.hint = hint;
+        self.diags.push(d);
+    }
+
+    /// Checks a spanned value with a rule, recording an error at its position.
+    fn rule<T, R>(
+        &mut self,
+        file: &Path,
+        v: &S<T>,
+        f: impl FnOnce(&T) -> Result<R, String>,
+    ) -> Option<R> {
+        match f(&v.value) {
+            Ok(r) => Some(r),
+            Err(msg) => {
+                self.err(file, Pos::of(v), msg, None);
+                None
+            }
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(&mut self, rel: &Path) -> Option<(T, String)> {
+        let full = self.dir.join(rel);
+        let text = match std::fs::read_to_string(&full) {
+            Ok(t) => t,
+            Err(e) => {
+                let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                    Some(format!(
+                        "is {} an inventory directory? It needs metis.yaml, classes/ and nodes/ (see docs/inventory.md)",
+                        self.dir.display()
+                    ))
+                } else {
+                    None
+                };
+                self.err(rel, Pos::FILE, format!("cannot read: {e}"), hint);
+                return None;
+            }
+        };
+        match serde_saphyr::from_str::<T>(&text) {
+            Ok(v) => Some((v, text)),
+            Err(e) => {
+                self.diags.push(from_yaml_error(rel, &e));
+                None
+            }
+        }
+    }
+
+    fn parse_dir<T: serde::de::DeserializeOwned>(
+        &mut self,
+        sub: &str,
+    ) -> Vec<(String, PathBuf, T)> {
+        let full = self.dir.join(sub);
+        let entries = match std::fs::read_dir(&full) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.err(
+                    Path::new(sub),
+                    Pos::FILE,
+                    format!("cannot read directory: {e}"),
+                    Some(format!("create {sub}/ with one YAML file per entry")),
+                );
+                return Vec::new();
+            }
+        };
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for path in names {
+            let rel = Path::new(sub).join(path.file_name().unwrap_or_default());
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if ext == "yml" {
+                self.err(
+                    &rel,
+                    Pos::FILE,
+                    "inventory files must end in .yaml",
+                    Some(format!(
+                        "rename it to {}",
+                        rel.with_extension("yaml").display()
+                    )),
+                );
+                continue;
+            }
+            if ext != "yaml" {
+                continue;
+            }
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if let Err(e) = rules::dns_label(&stem) {
+                self.err(
+                    &rel,
+                    Pos::FILE,
+                    format!("file name is not a valid name: {e}"),
+                    Some("the file stem is the node/class name; rename the file".into()),
+                );
+                continue;
+            }
+            if let Some((v, _)) = self.parse::<T>(&rel) {
+                out.push((stem, rel, v));
+            }
+        }
+        out
+    }
+
+    fn lab(&mut self, f: &schema::LabFile) -> Lab {
+        let file = Path::new("metis.yaml");
+        let host = f.registry.host.value.clone();
+        if host.is_empty() {
+            self.err(
+                file,
+                Pos::of(&f.registry.host),
+                "registry host is empty",
+                Some("write `host: harbor.example.org` or `oci:/path/to/dir`".into()),
+            );
+        } else if !host.starts_with("oci:") {
+            let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
+            if name.parse::<IpAddr>().is_err()
+                && rules::dns_name(name).is_err()
+                && name != "localhost"
+            {
+                self.err(
+                    file,
+                    Pos::of(&f.registry.host),
+                    format!("`{host}` is not `host[:port]` nor `oci:DIR`"),
+                    None,
+                );
+            }
+        }
+        self.rule(file, &f.registry.prefix, |s| rules::repo_prefix(s));
+        if f.signing.public_keys.is_empty() {
+            self.err(file, Pos::FILE, "signing.public_keys is empty", Some("name at least one cosign public key file (metis-build keys generate makes one)".into()));
+        }
+        for k in &f.signing.public_keys {
+            if !self.dir.join(&k.value).is_file() {
+                self.err(
+                    file,
+                    Pos::of(k),
+                    format!("public key file `{}` does not exist", k.value),
+                    Some("paths are relative to the inventory directory".into()),
+                );
+            }
+        }
+        let demo_key = f.signing.public_keys.iter().find(|k| {
+            Path::new(&k.value)
+                .components()
+                .any(|c| c.as_os_str() == "demo-keys")
+        });
+        if let Some(k) = demo_key {
+            if !is_test_registry(&host) {
+                self.diags.push(
+                    Diagnostic::warning(
+                        file,
+                        Pos::of(k),
+                        format!("DEMO signing key `{}` used with registry `{host}`: its private half is public, anyone can sign for this lab", k.value),
+                    )
+                    .hint("generate the lab's own keys (see inventory/demo-keys/README.md) before publishing anywhere but a loopback or oci: registry"),
+                );
+            }
+        }
+        if f.operators.recipients.is_empty() {
+            self.err(
+                file,
+                Pos::FILE,
+                "operators.recipients is empty: nobody could decrypt a card's secrets",
+                Some("add the age public key (age1…) or SSH public key of each operator".into()),
+            );
+        }
+        for r in &f.operators.recipients {
+            self.rule(file, r, |s| rules::age_recipient(s));
+        }
+        if let Some(b) = &f.builder {
+            self.rule(file, &b.recipient, |s| rules::age_recipient(s));
+        }
+        if f.cluster.servers.is_empty() {
+            self.err(file, Pos::FILE, "cluster.servers is empty", Some("list the join URL of the live servers (or the VIP), e.g. `https://10.0.0.10:6443`".into()));
+        }
+        for s in &f.cluster.servers {
+            self.rule(file, s, |s| rules::server_url(s));
+        }
+        let version = self
+            .rule(file, &f.cluster.k3s_version, |s| {
+                K3sVersion::parse(s)
+                    .ok_or_else(|| format!("`{s}` is not a k3s version; write it as `v1.32.4+k3s1` (the version the golden images carry)"))
+            })
+            .unwrap_or(K3sVersion {
+                major: 1,
+                minor: 32,
+                patch: 0,
+                k3s: 1,
+            });
+        self.rule(file, &f.cluster.domain, |s| rules::dns_name(s));
+        self.settings_rules(file, &f.defaults);
+        Lab {
+            registry: Registry {
+                host,
+                prefix: f.registry.prefix.value.clone(),
+                ca_file: f.registry.ca_file.as_ref().map(|c| PathBuf::from(&c.value)),
+            },
+            signing_public_keys: f
+                .signing
+                .public_keys
+                .iter()
+                .map(|k| PathBuf::from(&k.value))
+                .collect(),
+            operator_recipients: f
+                .operators
+                .recipients
+                .iter()
+                .map(|r| r.value.clone())
+                .collect(),
+            builder_recipient: f.builder.as_ref().map(|b| b.recipient.value.clone()),
+            cluster: Cluster {
+                servers: f.cluster.servers.iter().map(|s| s.value.clone()).collect(),
+                k3s_version: version,
+                domain: f.cluster.domain.value.clone(),
+            },
+        }
+    }
+
+    fn one_of<'a>(
+        &mut self,
+        file: &Path,
+        v: &S<String>,
+        what: &str,
+        options: &[&'a str],
+    ) -> Option<&'a str> {
+        if let Some(o) = options.iter().find(|o| **o == v.value) {
+            return Some(o);
+        }
+        let hint = match closest(&v.value, options.iter().copied()) {
+            Some(c) => format!("did you mean `{c}`?"),
+            None => format!("use one of: {}", options.join(", ")),
+        };
+        self.err(
+            file,
+            Pos::of(v),
+            format!("unknown {what} `{}`", v.value),
+            Some(hint),
+        );
+        None
+    }
+
+    fn class(&mut self, name: &str, file: &Path, f: &schema::ClassFile) -> Option<Class> {
+        let arch = self.one_of(file, &f.architecture, "architecture", &["arm64", "amd64"]);
+        let os = self.one_of(file, &f.os, "os", &["ubuntu", "armbian", "debian"]);
+        let g = &f.golden;
+        let sources = [g.oci.is_some(), g.path.is_some(), g.url.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        let golden = if sources != 1 {
+            self.err(
+                file,
+                Pos::FILE,
+                "golden must name exactly one of `oci`, `path` or `url`",
+                Some("pin the class's golden image once, by digest".into()),
+            );
+            None
+        } else if let Some(oci) = &g.oci {
+            let ok = oci
+                .value
+                .split_once("@sha256:")
+                .is_some_and(|(_, d)| rules::sha256_hex(d).is_ok());
+            if !ok {
+                self.err(
+                    file,
+                    Pos::of(oci),
+                    format!("`{}` is not pinned by digest", oci.value),
+                    Some("write it as `registry/repo@sha256:<64 hex>`; tags can move".into()),
+                );
+            }
+            Some(Golden::Oci {
+                reference: oci.value.clone(),
+            })
+        } else {
+            let sha = match &g.sha256 {
+                Some(s) => self
+                    .rule(file, s, |v| rules::sha256_hex(v))
+                    .map(|_| s.value.clone()),
+                None => {
+                    self.err(
+                        file,
+                        Pos::FILE,
+                        "golden image has no `sha256`",
+                        Some(
+                            "add `sha256:` with the image file's digest (`sha256sum FILE`)".into(),
+                        ),
+                    );
+                    None
+                }
+            };
+            match (&g.path, &g.url, sha) {
+                (Some(p), _, Some(sha256)) => Some(Golden::Path {
+                    path: PathBuf::from(&p.value),
+                    sha256,
+                }),
+                (_, Some(u), Some(sha256)) => {
+                    if !u.value.starts_with("https://") && !u.value.starts_with("http://") {
+                        self.err(
+                            file,
+                            Pos::of(u),
+                            format!("`{}` is not an http(s) URL", u.value),
+                            None,
+                        );
+                    }
+                    Some(Golden::Url {
+                        url: u.value.clone(),
+                        sha256,
+                    })
+                }
+                _ => None,
+            }
+        };
+        let seed_fs = match &f.seed.filesystem {
+            Some(fs) => self
+                .one_of(file, fs, "seed filesystem", &["vfat"])
+                .map(|_| SeedFilesystem::Vfat),
+            None => Some(SeedFilesystem::Vfat),
+        };
+        if f.seed.label.value.is_empty() {
+            self.err(file, Pos::of(&f.seed.label), "seed label is empty", Some("Ubuntu for Raspberry Pi: system-boot; Armbian: armbi_boot; cloud images: CIDATA".into()));
+        }
+        if f.root.label.value.is_empty() {
+            self.err(file, Pos::of(&f.root.label), "root label is empty", None);
+        }
+        self.settings_rules(file, &f.defaults);
+        Some(Class {
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            description: f.description.clone().unwrap_or_default(),
+            architecture: match arch? {
+                "arm64" => Arch::Arm64,
+                _ => Arch::Amd64,
+            },
+            os: match os? {
+                "ubuntu" => Os::Ubuntu,
+                "armbian" => Os::Armbian,
+                _ => Os::Debian,
+            },
+            golden: golden?,
+            seed: SeedLocation {
+                label: f.seed.label.value.clone(),
+                filesystem: seed_fs?,
+            },
+            root_label: f.root.label.value.clone(),
+            k3s: f.k3s,
+        })
+    }
+
+    fn settings_rules(&mut self, file: &Path, s: &schema::SettingsFile) {
+        if let Some(tz) = &s.timezone {
+            self.rule(file, tz, |v| {
+                if v.is_empty() || v.contains(char::is_whitespace) || v.contains("..") {
+                    Err(format!(
+                        "`{v}` is not a time zone such as `Europe/Berlin` or `Etc/UTC`"
+                    ))
+                } else {
+                    Ok(())
+                }
+            });
+        }
+        for d in s.dns.iter().flatten() {
+            self.rule(file, d, |v| rules::ip(v));
+        }
+        for d in s.search.iter().flatten() {
+            self.rule(file, d, |v| rules::dns_name(v));
+        }
+        if let Some(j) = &s.journald {
+            for v in [&j.system_max_use, &j.system_keep_free]
+                .into_iter()
+                .flatten()
+            {
+                self.rule(file, v, |v| rules::journald_size(v));
+            }
+            if let Some(v) = &j.max_retention {
+                self.rule(file, v, |v| rules::time_span(v));
+            }
+        }
+        if let Some(k) = &s.kubelet {
+            if let Some(v) = &k.container_log_max_size {
+                self.rule(file, v, |v| rules::log_size(v));
+            }
+            if let Some(v) = &k.container_log_max_files {
+                self.rule(file, v, |v| {
+                    if *v >= 2 {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "container_log_max_files is {v}; kubelet requires at least 2"
+                        ))
+                    }
+                });
+            }
+            for v in [&k.image_gc_high_threshold, &k.image_gc_low_threshold]
+                .into_iter()
+                .flatten()
+            {
+                self.rule(file, v, |v| {
+                    if *v <= 100 {
+                        Ok(())
+                    } else {
+                        Err(format!("{v} is not a percentage (0–100)"))
+                    }
+                });
+            }
+        }
+        for (key, v) in s.k3s_config.iter().flatten() {
+            if METIS_OWNED_K3S_KEYS.contains(&key.as_str()) {
+                self.err(
+                    file,
+                    Pos::of(v),
+                    format!(
+                        "k3s_config may not set `{key}`: Metis writes it from the node's inventory"
+                    ),
+                    Some("use the node's k3s/network/kubelet settings instead".into()),
+                );
+            }
+        }
+        for u in s.users.iter().flatten() {
+            self.rule(file, &u.name, |v| rules::user_name(v));
+            for k in &u.ssh_authorized_keys {
+                self.rule(file, k, |v| rules::ssh_public_key(v));
+            }
+        }
+        let mut seen = HashMap::new();
+        for u in s.users.iter().flatten() {
+            if let Some(prev) = seen.insert(u.name.value.clone(), Pos::of(&u.name)) {
+                self.err(
+                    file,
+                    Pos::of(&u.name),
+                    format!(
+                        "user `{}` is listed twice (first at line {})",
+                        u.name.value, prev.line
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn node(
+        &mut self,
+        name: &str,
+        file: &Path,
+        f: &schema::NodeFile,
+        lab_file: &schema::LabFile,
+        lab: &Lab,
+        classes: &BTreeMap<String, (Class, &schema::ClassFile)>,
+        class_names: &[String],
+    ) -> Option<Node> {
+        let class = match classes.get(&f.class.value) {
+            Some(c) => Some(c),
+            None => {
+                // A class that exists but failed its own checks is reported there.
+                if !class_names.contains(&f.class.value) {
+                    let hint = match closest(&f.class.value, class_names.iter().map(String::as_str))
+                    {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => format!("known classes: {}", class_names.join(", ")),
+                    };
+                    self.err(
+                        file,
+                        Pos::of(&f.class),
+                        format!("unknown class `{}`", f.class.value),
+                        Some(hint),
+                    );
+                }
+                None
+            }
+        };
+        let hostname = match &f.hostname {
+            Some(h) => {
+                self.rule(file, h, |v| rules::dns_label(v));
+                h.value.clone()
+            }
+            None => name.to_string(),
+        };
+        self.settings_rules(file, &f.overrides);
+        let settings = merge_settings(
+            &lab_file.defaults,
+            class.map(|c| &c.1.defaults),
+            &f.overrides,
+        );
+        if settings.kubelet.image_gc_low_threshold >= settings.kubelet.image_gc_high_threshold {
+            self.err(
+                file,
+                Pos::FILE,
+                format!(
+                    "image GC low threshold ({}) must be below the high threshold ({}) after merging defaults",
+                    settings.kubelet.image_gc_low_threshold, settings.kubelet.image_gc_high_threshold
+                ),
+                Some("set kubelet.image_gc_low_threshold below image_gc_high_threshold".into()),
+            );
+        }
+
+        // Network.
+        let mut interfaces = Vec::new();
+        if f.network.interfaces.is_empty() {
+            self.err(
+                file,
+                Pos::FILE,
+                "network.interfaces is empty",
+                Some("add at least one interface with its `mac:` and `addresses:`".into()),
+            );
+        }
+        let mut names_seen: HashMap<String, u64> = HashMap::new();
+        for (i, iface) in f.network.interfaces.iter().enumerate() {
+            let mac = self.rule(file, &iface.mac, |v| rules::mac(v));
+            let ifname = iface
+                .name
+                .as_ref()
+                .map(|n| n.value.clone())
+                .unwrap_or_else(|| format!("eth{i}"));
+            if let Some(n) = &iface.name {
+                self.rule(file, n, |v| {
+                    let ok = !v.is_empty()
+                        && v.len() <= 15
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "`{v}` is not a Linux interface name (1–15 letters, digits, `-_.`)"
+                        ))
+                    }
+                });
+            }
+            let line = Pos::of(&iface.mac).line;
+            if let Some(prev) = names_seen.insert(ifname.clone(), line) {
+                self.err(
+                    file,
+                    Pos::of(&iface.mac),
+                    format!("two interfaces are named `{ifname}` (the other at line {prev})"),
+                    Some("give each interface its own `name:`".into()),
+                );
+            }
+            let addresses: Vec<IpCidr> = iface
+                .addresses
+                .iter()
+                .filter_map(|a| self.rule(file, a, |v| rules::cidr(v)))
+                .collect();
+            if !iface.dhcp && iface.addresses.is_empty() {
+                self.err(file, Pos::of(&iface.mac), format!("interface `{ifname}` has no addresses and no `dhcp: true`"), Some("a recovery card needs the node's static address: add `addresses: [10.x.y.z/24]`".into()));
+            }
+            let gateway4 = iface.gateway.as_ref().and_then(|g| {
+                let ip = self.rule(file, g, |v| rules::ip(v))?;
+                if !ip.is_ipv4() {
+                    self.err(
+                        file,
+                        Pos::of(g),
+                        "`gateway` must be IPv4; use `gateway6` for IPv6",
+                        None,
+                    );
+                } else if !addresses.is_empty()
+                    && !addresses.iter().any(|a| rules::in_subnet(a, &ip))
+                {
+                    self.err(
+                        file,
+                        Pos::of(g),
+                        format!("gateway {ip} is not in the subnet of any address of `{ifname}`"),
+                        Some("check the gateway and the addresses' prefix lengths".into()),
+                    );
+                }
+                Some(ip)
+            });
+            let gateway6 = iface.gateway6.as_ref().and_then(|g| {
+                let ip = self.rule(file, g, |v| rules::ip(v))?;
+                if !ip.is_ipv6() {
+                    self.err(file, Pos::of(g), "`gateway6` must be IPv6", None);
+                }
+                Some(ip)
+            });
+            let dns: Vec<IpAddr> = match &iface.dns {
+                Some(list) => list
+                    .iter()
+                    .filter_map(|d| self.rule(file, d, |v| rules::ip(v)))
+                    .collect(),
+                None => settings.dns.clone(),
+            };
+            let search: Vec<String> = match &iface.search {
+                Some(list) => list
+                    .iter()
+                    .filter_map(|d| {
+                        self.rule(file, d, |v| rules::dns_name(v))
+                            .map(|_| d.value.clone())
+                    })
+                    .collect(),
+                None => settings.search.clone(),
+            };
+            interfaces.push(Interface {
+                name: ifname,
+                mac: mac.unwrap_or_default(),
+                dhcp4: iface.dhcp,
+                addresses,
+                gateway4,
+                gateway6,
+                dns,
+                search,
+            });
+        }
+
+        // k3s.
+        let class_runs_k3s = class.map(|c| c.0.k3s).unwrap_or(true);
+        let (role, labels, taints) = match &f.k3s {
+            None => {
+                if class.is_some() && class_runs_k3s {
+                    self.err(file, Pos::of(&f.class), format!("class `{}` runs k3s but the node has no `k3s:` section", f.class.value), Some("add `k3s: {role: agent}` (or server, or none for a node that stays out of the cluster)".into()));
+                }
+                (Some(Role::None), Vec::new(), Vec::new())
+            }
+            Some(k) => {
+                let role = self
+                    .one_of(file, &k.role, "k3s role", &["server", "agent", "none"])
+                    .map(|r| match r {
+                        "server" => Role::Server,
+                        "agent" => Role::Agent,
+                        _ => Role::None,
+                    });
+                if let (Some(r), false) = (role, class_runs_k3s) {
+                    if r != Role::None {
+                        self.err(
+                            file,
+                            Pos::of(&k.role),
+                            format!(
+                                "role `{r}` on class `{}`, whose golden image does not carry k3s",
+                                f.class.value
+                            ),
+                            Some("use `role: none`, or a class with `k3s: true`".into()),
+                        );
+                    }
+                }
+                let mut label_keys: HashMap<String, u64> = HashMap::new();
+                let mut labels = Vec::new();
+                for l in &k.labels {
+                    if let Some(key) = self.rule(file, l, |v| rules::node_label(v)) {
+                        if let Some(prev) = label_keys.insert(key.clone(), Pos::of(l).line) {
+                            self.err(
+                                file,
+                                Pos::of(l),
+                                format!("label key `{key}` is set twice (also at line {prev})"),
+                                None,
+                            );
+                        }
+                        labels.push(l.value.clone());
+                    }
+                }
+                let mut taints = Vec::new();
+                for t in &k.taints {
+                    if let Some(taint) = self.rule(file, t, |v| rules::taint(v)) {
+                        taints.push(taint);
+                    }
+                }
+                if role == Some(Role::None) {
+                    if let Some(t) = k.taints.first() {
+                        self.err(file, Pos::of(t), "taints on a node with role `none`: it never registers with k3s, so they would never apply", Some("remove the taints or give the node a role".into()));
+                    }
+                    if let Some(l) = k.labels.first() {
+                        self.err(file, Pos::of(l), "labels on a node with role `none`: it never registers with k3s, so they would never apply", Some("remove the labels or give the node a role".into()));
+                    }
+                }
+                if role == Some(Role::Server) {
+                    // A recovery card must join a live server; never start a new cluster.
+                    let own: Vec<String> = interfaces
+                        .iter()
+                        .flat_map(|i| i.addresses.iter().map(|a| a.addr.to_string()))
+                        .chain([
+                            hostname.clone(),
+                            format!("{hostname}.{}", lab.cluster.domain),
+                        ])
+                        .collect();
+                    let others = lab
+                        .cluster
+                        .servers
+                        .iter()
+                        .filter_map(|u| rules::server_url(u).ok())
+                        .filter(|h| !own.contains(h))
+                        .count();
+                    if others == 0 && !lab.cluster.servers.is_empty() {
+                        self.err(
+                            file,
+                            Pos::of(&k.role),
+                            format!("server `{name}` would join itself: every cluster.servers URL in metis.yaml points at this node"),
+                            Some("a recovery card joins a live server and never runs cluster-init; list another server's URL or a VIP in metis.yaml cluster.servers".into()),
+                        );
+                    }
+                }
+                (role, labels, taints)
+            }
+        };
+
+        // Disks.
+        let mut disks = Vec::new();
+        let mut mounts: HashMap<String, u64> = HashMap::new();
+        for d in &f.disks {
+            let at = Pos::of(d);
+            let d = &d.value;
+            let uuid = match &d.uuid {
+                Some(u) => self.rule(file, u, |v| rules::fs_uuid(v)),
+                None => {
+                    let what = if d.longhorn { "Longhorn disk" } else { "disk" };
+                    self.err(file, at, format!("{what} has no `uuid`"), Some("disks are mounted by filesystem UUID so a renamed device cannot be mounted in its place; take it from `blkid` on the node".into()));
+                    None
+                }
+            };
+            let mount = match &d.mount {
+                Some(m) => {
+                    if !m.value.starts_with('/') || m.value == "/" || m.value.contains("..") {
+                        self.err(
+                            file,
+                            Pos::of(m),
+                            format!(
+                                "mount point `{}` must be an absolute path other than /",
+                                m.value
+                            ),
+                            None,
+                        );
+                    }
+                    if let Some(prev) = mounts.insert(m.value.clone(), Pos::of(m).line) {
+                        self.err(
+                            file,
+                            Pos::of(m),
+                            format!(
+                                "mount point `{}` is used twice (also at line {prev})",
+                                m.value
+                            ),
+                            None,
+                        );
+                    }
+                    Some(m.value.clone())
+                }
+                None => {
+                    self.err(
+                        file,
+                        at,
+                        "disk has no `mount` point",
+                        Some("add `mount: /var/lib/longhorn` (or where it belongs)".into()),
+                    );
+                    None
+                }
+            };
+            let filesystem = match &d.filesystem {
+                Some(fs) => self
+                    .one_of(file, fs, "filesystem", &["ext4", "xfs", "btrfs"])
+                    .map(str::to_string),
+                None => Some("ext4".to_string()),
+            };
+            if let (Some(uuid), Some(mount), Some(filesystem)) = (uuid, mount, filesystem) {
+                disks.push(Disk {
+                    uuid,
+                    mount,
+                    filesystem,
+                    longhorn: d.longhorn,
+                    options: d.options.clone(),
+                });
+            }
+        }
+
+        // Hooks.
+        let mut hooks = Hooks::default();
+        if let Some(h) = &f.hooks {
+            for hf in &h.files {
+                if !hf.path.value.starts_with('/') {
+                    self.err(
+                        file,
+                        Pos::of(&hf.path),
+                        format!("hook file path `{}` must be absolute", hf.path.value),
+                        None,
+                    );
+                }
+                let source = match (&hf.content, &hf.secret) {
+                    (Some(c), None) => Some(HookFileSource::Content(c.clone())),
+                    (None, Some(s)) => Some(HookFileSource::Secret(s.value.clone())),
+                    _ => {
+                        self.err(file, Pos::of(&hf.path), "hook file needs exactly one of `content` or `secret`", Some("`content:` for inline text, `secret: KEY` for a value of the node's sealed secrets".into()));
+                        None
+                    }
+                };
+                let default_mode = if hf.secret.is_some() { "0600" } else { "0644" };
+                let mode = match &hf.mode {
+                    Some(m) => self.rule(file, m, |v| rules::file_mode(v)),
+                    None => Some(default_mode.to_string()),
+                };
+                let owner = hf
+                    .owner
+                    .as_ref()
+                    .map(|o| o.value.clone())
+                    .unwrap_or_else(|| "root:root".into());
+                if let (Some(source), Some(mode)) = (source, mode) {
+                    hooks.files.push(HookFile {
+                        path: hf.path.value.clone(),
+                        source,
+                        mode,
+                        owner,
+                    });
+                }
+            }
+            for c in &h.commands {
+                if c.value.trim().is_empty() {
+                    self.err(file, Pos::of(c), "empty hook command", None);
+                } else {
+                    hooks.commands.push(c.value.clone());
+                }
+            }
+        }
+
+        let fqdn = format!("{hostname}.{}", lab.cluster.domain);
+        Some(Node {
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            class: class?.0.name.clone(),
+            hostname,
+            fqdn,
+            interfaces,
+            role: role?,
+            labels,
+            taints,
+            disks,
+            hooks,
+            settings,
+        })
+    }
+
+    /// Rules across nodes: hostnames, addresses, MACs and disk UUIDs are unique.
+    fn cross_node(&mut self, nodes: &[(String, PathBuf, schema::NodeFile)]) {
+        let mut hostnames: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+        let mut ips: HashMap<IpAddr, (PathBuf, Pos)> = HashMap::new();
+        let mut macs: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+        let mut uuids: HashMap<String, (PathBuf, Pos)> = HashMap::new();
+        let dup = |cx: &mut Cx,
+                   what: &str,
+                   val: String,
+                   file: &Path,
+                   at: Pos,
+                   prev: Option<(PathBuf, Pos)>| {
+            if let Some((pf, pp)) = prev {
+                cx.err(
+                    file,
+                    at,
+                    format!(
+                        "{what} `{val}` is also used by {}:{}",
+                        pf.display(),
+                        pp.line
+                    ),
+                    Some(format!("every node needs its own {what}")),
+                );
+            }
+        };
+        for (name, file, f) in nodes {
+            let (hn, hpos) = match &f.hostname {
+                Some(h) => (h.value.clone(), Pos::of(h)),
+                None => (name.clone(), Pos::FILE),
+            };
+            let prev = hostnames.insert(hn.clone(), (file.clone(), hpos));
+            dup(self, "hostname", hn, file, hpos, prev);
+            for iface in &f.network.interfaces {
+                if let Ok(m) = rules::mac(&iface.mac.value) {
+                    let prev = macs.insert(m.clone(), (file.clone(), Pos::of(&iface.mac)));
+                    dup(self, "MAC address", m, file, Pos::of(&iface.mac), prev);
+                }
+                for a in &iface.addresses {
+                    if let Some(c) = IpCidr::parse(&a.value) {
+                        let prev = ips.insert(c.addr, (file.clone(), Pos::of(a)));
+                        dup(self, "address", c.addr.to_string(), file, Pos::of(a), prev);
+                    }
+                }
+            }
+            for d in &f.disks {
+                if let Some(u) = &d.value.uuid {
+                    if let Ok(u2) = rules::fs_uuid(&u.value) {
+                        let prev = uuids.insert(u2.clone(), (file.clone(), Pos::of(u)));
+                        dup(self, "disk UUID", u2, file, Pos::of(u), prev);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Merges lab defaults → class defaults → node overrides, node winning.
+/// Scalars and lists replace; journald and kubelet merge key by key; users merge by name.
+fn merge_settings(
+    lab: &schema::SettingsFile,
+    class: Option<&schema::SettingsFile>,
+    node: &schema::SettingsFile,
+) -> Settings {
+    let layers: Vec<&schema::SettingsFile> = [Some(lab), class, Some(node)]
+        .into_iter()
+        .flatten()
+        .collect();
+    fn last<'a, T: 'a>(it: impl Iterator<Item = Option<&'a T>>) -> Option<&'a T> {
+        it.flatten().last()
+    }
+    let timezone = last(layers.iter().map(|l| l.timezone.as_ref()))
+        .map(|s| s.value.clone())
+        .unwrap_or_else(|| builtin::TIMEZONE.to_string());
+    let strings = |f: &dyn Fn(&schema::SettingsFile) -> Option<&Vec<S<String>>>| -> Vec<String> {
+        last(layers.iter().map(|l| f(l)))
+            .map(|v| v.iter().map(|s| s.value.clone()).collect())
+            .unwrap_or_default()
+    };
+    let ntp = strings(&|l| l.ntp.as_ref());
+    let dns = strings(&|l| l.dns.as_ref())
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let search = strings(&|l| l.search.as_ref());
+    let j = |f: &dyn Fn(&schema::JournaldFile) -> Option<&S<String>>, d: &str| -> String {
+        last(layers.iter().map(|l| l.journald.as_ref().and_then(f)))
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| d.to_string())
+    };
+    let journald = Journald {
+        system_max_use: j(
+            &|x| x.system_max_use.as_ref(),
+            builtin::JOURNALD_SYSTEM_MAX_USE,
+        ),
+        system_keep_free: j(
+            &|x| x.system_keep_free.as_ref(),
+            builtin::JOURNALD_SYSTEM_KEEP_FREE,
+        ),
+        max_retention: j(
+            &|x| x.max_retention.as_ref(),
+            builtin::JOURNALD_MAX_RETENTION,
+        ),
+    };
+    let k = |f: &dyn Fn(&schema::KubeletFile) -> Option<u64>| -> Option<u64> {
+        layers
+            .iter()
+            .rev()
+            .find_map(|l| l.kubelet.as_ref().and_then(f))
+    };
+    let kubelet = Kubelet {
+        container_log_max_size: last(layers.iter().map(|l| {
+            l.kubelet
+                .as_ref()
+                .and_then(|x| x.container_log_max_size.as_ref())
+        }))
+        .map(|s| s.value.clone())
+        .unwrap_or_else(|| builtin::CONTAINER_LOG_MAX_SIZE.to_string()),
+        container_log_max_files: k(&|x| x.container_log_max_files.as_ref().map(|v| v.value as u64))
+            .map(|v| v as u32)
+            .unwrap_or(builtin::CONTAINER_LOG_MAX_FILES),
+        image_gc_high_threshold: k(&|x| x.image_gc_high_threshold.as_ref().map(|v| v.value as u64))
+            .map(|v| v as u8)
+            .unwrap_or(builtin::IMAGE_GC_HIGH),
+        image_gc_low_threshold: k(&|x| x.image_gc_low_threshold.as_ref().map(|v| v.value as u64))
+            .map(|v| v as u8)
+            .unwrap_or(builtin::IMAGE_GC_LOW),
+    };
+    let mut k3s_extra_config = BTreeMap::new();
+    for l in &layers {
+        for (key, v) in l.k3s_config.iter().flatten() {
+            k3s_extra_config.insert(key.clone(), v.value.clone());
+        }
+    }
+    let mut users: Vec<User> = Vec::new();
+    for l in &layers {
+        for u in l.users.iter().flatten() {
+            let user = User {
+                name: u.name.value.clone(),
+                gecos: u.gecos.clone(),
+                ssh_authorized_keys: u
+                    .ssh_authorized_keys
+                    .iter()
+                    .map(|k| k.value.clone())
+                    .collect(),
+                sudo: u.sudo,
+                shell: u.shell.clone(),
+                groups: u.groups.clone(),
+            };
+            match users.iter_mut().find(|x| x.name == user.name) {
+                Some(x) => *x = user,
+                None => users.push(user),
+            }
+        }
+    }
+    let disk_timeout_sec = last(layers.iter().map(|l| l.disk_timeout_sec.as_ref()))
+        .map(|s| s.value)
+        .unwrap_or(builtin::DISK_TIMEOUT_SEC);
+    Settings {
+        timezone,
+        ntp,
+        dns,
+        search,
+        journald,
+        kubelet,
+        k3s_extra_config,
+        users,
+        disk_timeout_sec,
+    }
+}
+
+/// Registries where the example lab's demo keys are acceptable: an OCI layout
+/// directory or a registry on the loopback interface.
+pub fn is_test_registry(host: &str) -> bool {
+    if host.starts_with("oci:") {
+        return true;
+    }
+    let name = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}

@@ -1,0 +1,132 @@
+//! The golden images the tests use, made by the one generator,
+//! `tests/golden/gen.sh`: small reproducible stand-ins for each class's layout,
+//! and bootable Debian stand-ins (cached outside the clone).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{tool, workspace_root};
+
+/// The stand-in images `gen.sh` makes, in the order it makes them.
+pub const STANDINS: [&str; 3] = ["rpi-ubuntu.img", "armbian.img", "amd64.img"];
+
+/// `tests/golden/gen.sh`.
+pub fn generator() -> PathBuf {
+    workspace_root().join("tests/golden/gen.sh")
+}
+
+/// `tests/golden/EXPECTED_SHA256`: the pinned digests of the stand-ins.
+pub fn expected_digests_file() -> PathBuf {
+    workspace_root().join("tests/golden/EXPECTED_SHA256")
+}
+
+/// Runs `gen.sh OUTDIR`: writes the three stand-ins and `SHA256SUMS` there.
+pub fn generate_standins(outdir: &Path) -> Result<()> {
+    tool::run(tool::command(generator()).arg(outdir)).with_context(|| {
+        format!(
+            "generating stand-in golden images into {}",
+            outdir.display()
+        )
+    })?;
+    for name in STANDINS {
+        let image = outdir.join(name);
+        if !image.is_file() {
+            bail!("gen.sh exited 0 but did not write {}", image.display());
+        }
+    }
+    Ok(())
+}
+
+/// Parses `sha256sum` output (`<hex>  <name>` lines) into (name, hex) pairs.
+pub fn parse_sha256sums(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let (digest, name) = line.split_once(char::is_whitespace)?;
+            Some((
+                name.trim_start_matches([' ', '*']).to_owned(),
+                digest.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The bootable stand-ins (`gen.sh --bootable`), built once per `gen.sh`
+/// version and kept in the cache directory.
+#[derive(Debug, Clone)]
+pub struct BootableImages {
+    /// The cache directory holding them.
+    pub dir: PathBuf,
+}
+
+/// One bootable class stand-in: disk image, kernel, initrd and the root
+/// label to boot with.
+#[derive(Debug, Clone)]
+pub struct BootableImage {
+    /// Raw disk image (never boot this one: copy it first).
+    pub image: PathBuf,
+    /// Kernel for QEMU's direct kernel boot.
+    pub kernel: PathBuf,
+    /// Initrd for QEMU's direct kernel boot.
+    pub initrd: PathBuf,
+    /// Label of the ext4 root file system (`root=LABEL=…`).
+    pub root_label: &'static str,
+    /// 1-based number of the NoCloud seed partition (FAT).
+    pub seed_partition: usize,
+    /// 1-based number of the root partition (ext4).
+    pub root_partition: usize,
+}
+
+impl BootableImages {
+    /// The Ubuntu-for-Raspberry-Pi layout: MBR, `system-boot` + `writable`.
+    pub fn rpi_ubuntu(&self) -> BootableImage {
+        self.image("rpi-ubuntu-boot", "writable", 1, 2)
+    }
+
+    /// The amd64 cloud layout: GPT, ESP + `CIDATA` + `rootfs`.
+    pub fn amd64(&self) -> BootableImage {
+        self.image("amd64-boot", "rootfs", 2, 3)
+    }
+
+    fn image(
+        &self,
+        stem: &str,
+        root_label: &'static str,
+        seed_partition: usize,
+        root_partition: usize,
+    ) -> BootableImage {
+        BootableImage {
+            image: self.dir.join(format!("{stem}.img")),
+            kernel: self.dir.join(format!("{stem}.vmlinuz")),
+            initrd: self.dir.join(format!("{stem}.initrd")),
+            root_label,
+            seed_partition,
+            root_partition,
+        }
+    }
+}
+
+/// Builds the bootable stand-ins, or finds them in the cache
+/// (`$METIS_GOLDEN_CACHE`, default `/var/cache/metis-golden`). The first
+/// build needs root and the Debian mirror and takes minutes; gen.sh holds a
+/// lock so concurrent callers wait for one build.
+pub fn bootable() -> Result<BootableImages> {
+    let stdout = tool::run_stdout(tool::command(generator()).arg("--bootable")).context(
+        "building the bootable golden images (gen.sh --bootable needs root and the Debian mirror)",
+    )?;
+    let dir = stdout
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .map(|line| PathBuf::from(line.trim()))
+        .context("gen.sh --bootable printed no cache directory")?;
+    let images = BootableImages { dir };
+    for image in [images.rpi_ubuntu(), images.amd64()] {
+        for file in [&image.image, &image.kernel, &image.initrd] {
+            if !file.is_file() {
+                bail!("gen.sh --bootable did not leave {}", file.display());
+            }
+        }
+    }
+    Ok(images)
+}
