@@ -489,3 +489,56 @@ fn ambiguous_seed_label_lists_the_candidates() {
     );
     assert!(msg.contains("1 (vfat") && msg.contains("2 (vfat"), "{msg}");
 }
+
+/// The project's stand-in golden images (tests/golden/gen.sh), when the
+/// generator is there: each class layout personalises and reads back clean.
+#[test]
+fn gen_sh_stand_ins() {
+    let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/gen.sh");
+    if !gen.is_file() {
+        eprintln!("skipped: {} is absent", gen.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    tool("sh", &[gen.to_str().unwrap(), dir.path().to_str().unwrap()]);
+    let sums = std::fs::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
+    for (name, seed, root) in [
+        ("rpi-ubuntu.img", "system-boot", "writable"),
+        ("armbian.img", "armbi_boot", "armbi_root"),
+        ("amd64.img", "CIDATA", "rootfs"),
+    ] {
+        let sha = sums
+            .lines()
+            .find(|l| l.ends_with(name))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{name} not in SHA256SUMS"));
+        let golden = GoldenImage::open(&dir.path().join(name), sha).unwrap();
+        let req = PersonaliseRequest {
+            seed: PartitionSelector::Label(seed.into()),
+            seed_filesystem: Filesystem::Vfat,
+            root: Some(PartitionSelector::Label(root.into())),
+            seed_files: seed_files(),
+            slot: SlotSpec::default(),
+            root_files: vec![RootFile::machine_id(MACHINE_ID).unwrap()],
+        };
+        let p = personalise(&golden, &req).unwrap();
+        let out = dir.path().join(format!("node-{name}"));
+        write_image(&p, &out).unwrap();
+        let seed_part = dir.path().join("seed.part");
+        let root_part = dir.path().join("root.part");
+        let (s, r) = (&p.seed_partition, p.root_partition.as_ref().unwrap());
+        extract(&out, s.start, s.len, &seed_part);
+        extract(&out, r.start, r.len, &root_part);
+        fsck_vfat(&seed_part);
+        e2fsck(&root_part);
+        for (path, bytes) in &req.seed_files {
+            assert_eq!(&mtype(&out, s.start, path), bytes, "{name}: {path}");
+        }
+        assert_eq!(
+            debugfs_cat(&root_part, "/etc/machine-id"),
+            format!("{MACHINE_ID}\n").as_bytes(),
+            "{name}"
+        );
+        check_slot(&UBUNTU, &p, &out, dir.path());
+    }
+}
