@@ -463,7 +463,8 @@ pub fn edit_root(
         }
         let source = work.path().join(format!("file-{i}"));
         std::fs::write(&source, &f.bytes).map_err(|e| ctx.io(e))?;
-        cmds.push_str(&format!("write {} {target}\n", source.display()));
+        // Host paths are quoted: the temporary directory may hold spaces.
+        cmds.push_str(&format!("write \"{}\" {target}\n", source.display()));
         push_attrs(&mut cmds, target, 0o100000 | f.mode);
     }
     let cmd_file = work.path().join("edits.cmds");
@@ -519,7 +520,7 @@ fn verify(
     let mut cmds = String::new();
     for (i, target) in targets.iter().enumerate() {
         cmds.push_str(&format!(
-            "dump {target} {}\n",
+            "dump {target} \"{}\"\n",
             back.join(i.to_string()).display()
         ));
     }
