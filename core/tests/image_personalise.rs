@@ -542,3 +542,33 @@ fn gen_sh_stand_ins() {
         check_slot(&UBUNTU, &p, &out, dir.path());
     }
 }
+
+/// Enough root edits for debugfs's undo file to need several key blocks:
+/// every file must still land, and nothing else may change.
+#[test]
+fn many_root_files_fold_back_completely() {
+    let built = build(&CIDATA);
+    let mut req = request(&CIDATA, &built.golden);
+    for i in 0..150u32 {
+        req.root_files.push(RootFile {
+            path: format!("/etc/metis/many/d{}/f{i:03}", i % 7),
+            bytes: (0..(1000 + i * 37)).map(|j| (j ^ i) as u8).collect(),
+            mode: 0o640,
+        });
+    }
+    let p = personalise(&built.golden, &req).unwrap();
+    let out = built.dir.join("many.img");
+    write_image(&p, &out).unwrap();
+    let root = p.root_partition.as_ref().unwrap();
+    let root_part = built.dir.join("many-root.part");
+    extract(&out, root.start, root.len, &root_part);
+    e2fsck(&root_part);
+    for f in &req.root_files {
+        assert_eq!(debugfs_cat(&root_part, &f.path), f.bytes, "{}", f.path);
+    }
+    for (path, bytes) in fixtures::golden_root_files(&CIDATA) {
+        if path != "/etc/machine-id" {
+            assert_eq!(debugfs_cat(&root_part, &path), bytes, "golden {path} changed");
+        }
+    }
+}
