@@ -568,7 +568,11 @@ fn many_root_files_fold_back_completely() {
     }
     for (path, bytes) in fixtures::golden_root_files(&CIDATA) {
         if path != "/etc/machine-id" {
-            assert_eq!(debugfs_cat(&root_part, &path), bytes, "golden {path} changed");
+            assert_eq!(
+                debugfs_cat(&root_part, &path),
+                bytes,
+                "golden {path} changed"
+            );
         }
     }
 }
