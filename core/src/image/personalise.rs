@@ -120,6 +120,12 @@ pub fn personalise(
             )
         })?;
         let root = table.find_with(selector, Filesystem::Ext4)?.clone();
+        if root.start == seed.start {
+            return Err(PersonaliseError::Unsupported(format!(
+                "the seed and root selectors both name partition {}; fix the class",
+                root.number
+            )));
+        }
         // The root is edited first, while its bytes in the overlay are still
         // the golden image's, which the edit tools read directly.
         root_edits = rootfs::edit_root(
