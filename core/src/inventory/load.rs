@@ -1076,7 +1076,7 @@ fn merge_settings(
         layers
             .iter()
             .filter_map(|l| l.kubelet.as_ref().and_then(f))
-            .last()
+            .next_back()
     };
     let kubelet = Kubelet {
         container_log_max_size: last(layers.iter().map(|l| {
