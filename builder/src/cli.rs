@@ -22,6 +22,14 @@ pub enum Command {
     Check(CheckArgs),
     /// List the nodes with class, role and address.
     Nodes(NodesArgs),
+    /// Render one node's card seed into a directory for inspection.
+    ///
+    /// Writes OUT/seed/ (user-data, meta-data, network-config, metis/...),
+    /// OUT/root/ (files the image gets at build time, e.g. etc/machine-id) and
+    /// OUT/render.json (instance-id, machine-id, edits). Never the node's
+    /// secrets. For a k3s server, prints on stderr the kubectl commands to run
+    /// before its card boots.
+    Render(RenderArgs),
 }
 
 /// Where the inventory is.
@@ -48,6 +56,17 @@ pub struct NodesArgs {
     /// Print the nodes as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Node to render (file stem of nodes/<node>.yaml).
+    pub node: String,
+    /// Directory to write into; must be new or empty.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub inventory: InventoryArg,
 }
 
 #[cfg(test)]
