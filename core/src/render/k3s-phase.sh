@@ -61,12 +61,12 @@ json() {
 	printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"
 }
 
-# Writes stdin to $1 only if it differs, so a second run leaves mtimes alone.
+# Writes stdin (text ending in one newline) to $1 only if it differs, so a
+# second run leaves the file and its directory untouched.
 write_if_changed() {
-	cat >"$1.metis-new"
-	if cmp -s "$1.metis-new" "$1"; then
-		rm -f "$1.metis-new"
-	else
+	content=$(cat)
+	if ! printf '%s\n' "$content" | cmp -s - "$1" 2>/dev/null; then
+		printf '%s\n' "$content" >"$1.metis-new"
 		mv -f "$1.metis-new" "$1"
 	fi
 }
