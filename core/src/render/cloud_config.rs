@@ -20,9 +20,10 @@ pub(super) fn user_data(node: &Node, class: &Class, bootcmd: &str, files: &[Writ
     let mut out = String::from("#cloud-config\n");
     let _ = writeln!(
         out,
-        "# Rendered by Metis for node {} (class {}). Do not edit: change the\n\
-         # inventory and render again. Nothing here is secret; the node's secrets\n\
-         # come from the card's secrets slot (docs/bundle.md).",
+        "# Rendered by Metis for node {} (class {}).\n\
+         # Do not edit: change the inventory and render again. Nothing here is\n\
+         # secret; the node's secrets come from the card's secrets slot\n\
+         # (docs/bundle.md).",
         node.name, class.name
     );
 

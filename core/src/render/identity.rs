@@ -34,8 +34,8 @@ pub fn machine_id(domain: &str, node: &str) -> String {
 /// changed seed runs first boot again even on a root filesystem that already
 /// booted. The build revision is deliberately not an input: an inventory
 /// commit that does not touch a node must leave its card byte-identical, or
-/// every commit would rebuild every node (docs/design: unchanged nodes are not
-/// rebuilt).
+/// every commit would rebuild every node (DESIGN.md, "Artifacts": a node is
+/// rebuilt only when its input digest, which covers the rendered seed, changes).
 pub(super) fn instance_id(
     node: &str,
     seed: &BTreeMap<String, Vec<u8>>,
