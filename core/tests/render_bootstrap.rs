@@ -1,8 +1,9 @@
 //! Both bootstrap phases, as rendered, run twice in a throwaway root
 //! (METIS_ROOT) for every node: the first run installs and starts what it
 //! should, the second changes nothing and exits 0. `systemctl`, `logger`,
-//! `mount`, `mountpoint` and `chown` are stubs on PATH that record their calls,
-//! so nothing touches the host; `tar`, `dd`, `sh` and the rest are real.
+//! `mount`, `umount`, `mountpoint`, `chown` (and `findmnt` for the bootcmd) are
+//! stubs on PATH that record their calls, so nothing touches the host; `tar`,
+//! `dd`, `sh` and the rest are real.
 
 mod common;
 
@@ -63,6 +64,12 @@ grep -qxF -- "$2" "$STUB_STATE/mounted" 2>/dev/null
         r#"#!/bin/sh
 echo "mount $*" >>"$STUB_LOG"
 echo "$1" >>"$STUB_STATE/mounted"
+"#,
+    ),
+    (
+        "umount",
+        r#"#!/bin/sh
+echo "umount $*" >>"$STUB_LOG"
 "#,
     ),
     (
@@ -639,4 +646,47 @@ fn an_unknown_bundle_format_is_refused_and_left_in_place() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("format 9 is not 1"));
     assert_eq!(std::fs::read(sb.seed.join(SLOT_FILE)).unwrap(), *slot);
+}
+
+/// The bootcmd glue as rendered: it finds the seed partition (here a stub
+/// `findmnt` reports it already mounted, as on Ubuntu) and runs the secrets
+/// phase from it with the node's name; without a seed it fails loudly.
+#[test]
+fn bootcmd_runs_the_secrets_phase_from_the_seed_partition() {
+    let inv = example();
+    let name = "titan-04";
+    let r = render::render(&inv, name).unwrap();
+    let slot = render::bundle(&inv, name, &secrets(&inv, name)).unwrap();
+    let sb = Sandbox::new(&r, &inv, &slot, &[]);
+    let v = yaml(&r.seed[paths::SEED_USER_DATA]);
+    let script = sb._tmp.path().join("bootcmd.sh");
+    put(&script, v["bootcmd"][0].as_str().unwrap().as_bytes(), 0o644);
+    put(
+        &sb.bin.join("findmnt"),
+        b"#!/bin/sh\necho \"findmnt $*\" >>\"$STUB_LOG\"\n[ -z \"${STUB_SEED:-}\" ] || echo \"$STUB_SEED\"\n",
+        0o755,
+    );
+
+    let found = run(sb.command(&script).env("STUB_SEED", &sb.seed));
+    assert!(found.status.success(), "{}", text(&found));
+    assert!(
+        sb.log()
+            .contains("findmnt -nro TARGET --source /dev/disk/by-label/system-boot\n"),
+        "{}",
+        sb.log()
+    );
+    assert!(sb.file(paths::K3S_TOKEN).exists(), "secrets installed");
+    assert!(std::fs::read(sb.seed.join(SLOT_FILE))
+        .unwrap()
+        .iter()
+        .all(|b| *b == 0));
+
+    // No seed partition (wrong label, say): exit 1, said on stderr and in the journal.
+    let lost = run(&mut sb.command(&script));
+    assert_eq!(lost.status.code(), Some(1), "{}", text(&lost));
+    assert!(String::from_utf8_lossy(&lost.stderr)
+        .contains("seed partition /dev/disk/by-label/system-boot not found"));
+    assert!(sb
+        .log()
+        .contains("logger[metis-bootstrap user.err] secrets phase: seed partition"));
 }
