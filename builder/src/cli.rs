@@ -24,11 +24,13 @@ pub enum Command {
     Nodes(NodesArgs),
     /// Render one node's card seed into a directory for inspection.
     ///
-    /// Writes OUT/seed/ (user-data, meta-data, network-config, metis/...),
-    /// OUT/root/ (files the image gets at build time, e.g. etc/machine-id) and
-    /// OUT/render.json (instance-id, machine-id, edits). Never the node's
+    /// Writes DIR/seed/ (user-data, meta-data, network-config, metis/...),
+    /// DIR/root/ (files the image gets at build time, e.g. etc/machine-id) and
+    /// DIR/render.json (instance-id, machine-id, edits). Never the node's
     /// secrets. For a k3s server, prints on stderr the kubectl commands to run
     /// before its card boots.
+    ///
+    /// Exit status: 0 when rendered, 1 on any error.
     Render(RenderArgs),
 }
 

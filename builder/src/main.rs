@@ -103,7 +103,7 @@ fn nodes(args: cli::NodesArgs) -> Result<ExitCode> {
 }
 
 /// Writes the node's seed (never its secrets) for inspection:
-/// OUT/seed/<seed files>, OUT/root/<root files>, OUT/render.json.
+/// DIR/seed/<seed files>, DIR/root/<root files>, DIR/render.json.
 fn render(args: cli::RenderArgs) -> Result<ExitCode> {
     let inv = inventory::load(&args.inventory.inventory)?;
     let rendered = node_render::render(&inv, &args.node)?;

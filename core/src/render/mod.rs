@@ -252,6 +252,8 @@ fn metis_owned(path: &str) -> bool {
         paths::MACHINE_ID,
     ]
     .contains(&path)
+        || path == paths::k3s_unit_dropin("k3s.service")
+        || path == paths::k3s_unit_dropin("k3s-agent.service")
         || path.starts_with(paths::HOOKS_DIR)
         || path.starts_with("/etc/ssh/ssh_host_")
         || path.starts_with("/var/lib/metis/")
