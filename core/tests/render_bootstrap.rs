@@ -261,19 +261,6 @@ fn assert_no_secret_printed(secrets: &[String], outputs: &[&Output], log: &str) 
     }
 }
 
-/// Every node of the example lab and the variant node.
-fn every_node() -> Vec<(Inventory, String, Option<tempfile::TempDir>)> {
-    let inv = example();
-    let mut v: Vec<_> = inv
-        .nodes
-        .keys()
-        .map(|n| (inv.clone(), n.clone(), None))
-        .collect();
-    let (tmp, variant) = variant();
-    v.push((variant, VARIANT_NODE.to_string(), Some(tmp)));
-    v
-}
-
 #[test]
 fn secrets_phase_installs_zeroes_the_slot_and_is_idempotent() {
     for (inv, name, _keep) in every_node() {

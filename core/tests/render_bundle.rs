@@ -11,12 +11,7 @@ use zeroize::Zeroizing;
 
 #[test]
 fn no_secret_value_appears_in_any_seed_file() {
-    let mut nodes: Vec<(metis_core::inventory::Inventory, String)> = Vec::new();
-    let inv = example();
-    nodes.extend(inv.nodes.keys().map(|n| (inv.clone(), n.clone())));
-    let (_tmp, variant) = variant();
-    nodes.push((variant, VARIANT_NODE.to_string()));
-    for (inv, name) in nodes {
+    for (inv, name, _keep) in every_node() {
         let s = secrets(&inv, &name);
         let values = secret_values(&s);
         let r = render::render(&inv, &name).unwrap();

@@ -15,18 +15,14 @@ use metis_core::inventory::{Inventory, Os, Role};
 use metis_core::render::{self, paths, Rendered};
 
 /// Every node of the example lab and the variant node, rendered.
-fn all_nodes() -> Vec<(Inventory, Rendered, tempfile::TempDir)> {
-    let mut out = Vec::new();
-    let inv = example();
-    for name in inv.nodes.keys() {
-        let r = render::render(&inv, name).unwrap();
-        out.push((inv.clone(), r, tempfile::tempdir().unwrap()));
-    }
-    let (tmp, variant) = variant();
-    let r = render::render(&variant, VARIANT_NODE).unwrap();
-    out.push((variant, r, tmp));
-    assert_eq!(out.len(), 22, "21 example nodes and the variant");
-    out
+fn all_nodes() -> Vec<(Inventory, Rendered, Option<tempfile::TempDir>)> {
+    every_node()
+        .into_iter()
+        .map(|(inv, name, keep)| {
+            let r = render::render(&inv, &name).unwrap();
+            (inv, r, keep)
+        })
+        .collect()
 }
 
 fn write(path: &Path, bytes: &[u8], mode: u32) {

@@ -80,12 +80,7 @@ pub(super) fn fstab(node: &Node) -> Result<Option<String>, RenderError> {
 
 /// `/etc/metis/node.env`, sourced by the k3s phase.
 pub(super) fn node_env(node: &Node) -> String {
-    let longhorn: Vec<&str> = node
-        .disks
-        .iter()
-        .filter(|d| d.longhorn)
-        .map(|d| d.mount.as_str())
-        .collect();
+    let longhorn = super::longhorn_mounts(node);
     let mut out = format!(
         "# Rendered by Metis for node {}: parameters of the k3s phase.\n",
         node.name

@@ -129,12 +129,7 @@ pub(super) fn kubelet_conf(node: &Node) -> String {
 /// take it for the disk). The mounts are `nofail`, so the rest of the node
 /// still boots.
 pub(super) fn unit_dropin(node: &Node) -> Option<String> {
-    let mounts: Vec<&str> = node
-        .disks
-        .iter()
-        .filter(|d| d.longhorn)
-        .map(|d| d.mount.as_str())
-        .collect();
+    let mounts = super::longhorn_mounts(node);
     if mounts.is_empty() || unit(node.role).is_none() {
         return None;
     }

@@ -235,6 +235,15 @@ pub fn server_rejoin_commands(node: &str) -> Vec<String> {
     ]
 }
 
+/// Mount points of the node's Longhorn disks, which k3s must never start without.
+fn longhorn_mounts(node: &Node) -> Vec<&str> {
+    node.disks
+        .iter()
+        .filter(|d| d.longhorn)
+        .map(|d| d.mount.as_str())
+        .collect()
+}
+
 /// Paths only Metis writes; a hook file may not take one of them over.
 fn metis_owned(path: &str) -> bool {
     [

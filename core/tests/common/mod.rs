@@ -142,6 +142,21 @@ overrides:
     (tmp, inv)
 }
 
+/// Every node of the example lab, then the variant node, each with its
+/// inventory (and the variant's temporary directory, kept alive).
+pub fn every_node() -> Vec<(Inventory, String, Option<tempfile::TempDir>)> {
+    let inv = example();
+    let mut v: Vec<_> = inv
+        .nodes
+        .keys()
+        .map(|n| (inv.clone(), n.clone(), None))
+        .collect();
+    let (tmp, variant) = variant();
+    v.push((variant, VARIANT_NODE.to_string(), Some(tmp)));
+    assert_eq!(v.len(), 22, "21 example nodes and the variant");
+    v
+}
+
 /// A marker no rendered file could contain by chance.
 pub fn marker(node: &str, what: &str) -> String {
     format!("MARKER-{what}-{node}-5e3c9a")
