@@ -22,6 +22,16 @@ pub enum Command {
     Check(CheckArgs),
     /// List the nodes with class, role and address.
     Nodes(NodesArgs),
+    /// Render one node's card seed into a directory for inspection.
+    ///
+    /// Writes DIR/seed/ (user-data, meta-data, network-config, metis/...),
+    /// DIR/root/ (files the image gets at build time, e.g. etc/machine-id) and
+    /// DIR/render.json (instance-id, machine-id, edits). Never the node's
+    /// secrets. For a k3s server, prints on stderr the kubectl commands to run
+    /// before its card boots.
+    ///
+    /// Exit status: 0 when rendered, 1 on any error.
+    Render(RenderArgs),
 }
 
 /// Where the inventory is.
@@ -48,6 +58,17 @@ pub struct NodesArgs {
     /// Print the nodes as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Node to render (file stem of nodes/<node>.yaml).
+    pub node: String,
+    /// Directory to write into; must be new or empty.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub inventory: InventoryArg,
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ mod cli;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Parser;
-use metis_core::inventory;
+use metis_core::{inventory, render as node_render};
 
 use cli::{Cli, Command};
 
@@ -26,6 +26,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Nodes(args) => nodes(args),
+        Command::Render(args) => render(args),
     }
 }
 
@@ -101,6 +102,78 @@ fn nodes(args: cli::NodesArgs) -> Result<ExitCode> {
                 n.role.to_string(),
                 ip
             );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the node's seed (never its secrets) for inspection:
+/// DIR/seed/<seed files>, DIR/root/<root files>, DIR/render.json.
+fn render(args: cli::RenderArgs) -> Result<ExitCode> {
+    let inv = inventory::load(&args.inventory.inventory)?;
+    let rendered = node_render::render(&inv, &args.node)?;
+    let out = &args.out;
+    if out.exists()
+        && std::fs::read_dir(out)
+            .with_context(|| format!("reading {}", out.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "{} is not empty; render into a new or empty directory so no stale file is mistaken for part of the seed",
+            out.display()
+        );
+    }
+    let write = |rel: &std::path::Path, bytes: &[u8]| -> Result<()> {
+        let path = out.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    for (path, bytes) in &rendered.seed {
+        write(&std::path::Path::new("seed").join(path), bytes)?;
+    }
+    for f in &rendered.root_files {
+        write(
+            &std::path::Path::new("root").join(f.path.trim_start_matches('/')),
+            &f.content,
+        )?;
+    }
+    let edits = |edits: &[node_render::KeyValueEdit]| -> Vec<serde_json::Value> {
+        edits
+            .iter()
+            .map(|e| serde_json::json!({"path": e.path, "key": e.key, "value": e.value}))
+            .collect()
+    };
+    let summary = serde_json::json!({
+        "node": rendered.node,
+        "instance_id": rendered.instance_id,
+        "machine_id": rendered.machine_id,
+        "seed_files": rendered.seed.keys().collect::<Vec<_>>(),
+        "root_files": rendered.root_files.iter().map(|f| serde_json::json!({"path": f.path, "mode": format!("{:04o}", f.mode)})).collect::<Vec<_>>(),
+        "root_edits": edits(&rendered.root_edits),
+        "seed_edits": edits(&rendered.seed_edits),
+        "secrets_slot": {"file": node_render::SLOT_FILE, "size": node_render::SLOT_SIZE},
+        "server_rejoin_commands": rendered.server_rejoin_commands,
+    });
+    write(
+        std::path::Path::new("render.json"),
+        format!("{}\n", serde_json::to_string_pretty(&summary)?).as_bytes(),
+    )?;
+    eprintln!(
+        "rendered {} (instance-id {}) into {}; its secrets are not written",
+        rendered.node,
+        rendered.instance_id,
+        out.display()
+    );
+    if let Some(cmds) = &rendered.server_rejoin_commands {
+        eprintln!(
+            "{} is a k3s server with embedded etcd: before its card boots, remove its old etcd member and node from the live cluster:",
+            rendered.node
+        );
+        for c in cmds {
+            eprintln!("    {c}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,3 +7,4 @@
 
 pub mod image;
 pub mod inventory;
+pub mod render;
