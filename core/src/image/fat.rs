@@ -722,6 +722,46 @@ impl Volume {
     }
 }
 
+/// Reads one file of the FAT partition `seed` of `card` (for edits of a file
+/// the golden image ships, such as Armbian's `armbianEnv.txt`). `Ok(None)` when
+/// the file does not exist.
+pub fn read_seed_file<T: Read + Write + Seek>(
+    card: &mut T,
+    seed: &Partition,
+    path: &str,
+    image: &Path,
+) -> Result<Option<Vec<u8>>, FatError> {
+    let number = seed.number;
+    let view = PartitionView::new(&mut *card, seed.start, seed.len);
+    let options = FsOptions::new()
+        .time_provider(&FIXED_TIME)
+        .update_accessed_date(false);
+    let fs = FileSystem::new(view, options).map_err(|source| FatError::Open {
+        image: image.to_owned(),
+        number,
+        source,
+    })?;
+    let mut file = match fs.root_dir().open_file(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(FatError::Io {
+                image: image.to_owned(),
+                number,
+                source,
+            })
+        }
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|source| FatError::Io {
+            image: image.to_owned(),
+            number,
+            source,
+        })?;
+    Ok(Some(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -788,43 +828,4 @@ mod tests {
             assert_eq!(v.get(11), (11 * 37) & 0x0FFF);
         }
     }
-}
-
-/// Reads one file of the FAT partition `seed` of `card` (for edits of a file
-/// the golden image ships, such as Armbian's `armbianEnv.txt`). `Ok(None)` when
-/// the file does not exist.
-pub fn read_seed_file<T: Read + Write + Seek>(
-    card: &mut T,
-    seed: &Partition,
-    path: &str,
-    image: &Path,
-) -> Result<Option<Vec<u8>>, FatError> {
-    let number = seed.number;
-    let view = PartitionView::new(&mut *card, seed.start, seed.len);
-    let options = FsOptions::new()
-        .time_provider(&FIXED_TIME)
-        .update_accessed_date(false);
-    let fs = FileSystem::new(view, options).map_err(|source| FatError::Open {
-        image: image.to_owned(),
-        number,
-        source,
-    })?;
-    let mut file = match fs.root_dir().open_file(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(FatError::Io {
-                image: image.to_owned(),
-                number,
-                source,
-            })
-        }
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|source| FatError::Io {
-        image: image.to_owned(),
-        number,
-        source,
-    })?;
-    Ok(Some(bytes))
 }
