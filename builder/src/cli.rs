@@ -22,13 +22,14 @@ pub enum Command {
     Check(CheckArgs),
     /// List the nodes with class, role and address.
     Nodes(NodesArgs),
-    /// Render one node's card seed into a directory for inspection.
+    /// Render one node's card seed (--out DIR) and/or its card image (--image).
     ///
-    /// Writes DIR/seed/ (user-data, meta-data, network-config, metis/...),
+    /// --out writes DIR/seed/ (user-data, meta-data, network-config, metis/...),
     /// DIR/root/ (files the image gets at build time, e.g. etc/machine-id) and
     /// DIR/render.json (instance-id, machine-id, edits). Never the node's
     /// secrets. For a k3s server, prints on stderr the kubectl commands to run
-    /// before its card boots.
+    /// before its card boots. --image lays the seed into the class's golden
+    /// image (digest checked first) without root or loop mounts.
     ///
     /// Exit status: 0 when rendered, 1 on any error.
     Render(RenderArgs),
@@ -64,9 +65,13 @@ pub struct NodesArgs {
 pub struct RenderArgs {
     /// Node to render (file stem of nodes/<node>.yaml).
     pub node: String,
-    /// Directory to write into; must be new or empty.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    /// Directory to write the seed into for inspection; must be new or empty.
+    #[arg(long, value_name = "DIR", required_unless_present = "image")]
+    pub out: Option<PathBuf>,
+    /// Write the node's whole card image (golden image + seed, secrets slot
+    /// zeroed) to FILE, sparse.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
     #[command(flatten)]
     pub inventory: InventoryArg,
 }

@@ -111,8 +111,41 @@ fn nodes(args: cli::NodesArgs) -> Result<ExitCode> {
 /// DIR/seed/<seed files>, DIR/root/<root files>, DIR/render.json.
 fn render(args: cli::RenderArgs) -> Result<ExitCode> {
     let inv = inventory::load(&args.inventory.inventory)?;
-    let rendered = node_render::render(&inv, &args.node)?;
-    let out = &args.out;
+    let rendered = match &args.image {
+        Some(image) => {
+            let started = std::time::Instant::now();
+            let built = metis_core::image::node::write_node_image(&inv, &args.node, image, None)
+                .with_context(|| format!("building the card image of {}", args.node))?;
+            let p = &built.personalised;
+            eprintln!(
+                "wrote {} ({} bytes, {} changed from the golden image) in {:.1}s; secrets slot at bytes {}..{} (zeroed)",
+                image.display(),
+                p.image_size,
+                p.overlay.dirty_bytes(),
+                started.elapsed().as_secs_f64(),
+                p.slot.offset,
+                p.slot.offset + p.slot.len
+            );
+            built.rendered
+        }
+        None => node_render::render(&inv, &args.node)?,
+    };
+    if let Some(out) = &args.out {
+        write_render_dir(&rendered, out)?;
+    }
+    if let Some(cmds) = &rendered.server_rejoin_commands {
+        eprintln!(
+            "{} is a k3s server with embedded etcd: before its card boots, remove its old etcd member and node from the live cluster:",
+            rendered.node
+        );
+        for c in cmds {
+            eprintln!("    {c}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_render_dir(rendered: &node_render::Rendered, out: &std::path::Path) -> Result<()> {
     if out.exists()
         && std::fs::read_dir(out)
             .with_context(|| format!("reading {}", out.display()))?
@@ -167,14 +200,5 @@ fn render(args: cli::RenderArgs) -> Result<ExitCode> {
         rendered.instance_id,
         out.display()
     );
-    if let Some(cmds) = &rendered.server_rejoin_commands {
-        eprintln!(
-            "{} is a k3s server with embedded etcd: before its card boots, remove its old etcd member and node from the live cluster:",
-            rendered.node
-        );
-        for c in cmds {
-            eprintln!("    {c}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

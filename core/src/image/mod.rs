@@ -4,6 +4,7 @@
 
 pub mod fat;
 pub mod golden;
+pub mod node;
 pub mod overlay;
 pub mod partition;
 pub mod personalise;

@@ -1,0 +1,179 @@
+//! One node's card image: its class golden image (digest checked first), the
+//! node's rendered seed and root-filesystem files laid in, vendor files edited
+//! in place. The stage `metis-build render NODE --image` and the publisher use.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::fat::{self, SlotSpec};
+use super::golden::{GoldenError, GoldenImage, GoldenOptions};
+use super::partition::{PartitionError, PartitionSelector, PartitionTable};
+use super::personalise::{self, PersonaliseError, PersonaliseRequest, Personalised};
+use super::rootfs::{self, RootFile, RootfsError};
+use super::{fat::FatError, partition::Filesystem};
+use crate::inventory::{Golden, Inventory};
+use crate::render::{self, RenderError, Rendered};
+
+/// Errors building a node's card image.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum NodeImageError {
+    /// The node could not be rendered.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The class's golden image is missing or does not match its pinned digest.
+    #[error(transparent)]
+    Golden(#[from] GoldenError),
+    /// The golden image cannot be used from here.
+    #[error("class `{class}`: {what}")]
+    GoldenSource {
+        /// The class.
+        class: String,
+        /// Why, and what to do.
+        what: String,
+    },
+    /// The golden image's partition table or a named partition.
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+    /// Reading a vendor file of the seed partition.
+    #[error(transparent)]
+    Seed(#[from] FatError),
+    /// Reading or writing the root filesystem.
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    /// Laying the node into the image.
+    #[error(transparent)]
+    Personalise(#[from] PersonaliseError),
+}
+
+/// A node's card image, ready to write out or diff into a node patch.
+#[derive(Debug)]
+pub struct NodeImage {
+    /// What was rendered for the node.
+    pub rendered: Rendered,
+    /// The golden image plus the node's changes.
+    pub personalised: Personalised,
+    /// The golden image it was made from.
+    pub golden: GoldenImage,
+}
+
+/// Where a class's golden image file is, for classes pinned by path.
+pub fn golden_path(inv: &Inventory, class: &str) -> Result<(PathBuf, String), NodeImageError> {
+    let c = &inv.classes[class];
+    match &c.golden {
+        Golden::Path { path, sha256 } => Ok((inv.dir.join(path), sha256.clone())),
+        Golden::Oci { reference } => Err(NodeImageError::GoldenSource {
+            class: class.to_string(),
+            what: format!(
+                "the golden image is the OCI artifact {reference}; pulling golden images is not implemented yet — \
+                 pin a local file with `golden: {{path: …, sha256: …}}`"
+            ),
+        }),
+        Golden::Url { url, .. } => Err(NodeImageError::GoldenSource {
+            class: class.to_string(),
+            what: format!(
+                "the golden image is at {url}; downloading is not implemented yet — download it, check its \
+                 sha256, and pin the file with `golden: {{path: …, sha256: …}}`"
+            ),
+        }),
+    }
+}
+
+/// Builds `node`'s card image. The golden image's digest is checked before
+/// anything else reads it. `cache_dir` keeps decompressed `.zst`/`.xz` golden images.
+pub fn node_image(
+    inv: &Inventory,
+    node: &str,
+    cache_dir: Option<&Path>,
+) -> Result<NodeImage, NodeImageError> {
+    let rendered = render::render(inv, node)?;
+    let n = &inv.nodes[node];
+    let class = inv.class_of(n);
+    let (path, sha256) = golden_path(inv, &class.name)?;
+    let golden = GoldenImage::open_with(
+        &path,
+        &sha256,
+        &GoldenOptions {
+            cache_dir: cache_dir.map(Path::to_path_buf),
+        },
+    )?;
+    let image = golden.source().to_path_buf();
+    let seed_sel = PartitionSelector::Label(class.seed.label.clone());
+    let root_sel = PartitionSelector::Label(class.root_label.clone());
+
+    let mut seed_files: BTreeMap<String, Vec<u8>> = rendered.seed.clone();
+    let mut root_files: Vec<RootFile> = rendered
+        .root_files
+        .iter()
+        .map(|f| RootFile {
+            path: f.path.clone(),
+            bytes: f.content.clone(),
+            mode: f.mode,
+        })
+        .collect();
+
+    // Vendor files are edited key by key so the rest of what the vendor ships survives.
+    if !rendered.seed_edits.is_empty() || !rendered.root_edits.is_empty() {
+        let mut card = golden.overlay().map_err(|source| PersonaliseError::Io {
+            path: golden.raw_path().to_path_buf(),
+            source,
+        })?;
+        let table = PartitionTable::read(&mut card, golden.size(), &image)?;
+        let seed = table.find_with(&seed_sel, Filesystem::Vfat)?.clone();
+        for edit in &rendered.seed_edits {
+            let existing = match seed_files.get(&edit.path) {
+                Some(b) => Some(b.clone()),
+                None => fat::read_seed_file(&mut card, &seed, &edit.path, &image)?,
+            };
+            seed_files.insert(edit.path.clone(), edit.apply(existing.as_deref()));
+        }
+        if !rendered.root_edits.is_empty() {
+            let root = table.find_with(&root_sel, Filesystem::Ext4)?.clone();
+            for edit in &rendered.root_edits {
+                let existing = match root_files.iter().find(|f| f.path == edit.path) {
+                    Some(f) => Some(f.bytes.clone()),
+                    None => rootfs::read_root_file(golden.raw_path(), &root, &edit.path)?,
+                };
+                let bytes = edit.apply(existing.as_deref());
+                root_files.retain(|f| f.path != edit.path);
+                root_files.push(RootFile {
+                    path: edit.path.clone(),
+                    bytes,
+                    mode: 0o644,
+                });
+            }
+        }
+    }
+
+    let request = PersonaliseRequest {
+        seed: seed_sel,
+        seed_filesystem: Filesystem::Vfat,
+        root: Some(root_sel),
+        seed_files,
+        slot: SlotSpec {
+            name: render::SLOT_FILE.to_string(),
+            size: render::SLOT_SIZE,
+        },
+        root_files,
+    };
+    let personalised = personalise::personalise(&golden, &request)?;
+    Ok(NodeImage {
+        rendered,
+        personalised,
+        golden,
+    })
+}
+
+/// Builds `node`'s card image and writes it to `out` (sparse, secrets slot zeroed).
+pub fn write_node_image(
+    inv: &Inventory,
+    node: &str,
+    out: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<NodeImage, NodeImageError> {
+    let img = node_image(inv, node, cache_dir)?;
+    personalise::write_image(&img.personalised, out)?;
+    Ok(img)
+}
