@@ -5,7 +5,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use metis_core::inventory;
 
@@ -26,6 +26,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Nodes(args) => nodes(args),
+        Command::Keys(cli::KeysCommand::Generate { out }) => keys_generate(&out),
     }
 }
 
@@ -103,5 +104,18 @@ fn nodes(args: cli::NodesArgs) -> Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys_generate(out: &std::path::Path) -> Result<ExitCode> {
+    let password = metis_core::trust::password_from_env()?;
+    let public = metis_core::trust::generate_key_pair(out, password.as_bytes())
+        .with_context(|| format!("generating a cosign key pair in {}", out.display()))?;
+    eprintln!(
+        "wrote {} (keep it secret: CI secret COSIGN_PRIVATE_KEY) and {} (goes in metis.yaml)",
+        out.join("cosign.key").display(),
+        out.join("cosign.pub").display()
+    );
+    println!("{}", public.fingerprint());
     Ok(ExitCode::SUCCESS)
 }

@@ -720,3 +720,14 @@ fn independent_python_verifier_agrees() {
         "wrong key accepted: {out}"
     );
 }
+
+#[test]
+fn demo_keys_are_a_matching_cosign_pair_with_password_demo() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory/demo-keys");
+    let pem = std::fs::read_to_string(demo.join("cosign.key")).unwrap();
+    let key = PrivateKey::from_encrypted_pem(&pem, b"demo").unwrap();
+    assert_eq!(
+        PublicKey::read(&demo.join("cosign.pub")).unwrap(),
+        key.public_key()
+    );
+}
