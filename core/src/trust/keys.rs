@@ -127,6 +127,16 @@ impl TrustedKeys {
         Ok(Self { keys })
     }
 
+    /// Reads the inventory's signing keys (`Lab::signing_public_keys`, relative to
+    /// the inventory directory `base`).
+    pub fn read_files(base: &Path, paths: &[PathBuf]) -> Result<Self, KeyError> {
+        let keys = paths
+            .iter()
+            .map(|p| PublicKey::read(&base.join(p)))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { keys })
+    }
+
     /// Pins the public key in `pem_file` into `dir` as `<fingerprint>.pub`.
     /// Pinning a key twice is harmless. Returns the key.
     pub fn pin(dir: &Path, pem_file: &Path) -> Result<PublicKey, KeyError> {

@@ -13,6 +13,39 @@
 //!
 //! Key generation, decryption and signing sit behind the `signing` feature (on by
 //! default); verification needs only `p256`, `sha2`, `base64` and `serde_json`.
+//!
+//! ```
+//! # #[cfg(feature = "signing")] {
+//! use metis_core::trust::*;
+//!
+//! // metis-build: sign the node manifest the registry module pushed.
+//! let key = PrivateKey::generate();
+//! let manifest = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.empty.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}"#;
+//! let meta = Metadata::node("titan-db", "amd64-agents", 42, "2026-11-25T23:00:00Z");
+//! let sig = sign("registry.lab/metis/nodes/titan-db", &sha256_digest(manifest), Some(&meta), &key)?;
+//! // push sig.payload, sig.config, then sig.manifest at tag sig.tag
+//!
+//! // metis-flash: verify before writing anything.
+//! let cache = std::env::temp_dir().join(format!("metis-doc-{}", std::process::id()));
+//! let mut seen = SeenRevisions::load(&cache)?;
+//! let keys = TrustedKeys::new(vec![key.public_key()]);
+//! let payloads = [sig.payload.bytes.as_slice()];
+//! let config = HeldBlob { media_type: "application/vnd.oci.empty.v1+json",
+//!     digest: "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+//!     content: BlobContent::Bytes(b"{}") };
+//! let verified = verify_node(
+//!     &keys,
+//!     &HeldSignature { manifest: &sig.manifest.bytes, payloads: &payloads },
+//!     &HeldArtifact { manifest, blobs: &[config] },
+//!     "titan-db",
+//!     &mut seen,
+//!     false,
+//! )?;
+//! assert_eq!(verified.metadata.revision, 42);
+//! # std::fs::remove_dir_all(&cache).ok();
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod digest;
 mod error;
