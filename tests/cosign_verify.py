@@ -12,6 +12,15 @@ layer annotation), not from Metis's Rust code, so the two can disagree.
 DIR holds blobs as in an OCI image layout: DIR/sha256/<hex>.
 Exit 0 and "Verified OK" when at least one signature layer checks out;
 exit 1 with the reason otherwise.
+
+    cosign_verify.py key --key cosign.key [--pub cosign.pub]   (password in COSIGN_PASSWORD)
+
+decrypts a cosign encrypted private key the way go-securesystemslib's
+`encrypted` package defines it (scrypt, then NaCl secretbox = XSalsa20 +
+Poly1305, tag first; XSalsa20 written out below from the Salsa20 and
+XSalsa20 papers, since `cryptography` lacks it) and checks it is the private
+half of the public key. Exit 0 and "Key OK <fingerprint of the public half>",
+or 1 with the reason.
 """
 
 import argparse
@@ -19,10 +28,11 @@ import base64
 import hashlib
 import json
 import os
+import struct
 import sys
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes, poly1305, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -66,7 +76,98 @@ def check_layer(key, layer, blobs, image_digest, claims):
     return None
 
 
+MASK = 0xFFFFFFFF
+
+
+def _rotl(v, c):
+    return ((v << c) & MASK) | (v >> (32 - c))
+
+
+def _rounds(x):
+    def qr(a, b, c, d):
+        x[b] ^= _rotl((x[a] + x[d]) & MASK, 7)
+        x[c] ^= _rotl((x[b] + x[a]) & MASK, 9)
+        x[d] ^= _rotl((x[c] + x[b]) & MASK, 13)
+        x[a] ^= _rotl((x[d] + x[c]) & MASK, 18)
+
+    for _ in range(10):
+        qr(0, 4, 8, 12); qr(5, 9, 13, 1); qr(10, 14, 2, 6); qr(15, 3, 7, 11)
+        qr(0, 1, 2, 3); qr(5, 6, 7, 4); qr(10, 11, 8, 9); qr(15, 12, 13, 14)
+
+
+def _state(key, sixteen):
+    k = struct.unpack("<8I", key)
+    n = struct.unpack("<4I", sixteen)
+    c = struct.unpack("<4I", b"expand 32-byte k")
+    return [c[0], k[0], k[1], k[2], k[3], c[1], n[0], n[1],
+            n[2], n[3], c[2], k[4], k[5], k[6], k[7], c[3]]
+
+
+def _xsalsa20_stream(key, nonce, length):
+    x = _state(key, nonce[:16])
+    _rounds(x)  # HSalsa20: no feed-forward
+    subkey = struct.pack("<8I", *(x[i] for i in (0, 5, 10, 15, 6, 7, 8, 9)))
+    out = bytearray()
+    counter = 0
+    while len(out) < length:
+        s = _state(subkey, nonce[16:24] + struct.pack("<Q", counter))
+        x = list(s)
+        _rounds(x)
+        out += struct.pack("<16I", *((a + b) & MASK for a, b in zip(x, s)))
+        counter += 1
+    return bytes(out[:length])
+
+
+def secretbox_open(box, nonce, key):
+    tag, ciphertext = box[:16], box[16:]
+    stream = _xsalsa20_stream(key, nonce, 32 + len(ciphertext))
+    mac = poly1305.Poly1305(stream[:32])
+    mac.update(ciphertext)
+    mac.verify(tag)  # raises InvalidSignature
+    return bytes(a ^ b for a, b in zip(ciphertext, stream[32:]))
+
+
+def check_key(args):
+    with open(args.key, "rb") as f:
+        lines = f.read().decode().strip().splitlines()
+    if lines[0] not in ("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----",
+                        "-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----"):
+        print("not a cosign encrypted private key: %s" % lines[0])
+        return 1
+    envelope = json.loads(base64.b64decode("".join(lines[1:-1])))
+    kdf, cipher = envelope["kdf"], envelope["cipher"]
+    if kdf["name"] != "scrypt" or cipher["name"] != "nacl/secretbox":
+        print("unexpected kdf/cipher %s/%s" % (kdf["name"], cipher["name"]))
+        return 1
+    params = kdf["params"]
+    key = hashlib.scrypt(os.environ.get("COSIGN_PASSWORD", "").encode(),
+                         salt=base64.b64decode(kdf["salt"]), n=params["N"], r=params["r"],
+                         p=params["p"], maxmem=256 * 1024 * 1024, dklen=32)
+    try:
+        der = secretbox_open(base64.b64decode(envelope["ciphertext"]),
+                             base64.b64decode(cipher["nonce"]), key)
+    except InvalidSignature:
+        print("secretbox authentication failed (wrong password?)")
+        return 1
+    private = serialization.load_der_private_key(der, password=None)
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    derived = private.public_key().public_bytes(*spki)
+    if args.pub:
+        with open(args.pub, "rb") as f:
+            public = serialization.load_pem_public_key(f.read())
+        if derived != public.public_bytes(*spki):
+            print("the private key is not the private half of %s" % args.pub)
+            return 1
+    print("Key OK %s" % hashlib.sha256(derived).hexdigest())
+    return 0
+
+
 def main():
+    if sys.argv[1:2] == ["key"]:
+        kp = argparse.ArgumentParser(prog="cosign_verify.py key")
+        kp.add_argument("--key", required=True)
+        kp.add_argument("--pub")
+        return check_key(kp.parse_args(sys.argv[2:]))
     ap = argparse.ArgumentParser()
     ap.add_argument("--key", required=True)
     ap.add_argument("--signature-manifest", required=True)

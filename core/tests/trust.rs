@@ -731,3 +731,59 @@ fn demo_keys_are_a_matching_cosign_pair_with_password_demo() {
         key.public_key()
     );
 }
+
+/// Runs `tests/cosign_verify.py key` on an encrypted private key.
+fn python_key_check(key: &Path, password: &str, public: Option<&Path>) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cosign_verify.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script)
+        .arg("key")
+        .arg("--key")
+        .arg(key)
+        .env("COSIGN_PASSWORD", password);
+    if let Some(p) = public {
+        cmd.arg("--pub").arg(p);
+    }
+    let out = cmd
+        .output()
+        .expect("python3 with the `cryptography` package is needed (scripts/install-deps)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The Python decryption is checked against a key cosign wrote, then decrypts the key
+/// Metis wrote: Metis's envelope is cosign's.
+#[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "needs python3-cryptography (Linux CI installs it)"
+)]
+fn independent_decryption_of_cosign_and_metis_keys() {
+    let cosign_key = Path::new(FIXTURES).join("cosign-generated-empty-password.key");
+    let rust = PrivateKey::from_encrypted_pem(&fixture("cosign-generated-empty-password.key"), b"")
+        .unwrap()
+        .public_key()
+        .fingerprint();
+    let (ok, out) = python_key_check(&cosign_key, "", None);
+    assert!(ok && out.trim() == format!("Key OK {rust}"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let public = trust::generate_key_pair(dir.path(), b"s3cret").unwrap();
+    let (ok, out) = python_key_check(
+        &dir.path().join("cosign.key"),
+        "s3cret",
+        Some(&dir.path().join("cosign.pub")),
+    );
+    assert!(
+        ok && out.trim() == format!("Key OK {}", public.fingerprint()),
+        "{out}"
+    );
+    let (ok, out) = python_key_check(&dir.path().join("cosign.key"), "s3cre7", None);
+    assert!(!ok && out.contains("authentication failed"), "{out}");
+}
