@@ -81,4 +81,6 @@ pub use signature::sign;
 pub use signature::{
     Blob, SignatureArtifact, OCI_CONFIG_MEDIA_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
 };
-pub use verify::{verify_node, verify_signature, HeldArtifact, HeldSignature, Verified};
+pub use verify::{
+    signature_payloads, verify_node, verify_signature, HeldArtifact, HeldSignature, Verified,
+};

@@ -51,6 +51,25 @@ pub struct Verified {
     pub key_fingerprint: String,
 }
 
+/// The payload blobs a signature manifest names (its simple-signing layers), so the
+/// registry module knows what to fetch for [`HeldSignature::payloads`]. Nothing is
+/// trusted yet.
+pub fn signature_payloads(
+    signature_manifest: &[u8],
+) -> Result<Vec<super::manifest::Descriptor>, VerifyError> {
+    let manifest =
+        OciManifest::parse(signature_manifest).map_err(VerifyError::SignatureManifestMalformed)?;
+    let layers: Vec<_> = manifest
+        .layers
+        .into_iter()
+        .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
+        .collect();
+    if layers.is_empty() {
+        return Err(VerifyError::NoSignatureLayer);
+    }
+    Ok(layers)
+}
+
 /// Checks the signature alone: payload held == payload named, signature valid for a
 /// pinned key, payload signs `manifest`'s digest. Returns the payload and the key's
 /// fingerprint. Node, revision and blobs are not checked: use [`verify_node`] or
