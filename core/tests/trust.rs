@@ -344,6 +344,19 @@ fn every_tampering_is_refused_with_its_own_failure() {
     publish(dir.path(), "titan-jh", 1, lab_key())
         .verify_as("titan-jh", &cache, false)
         .unwrap();
+    let seen = SeenRevisions::load(&cache).unwrap();
+    assert_eq!(seen.newest(Subject::Node("titan-jh")), Some(1));
+    assert_eq!(seen.newest(Subject::Node("titan-db")), Some(10));
+    // A newer revision raises the record.
+    publish(dir.path(), "titan-db", 11, lab_key())
+        .verify_as("titan-db", &cache, false)
+        .unwrap();
+    assert_eq!(
+        SeenRevisions::load(&cache)
+            .unwrap()
+            .newest(Subject::Node("titan-db")),
+        Some(11)
+    );
 }
 
 #[test]

@@ -91,14 +91,19 @@ impl SeenRevisions {
 
     /// Records `revision` as verified (the newest never goes down) and saves the file.
     pub fn record(&mut self, subject: Subject<'_>, revision: u64) -> Result<(), VerifyError> {
-        let slot = match subject {
-            Subject::Node(n) => self.seen.nodes.entry(n.to_owned()).or_insert(revision),
-            Subject::Index => self.seen.index.get_or_insert(revision),
+        let newest = match subject {
+            Subject::Node(n) => self.seen.nodes.get(n).copied(),
+            Subject::Index => self.seen.index,
         };
-        if revision <= *slot && self.path.exists() {
+        if newest.is_some_and(|seen| seen >= revision) {
             return Ok(());
         }
-        *slot = (*slot).max(revision);
+        match subject {
+            Subject::Node(n) => {
+                self.seen.nodes.insert(n.to_owned(), revision);
+            }
+            Subject::Index => self.seen.index = Some(revision),
+        }
         self.save()
     }
 

@@ -122,11 +122,15 @@ fn verify_layer(
         None => {
             return Err(VerifyError::PayloadDigestMismatch {
                 expected: layer.digest.clone(),
-                actual: payloads
-                    .iter()
-                    .map(|p| sha256_digest(p))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                actual: if payloads.is_empty() {
+                    "none".to_owned()
+                } else {
+                    payloads
+                        .iter()
+                        .map(|p| sha256_digest(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
             })
         }
     };
