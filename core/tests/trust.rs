@@ -184,6 +184,23 @@ fn sign_then_verify_round_trip_records_revision() {
 }
 
 #[test]
+fn signing_refuses_what_is_not_a_digest_or_repository() {
+    let digest = trust::sha256_digest(b"m");
+    assert!(matches!(
+        sign("r/x", "sha256:abc", None, lab_key()),
+        Err(trust::SignError::Digest(_))
+    ));
+    assert!(matches!(
+        sign("r/x@sha256:00", &digest, None, lab_key()),
+        Err(trust::SignError::Repository(_))
+    ));
+    assert!(matches!(
+        sign("", &digest, None, lab_key()),
+        Err(trust::SignError::Repository(_))
+    ));
+}
+
+#[test]
 fn signing_is_deterministic_except_for_the_signature() {
     let dir = tempfile::tempdir().unwrap();
     let a = publish(dir.path(), "titan-db", 3, lab_key());

@@ -299,4 +299,36 @@ mod tests {
             Err(KeyError::WrongPassword)
         ));
     }
+
+    /// A crafted key must not make us run scrypt with a huge cost, nor another cipher.
+    #[test]
+    fn refuses_foreign_kdf_and_cipher() {
+        let pem = PrivateKey::generate().to_encrypted_pem(b"").unwrap();
+        let (_, body) = pem_rfc7468::decode_vec(pem.as_bytes()).unwrap();
+        let json = String::from_utf8(body).unwrap();
+        let reseal = |json: String| {
+            pem_rfc7468::encode_string(
+                SIGSTORE_PRIVATE_KEY_LABEL,
+                pem_rfc7468::LineEnding::LF,
+                json.as_bytes(),
+            )
+            .unwrap()
+        };
+        let huge = reseal(json.replace(r#""N":65536"#, r#""N":1048576"#));
+        assert!(matches!(
+            PrivateKey::from_encrypted_pem(&huge, b""),
+            Err(KeyError::KdfParams { n: 1048576, .. })
+        ));
+        let argon = reseal(json.replace(r#""name":"scrypt""#, r#""name":"argon2""#));
+        assert!(matches!(
+            PrivateKey::from_encrypted_pem(&argon, b""),
+            Err(KeyError::UnsupportedKdf(_))
+        ));
+        let aes = reseal(json.replace("nacl/secretbox", "aes-gcm"));
+        assert!(matches!(
+            PrivateKey::from_encrypted_pem(&aes, b""),
+            Err(KeyError::UnsupportedCipher(_))
+        ));
+        assert!(PrivateKey::from_encrypted_pem(&reseal(json), b"").is_ok());
+    }
 }
