@@ -33,6 +33,22 @@ pub enum Command {
     ///
     /// Exit status: 0 when rendered, 1 on any error.
     Render(RenderArgs),
+    /// Manage the cosign signing key pair.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a cosign ECDSA P-256 key pair: cosign.key, encrypted with
+    /// $COSIGN_PASSWORD (required, never prompted), and cosign.pub. Prints the
+    /// public key's fingerprint (sha256 of its DER) on stdout.
+    Generate {
+        /// Directory to write cosign.key and cosign.pub into (created if
+        /// missing; existing files are never overwritten).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 /// Where the inventory is.

@@ -27,6 +27,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => check(args),
         Command::Nodes(args) => nodes(args),
         Command::Render(args) => render(args),
+        Command::Keys(cli::KeysCommand::Generate { out }) => keys_generate(&out),
     }
 }
 
@@ -201,4 +202,16 @@ fn write_render_dir(rendered: &node_render::Rendered, out: &std::path::Path) -> 
         out.display()
     );
     Ok(())
+}
+fn keys_generate(out: &std::path::Path) -> Result<ExitCode> {
+    let password = metis_core::trust::password_from_env()?;
+    let public = metis_core::trust::generate_key_pair(out, password.as_bytes())
+        .with_context(|| format!("generating a cosign key pair in {}", out.display()))?;
+    eprintln!(
+        "wrote {} (keep it secret: CI secret COSIGN_PRIVATE_KEY) and {} (goes in metis.yaml)",
+        out.join("cosign.key").display(),
+        out.join("cosign.pub").display()
+    );
+    println!("{}", public.fingerprint());
+    Ok(ExitCode::SUCCESS)
 }

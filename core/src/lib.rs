@@ -8,3 +8,4 @@
 pub mod image;
 pub mod inventory;
 pub mod render;
+pub mod trust;

@@ -26,6 +26,21 @@ pub enum Command {
         /// The whole-disk device, e.g. /dev/sdb or \\.\PhysicalDrive2.
         device: PathBuf,
     },
+    /// Manage the public keys artifacts must be signed with.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Pin a cosign public key (PEM, e.g. the lab's cosign.pub); prints its
+    /// fingerprint. Pinned keys live in <config dir>/metis/trusted-keys/.
+    Add {
+        /// The public key file.
+        key: PathBuf,
+    },
+    /// List the pinned public keys by fingerprint.
+    Ls,
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Trust(command) => trust(command)?,
         Command::Probe { device } => {
             let d = backend
                 .describe(&device)
@@ -55,6 +56,33 @@ fn run(cli: Cli) -> Result<()> {
                 d.bus,
                 d.model
             );
+        }
+    }
+    Ok(())
+}
+
+fn trust(command: cli::TrustCommand) -> Result<()> {
+    use metis_core::trust::TrustedKeys;
+    let dir = TrustedKeys::default_dir().context("this system has no per-user config directory")?;
+    match command {
+        cli::TrustCommand::Add { key } => {
+            let public = TrustedKeys::pin(&dir, &key)
+                .with_context(|| format!("pinning {}", key.display()))?;
+            eprintln!("pinned in {}", dir.display());
+            println!("{}", public.fingerprint());
+        }
+        cli::TrustCommand::Ls => {
+            let keys = TrustedKeys::load_dir(&dir)
+                .with_context(|| format!("reading pinned keys in {}", dir.display()))?;
+            if keys.is_empty() {
+                eprintln!(
+                    "no key pinned in {}: run `metis-flash trust add metis.pub`",
+                    dir.display()
+                );
+            }
+            for key in keys.keys() {
+                println!("{}", key.fingerprint());
+            }
         }
     }
     Ok(())
