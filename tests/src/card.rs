@@ -423,3 +423,18 @@ fn split_path(path: &str) -> Result<(&str, &str)> {
 fn quote(path: &str) -> String {
     format!("\"{path}\"")
 }
+
+/// Copies a card image keeping it sparse (a bootable golden image is
+/// ~1.8 GiB, mostly holes).
+pub fn copy_sparse(source: &Path, dest: &Path) -> Result<PathBuf> {
+    tool::run(
+        tool::command("cp")
+            .args(["--sparse=always", "--reflink=auto"])
+            .arg(source)
+            .arg(dest),
+    )?;
+    if !dest.is_file() {
+        bail!("cp did not create {}", dest.display());
+    }
+    Ok(dest.to_path_buf())
+}
