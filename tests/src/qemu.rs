@@ -105,28 +105,25 @@ pub fn boot(
     let monitor_path = scratch.path().join("monitor.sock");
     let qemu_output = scratch.path().join("qemu.out");
 
-    let mut cmd = tool::command("qemu-system-x86_64");
-    cmd.args([
-        "-accel",
-        "tcg",
-        "-m",
-        "1024",
-        "-smp",
-        "2",
-        "-nographic",
-        "-no-reboot",
-    ])
-    .arg("-serial")
-    .arg(format!("file:{}", serial_path.display()))
-    .arg("-monitor")
-    .arg(format!("unix:{},server,nowait", monitor_path.display()))
-    .arg("-kernel")
-    .arg(kernel)
-    .arg("-initrd")
-    .arg(initrd)
-    .arg("-append")
-    // panic=-1 with -no-reboot: a kernel panic ends QEMU at once.
-    .arg(format!("root=LABEL={root_label} console=ttyS0 panic=-1"));
+    // setpriv --pdeathsig: QEMU dies with the test thread that started it,
+    // even when the test process is killed before Drop can run.
+    let mut cmd = tool::command("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "qemu-system-x86_64"]);
+    // -nodefaults: no floppy drive for cloud-init's device probe to stall on
+    // (five read errors, seconds under TCG), no CD-ROM, no VGA.
+    cmd.args(["-accel", "tcg", "-m", "1024", "-smp", "2"])
+        .args(["-nodefaults", "-nographic", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial_path.display()))
+        .arg("-monitor")
+        .arg(format!("unix:{},server,nowait", monitor_path.display()))
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        // panic=-1 with -no-reboot: a kernel panic ends QEMU at once.
+        .arg(format!("root=LABEL={root_label} console=ttyS0 panic=-1"));
     for disk in std::iter::once(&card).chain(extra_disks) {
         cmd.arg("-drive")
             .arg(format!("file={},format=raw,if=virtio", drive_path(disk)?));

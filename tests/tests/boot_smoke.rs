@@ -1,11 +1,12 @@
-//! Smoke boot: the bootable Raspberry Pi Ubuntu stand-in, given a hand-made
-//! NoCloud seed, boots under QEMU and cloud-init applies the seed — hostname,
-//! a written file, a static address matched by MAC — as the node will with a
-//! seed Metis renders.
+//! Smoke boot: each bootable stand-in (Raspberry Pi Ubuntu layout, amd64
+//! cloud layout), given a hand-made NoCloud seed, boots under QEMU and
+//! cloud-init applies the seed — hostname, a written file, a static address
+//! matched by MAC — as a node will with a seed Metis renders.
 
 use anyhow::Result;
 use metis_tests::card::{copy_sparse, Card};
-use metis_tests::{golden, qemu};
+use metis_tests::golden::{self, BootableImage};
+use metis_tests::qemu;
 
 const MAC: &str = "52:54:00:12:34:56";
 
@@ -37,10 +38,8 @@ network:
         addresses: [10.99.0.1]
 ";
 
-#[test]
-fn rpi_ubuntu_standin_boots_and_applies_a_nocloud_seed() -> Result<()> {
-    let images = golden::bootable()?;
-    let golden = images.rpi_ubuntu();
+/// Seeds a copy of `golden`, boots it and checks what cloud-init did.
+fn smoke(golden: &BootableImage) -> Result<()> {
     let scratch = tempfile::Builder::new().prefix("metis-smoke.").tempdir()?;
     let card_path = copy_sparse(&golden.image, &scratch.path().join("card.img"))?;
 
@@ -53,10 +52,12 @@ fn rpi_ubuntu_standin_boots_and_applies_a_nocloud_seed() -> Result<()> {
         NETWORK_CONFIG.as_bytes(),
     )?;
 
-    let node = qemu::boot_card(&card_path, &golden, MAC)?;
+    let node = qemu::boot_card(&card_path, golden, MAC)?;
     eprintln!(
-        "smoke boot: cloud-init finished after {:.1?}, power-off took {:.1?}",
-        node.log.until_cloud_init_finished, node.log.power_off
+        "smoke boot of {}: cloud-init finished after {:.1?}, power-off took {:.1?}",
+        golden.image.display(),
+        node.log.until_cloud_init_finished,
+        node.log.power_off
     );
 
     node.assert_console_contains("Cloud-init v. ");
@@ -80,8 +81,18 @@ fn rpi_ubuntu_standin_boots_and_applies_a_nocloud_seed() -> Result<()> {
     if node.root_exists("/var/lib/metis-k3s-standin") {
         node.fail("the k3s stand-in ran although no unit was enabled");
     }
-    // The seed partition survived the boot intact.
+    // Both file systems are clean after the ACPI power-off.
     node.card.fat_check(golden.seed_partition)?;
     node.card.ext4_check(golden.root_partition)?;
     Ok(())
+}
+
+#[test]
+fn rpi_ubuntu_standin_boots_and_applies_a_nocloud_seed() -> Result<()> {
+    smoke(&golden::bootable()?.rpi_ubuntu())
+}
+
+#[test]
+fn amd64_standin_boots_and_applies_a_nocloud_seed() -> Result<()> {
+    smoke(&golden::bootable()?.amd64())
 }
