@@ -631,13 +631,19 @@ per_class_root() {
 }
 
 gen_bootable() {
-	[ "$(id -u)" -eq 0 ] || die "--bootable needs root (debootstrap, chroot)"
-	for tool in debootstrap chroot flock; do
-		command -v "$tool" >/dev/null 2>&1 || die "$tool not found; install debootstrap and util-linux"
-	done
 	cache_root=${METIS_GOLDEN_CACHE:-/var/cache/metis-golden}
 	key=$(sha256sum "$script_dir/gen.sh" | cut -c1-16)
 	out=${1:-$cache_root/$key}
+	# A finished cache needs neither root nor the lock.
+	if [ -f "$out/COMPLETE" ]; then
+		note "bootable golden images cached in $out"
+		echo "$out"
+		return 0
+	fi
+	[ "$(id -u)" -eq 0 ] || die "--bootable needs root (debootstrap, chroot) to build $out"
+	for tool in debootstrap chroot flock findmnt; do
+		command -v "$tool" >/dev/null 2>&1 || die "$tool not found; install debootstrap and util-linux"
+	done
 	mkdir -p "$cache_root"
 	# One build at a time; whoever waited finds the finished cache.
 	exec 9>"$cache_root/.lock"

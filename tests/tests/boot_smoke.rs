@@ -1,7 +1,11 @@
 //! Smoke boot: each bootable stand-in (Raspberry Pi Ubuntu layout, amd64
 //! cloud layout), given a hand-made NoCloud seed, boots under QEMU and
 //! cloud-init applies the seed — hostname, a written file, a static address
-//! matched by MAC — as a node will with a seed Metis renders.
+//! matched by MAC — as a node will with a seed Metis renders. The amd64 boot
+//! also starts the golden image's k3s stand-in the way Metis's bootstrap will
+//! (`systemctl enable --now` from runcmd) and checks what it recorded.
+
+use std::time::Duration;
 
 use anyhow::Result;
 use metis_tests::card::{copy_sparse, Card};
@@ -23,6 +27,17 @@ write_files:
     permissions: '0640'
 ";
 
+/// Appended to [`USER_DATA`] (it continues its `write_files` list) when the
+/// boot starts k3s.
+const K3S_USER_DATA: &str = "  - path: /etc/rancher/k3s/config.yaml
+    content: |
+      node-name: smoke
+      node-ip: 10.99.0.5
+    permissions: '0600'
+runcmd:
+  - [systemctl, enable, --now, k3s-agent.service]
+";
+
 const NETWORK_CONFIG: &str = "\
 network:
   version: 2
@@ -38,14 +53,20 @@ network:
         addresses: [10.99.0.1]
 ";
 
-/// Seeds a copy of `golden`, boots it and checks what cloud-init did.
-fn smoke(golden: &BootableImage) -> Result<()> {
+/// Seeds a copy of `golden`, boots it and checks what cloud-init did; with
+/// `start_k3s`, also what the k3s stand-in recorded.
+fn smoke(golden: &BootableImage, start_k3s: bool) -> Result<()> {
     let scratch = tempfile::Builder::new().prefix("metis-smoke.").tempdir()?;
     let card_path = copy_sparse(&golden.image, &scratch.path().join("card.img"))?;
 
     let card = Card::open(&card_path)?;
     card.fat_write(golden.seed_partition, "/meta-data", META_DATA.as_bytes())?;
-    card.fat_write(golden.seed_partition, "/user-data", USER_DATA.as_bytes())?;
+    let user_data = if start_k3s {
+        format!("{USER_DATA}{K3S_USER_DATA}")
+    } else {
+        USER_DATA.to_owned()
+    };
+    card.fat_write(golden.seed_partition, "/user-data", user_data.as_bytes())?;
     card.fat_write(
         golden.seed_partition,
         "/network-config",
@@ -77,8 +98,32 @@ fn smoke(golden: &BootableImage) -> Result<()> {
     if !result.contains("\"errors\": []") {
         node.fail(&format!("cloud-init reported errors:\n{result}"));
     }
-    // The golden image carries k3s installed but not enabled.
-    if node.root_exists("/var/lib/metis-k3s-standin") {
+    if start_k3s {
+        let state = "/var/lib/metis-k3s-standin";
+        let run = node.root_file(&format!("{state}/run.env"));
+        for line in ["argc=1", "arg1=agent", "config_yaml=present"] {
+            if !run.lines().any(|l| l == line) {
+                node.fail(&format!("k3s stand-in run.env lacks {line:?}:\n{run}"));
+            }
+        }
+        node.assert_root_file_eq(
+            &format!("{state}/config.yaml"),
+            "node-name: smoke\nnode-ip: 10.99.0.5\n",
+        );
+        let starts = node.root_file(&format!("{state}/starts"));
+        if starts.lines().count() != 1 {
+            node.fail(&format!("k3s stand-in started other than once:\n{starts}"));
+        }
+        node.assert_root_file_contains(&format!("{state}/environ"), "INVOCATION_ID=");
+        // A running k3s must not hold up power-off (it once took minutes).
+        if node.log.power_off > Duration::from_secs(45) {
+            node.fail(&format!(
+                "power-off with k3s running took {:?}",
+                node.log.power_off
+            ));
+        }
+    } else if node.root_exists("/var/lib/metis-k3s-standin") {
+        // The golden image carries k3s installed but not enabled.
         node.fail("the k3s stand-in ran although no unit was enabled");
     }
     // Both file systems are clean after the ACPI power-off.
@@ -89,10 +134,10 @@ fn smoke(golden: &BootableImage) -> Result<()> {
 
 #[test]
 fn rpi_ubuntu_standin_boots_and_applies_a_nocloud_seed() -> Result<()> {
-    smoke(&golden::bootable()?.rpi_ubuntu())
+    smoke(&golden::bootable()?.rpi_ubuntu(), false)
 }
 
 #[test]
-fn amd64_standin_boots_and_applies_a_nocloud_seed() -> Result<()> {
-    smoke(&golden::bootable()?.amd64())
+fn amd64_standin_boots_applies_a_nocloud_seed_and_starts_k3s() -> Result<()> {
+    smoke(&golden::bootable()?.amd64(), true)
 }
