@@ -140,3 +140,20 @@ fn build_bootable() -> Result<BootableImages> {
     }
     Ok(images)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256sum_output_parses_in_order() {
+        let text = "00ff  rpi-ubuntu.img\nabcd *amd64.img\n\n";
+        assert_eq!(
+            parse_sha256sums(text),
+            [
+                ("rpi-ubuntu.img".to_owned(), "00ff".to_owned()),
+                ("amd64.img".to_owned(), "abcd".to_owned())
+            ]
+        );
+    }
+}

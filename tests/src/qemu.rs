@@ -357,3 +357,31 @@ impl BootedCard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_init_final_line_is_found_among_console_noise() {
+        let console = "[   61.2] cloud-init[316]: Cloud-init v. 22.4.2 running 'init' at Wed. Up 61.04 seconds.\n\
+                       [   77.0] cloud-init[383]: Cloud-init v. 22.4.2 finished at Wed, 25 Nov 2026 23:10:31 +0000. Up 77.02 seconds\n";
+        assert!(cloud_init_final_line(console).unwrap().contains("Up 77.02"));
+        assert!(cloud_init_final_line("Cloud-init v. 22.4.2 running 'init-local'\n").is_none());
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+        assert_eq!(tail("", 5), "");
+    }
+
+    #[test]
+    fn drive_paths_escape_commas() {
+        assert_eq!(
+            drive_path(Path::new("/tmp/a,b.img")).unwrap(),
+            "/tmp/a,,b.img"
+        );
+    }
+}
