@@ -470,8 +470,255 @@ gen_standins() {
 		mv -f SHA256SUMS.tmp SHA256SUMS && cat SHA256SUMS)
 }
 
+# ---------------------------------------------------------------------------
+# Mode 2: bootable stand-ins (cached, not reproducible: debootstrap is not)
+# ---------------------------------------------------------------------------
+
+# Packages on top of minbase. cloud-init needs python3-cffi-backend named
+# explicitly or it fails to configure; netplan.io renders cloud-init's netplan
+# v2 network-config for systemd-networkd, as on Ubuntu; dbus lets logind act on
+# QEMU's ACPI power button and hostnamectl work; dosfstools lets systemd-fsck
+# check the FAT partitions in fstab; locales lets cloud-init's locale module
+# generate a locale a seed asks for.
+BOOT_PACKAGES=systemd,systemd-sysv,udev,dbus,cloud-init,python3-cffi-backend,netplan.io,openssh-server,linux-image-amd64,initramfs-tools,e2fsprogs,dosfstools,locales
+
+# The mirror apt already uses (deb.debian.org here), unless overridden.
+debian_mirror() {
+	if [ -n "${METIS_DEBIAN_MIRROR:-}" ]; then
+		echo "$METIS_DEBIAN_MIRROR"
+		return
+	fi
+	dm_uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+	echo "${dm_uri:-http://deb.debian.org/debian}"
+}
+
+# The k3s stand-in: records how it was started, then idles like a running k3s
+# until stopped. The tests read what it recorded from the powered-off disk.
+install_k3s_standin() {
+	mkdir -p "$1/usr/local/bin" "$1/etc/systemd/system"
+	cat >"$1/usr/local/bin/k3s" <<'K3S'
+#!/bin/sh
+# Metis k3s stand-in (test golden images only; this is not Kubernetes).
+# Records its argv, environment, /etc/rancher/k3s/config.yaml(.d) and start
+# time under /var/lib/metis-k3s-standin, then idles until SIGTERM.
+set -eu
+case "${1:-}" in
+--version | -v | version)
+	echo "k3s version v0.0.0+metis-standin"
+	exit 0
+	;;
+esac
+state=/var/lib/metis-k3s-standin
+config=/etc/rancher/k3s/config.yaml
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+mkdir -p "$state"
+rm -rf "$state/config.yaml" "$state/config.yaml.d"
+if [ -f "$config" ]; then cp -p "$config" "$state/config.yaml"; fi
+if [ -d "$config.d" ]; then cp -rp "$config.d" "$state/config.yaml.d"; fi
+env | sort >"$state/environ"
+{
+	echo "started_at=$now"
+	echo "uptime_seconds=$(cut -d' ' -f1 /proc/uptime)"
+	echo "argc=$#"
+	i=0
+	for arg in "$@"; do
+		i=$((i + 1))
+		printf 'arg%d=%s\n' "$i" "$arg"
+	done
+	if [ -f "$config" ]; then echo "config_yaml=present"; else echo "config_yaml=absent"; fi
+	printf 'config_yaml_d=%s\n' "$(ls "$config.d" 2>/dev/null | tr '\n' ' ')"
+} >"$state/run.env.tmp"
+mv "$state/run.env.tmp" "$state/run.env"
+echo "$now $*" >>"$state/starts"
+sync
+if [ -n "${NOTIFY_SOCKET:-}" ]; then systemd-notify --ready; fi
+exec sleep infinity
+K3S
+	chmod 0755 "$1/usr/local/bin/k3s"
+	for ik_unit in k3s:server k3s-agent:agent; do
+		ik_name=${ik_unit%%:*} ik_role=${ik_unit#*:}
+		# Shaped like the unit k3s's install script writes (installed, not
+		# enabled), but quick to stop: KillMode=mixed and TimeoutStopSec=5.
+		cat >"$1/etc/systemd/system/$ik_name.service" <<UNIT
+[Unit]
+Description=Lightweight Kubernetes (Metis stand-in, $ik_role)
+Documentation=https://k3s.io
+Wants=network-online.target
+After=network-online.target
+
+[Install]
+WantedBy=multi-user.target
+
+[Service]
+Type=notify
+NotifyAccess=all
+EnvironmentFile=-/etc/default/%N
+EnvironmentFile=-/etc/sysconfig/%N
+EnvironmentFile=-/etc/systemd/system/$ik_name.service.env
+KillMode=mixed
+Delegate=yes
+LimitNOFILE=1048576
+TimeoutStartSec=0
+TimeoutStopSec=5
+Restart=always
+RestartSec=5s
+ExecStart=/usr/local/bin/k3s $ik_role
+UNIT
+	done
+}
+
+# Makes the debootstrapped tree at $1 look like a vendor golden image.
+configure_rootfs() {
+	cr_root=$1
+	# Vendors ship no host keys and an empty machine-id: each node makes its
+	# own on first boot (or Metis provides them). debootstrap made both.
+	rm -f "$cr_root"/etc/ssh/ssh_host_*
+	: >"$cr_root/etc/machine-id"
+	rm -f "$cr_root/var/lib/dbus/machine-id"
+	ln -s /etc/machine-id "$cr_root/var/lib/dbus/machine-id"
+	echo ubuntu >"$cr_root/etc/hostname"
+	printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$cr_root/etc/hosts"
+	# debootstrap copied the build host's resolver.
+	: >"$cr_root/etc/resolv.conf"
+	# Ubuntu's system locale; without one cloud-init's locale module tries to
+	# make en_US.UTF-8 the default and fails.
+	echo 'LANG=C.UTF-8' >"$cr_root/etc/default/locale"
+	mkdir -p "$cr_root/boot/firmware" "$cr_root/boot/efi"
+
+	# cloud-init as on Ubuntu: netplan renderer, default user "ubuntu".
+	cat >"$cr_root/etc/cloud/cloud.cfg.d/90-metis-standin.cfg" <<'CFG'
+# Metis golden stand-in: behave like Ubuntu's cloud-init configuration.
+system_info:
+  default_user:
+    name: ubuntu
+    gecos: Ubuntu
+    groups: [adm, sudo]
+  network:
+    renderers: [netplan]
+CFG
+	chroot "$cr_root" systemctl enable systemd-networkd.service >/dev/null 2>&1 ||
+		die "could not enable systemd-networkd in the image"
+	# Boots must not sit two minutes waiting for a link the test network
+	# never brings up (cloud-init.service is ordered after this).
+	mkdir -p "$cr_root/etc/systemd/system/systemd-networkd-wait-online.service.d"
+	cat >"$cr_root/etc/systemd/system/systemd-networkd-wait-online.service.d/90-metis-standin.conf" <<'UNIT'
+[Service]
+ExecStart=
+ExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=15
+UNIT
+	# Power-off must be quick: the tests inspect the disk after it.
+	mkdir -p "$cr_root/etc/systemd/system.conf.d"
+	printf '[Manager]\nDefaultTimeoutStopSec=10s\n' >"$cr_root/etc/systemd/system.conf.d/90-metis-standin.conf"
+	install_k3s_standin "$cr_root"
+
+	chroot "$cr_root" apt-get clean >/dev/null
+	rm -rf "$cr_root"/var/lib/apt/lists/* "$cr_root/debootstrap"
+
+	# QEMU boots the kernel directly; the initrd must find an ext4 root by
+	# label on a virtio or AHCI disk (MODULES=most, Debian's default).
+	cr_modules=$(chroot "$cr_root" sh -c 'lsinitramfs /boot/initrd.img-*')
+	for cr_module in virtio_blk.ko virtio_pci.ko ahci.ko ext4.ko; do
+		echo "$cr_modules" | grep -q "/$cr_module" || die "initrd lacks $cr_module"
+	done
+	echo "$cr_modules" | grep -q 'sbin/blkid$' || die "initrd lacks blkid (root=LABEL= needs it)"
+}
+
+# per_class_root ROOT ROOT_LABEL SEED_LABEL FIRMWARE_LINE: what differs
+# between the classes' root file systems.
+per_class_root() {
+	printf '%s\n' "LABEL=$2	/	ext4	discard,errors=remount-ro	0	1" "$4" >"$1/etc/fstab"
+	cloud_cfg_datasource "$1" "$3"
+}
+
 gen_bootable() {
-	die "--bootable is not implemented yet"
+	cache_root=${METIS_GOLDEN_CACHE:-/var/cache/metis-golden}
+	key=$(sha256sum "$script_dir/gen.sh" | cut -c1-16)
+	out=${1:-$cache_root/$key}
+	# A finished cache needs neither root nor the lock.
+	if [ -f "$out/COMPLETE" ]; then
+		note "bootable golden images cached in $out"
+		echo "$out"
+		return 0
+	fi
+	[ "$(id -u)" -eq 0 ] || die "--bootable needs root (debootstrap, chroot) to build $out"
+	for tool in debootstrap chroot flock findmnt; do
+		command -v "$tool" >/dev/null 2>&1 || die "$tool not found; install debootstrap and util-linux"
+	done
+	mkdir -p "$cache_root"
+	# One build at a time; whoever waited finds the finished cache.
+	exec 9>"$cache_root/.lock"
+	flock 9
+	if [ -f "$out/COMPLETE" ]; then
+		note "bootable golden images cached in $out"
+		echo "$out"
+		return 0
+	fi
+	partial="$out.partial"
+	clean_partial
+	mkdir -p "$partial"
+	root="$partial/rootfs"
+	mirror=$(debian_mirror)
+
+	started=$(date +%s)
+	note "debootstrap bookworm from $mirror (a few minutes) ..."
+	debootstrap --variant=minbase --include="$BOOT_PACKAGES" bookworm "$root" "$mirror" \
+		>"$partial/debootstrap.log" 2>&1 || {
+		tail -n 30 "$partial/debootstrap.log" >&2
+		[ -f "$root/debootstrap/debootstrap.log" ] && tail -n 30 "$root/debootstrap/debootstrap.log" >&2
+		die "debootstrap failed (log above)"
+	}
+	debootstrapped=$(date +%s)
+	note "debootstrap took $((debootstrapped - started)) s"
+	configure_rootfs "$root"
+
+	kernel=$(find "$root/boot" -name 'vmlinuz-*' | sort | tail -n 1)
+	initrd=$(find "$root/boot" -name 'initrd.img-*' | sort | tail -n 1)
+	if [ -z "$kernel" ] || [ -z "$initrd" ]; then die "no kernel or initrd in $root/boot"; fi
+
+	# Ubuntu for Raspberry Pi: system-boot carries the firmware config, the
+	# kernel, the initrd and the NoCloud seed.
+	boot="$work/bootable/rpi-boot"
+	stage_rpi_ubuntu "$boot" "$work/bootable/unused-root"
+	cp "$kernel" "$boot/vmlinuz"
+	cp "$initrd" "$boot/initrd.img"
+	per_class_root "$root" writable system-boot "LABEL=system-boot	/boot/firmware	vfat	defaults	0	1"
+	build_mbr_card "$partial/rpi-ubuntu-boot.img" 0x4d455449 256 system-boot 4d455001 "$boot" \
+		1536 writable 4d455449-5300-4000-8000-0000000000b1 "$root" no
+	cp "$kernel" "$partial/rpi-ubuntu-boot.vmlinuz"
+	cp "$initrd" "$partial/rpi-ubuntu-boot.initrd"
+
+	# amd64 cloud layout: ESP, CIDATA seed, rootfs.
+	stage_amd64 "$work/bootable/esp" "$work/bootable/seed" "$work/bootable/unused-root2"
+	per_class_root "$root" rootfs CIDATA "LABEL=ESP	/boot/efi	vfat	umask=0077	0	1"
+	build_gpt_disk "$partial/amd64-boot.img" 4D455449-5300-4000-8000-0000000000B4 \
+		16 "$work/bootable/esp" 64 "$work/bootable/seed" 1536 "$root" no
+	cp "$kernel" "$partial/amd64-boot.vmlinuz"
+	cp "$initrd" "$partial/amd64-boot.initrd"
+
+	rm -rf --one-file-system "$root"
+	{
+		echo "gen.sh sha256 prefix: $key"
+		echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+		echo "mirror: $mirror"
+		echo "kernel: $(basename "$kernel")"
+		echo "debootstrap seconds: $((debootstrapped - started))"
+		echo "total seconds: $(($(date +%s) - started))"
+	} >"$partial/COMPLETE"
+	rm -rf "$out"
+	mv "$partial" "$out"
+	partial=
+	note "bootable golden images built in $out in $(($(date +%s) - started)) s"
+	echo "$out"
+}
+
+# Removes a half-built cache directory, unmounting anything debootstrap
+# left mounted inside it first.
+clean_partial() {
+	[ -n "${partial:-}" ] && [ -e "$partial" ] || return 0
+	findmnt -rn -o TARGET | grep "^$partial/" | sort -r | while IFS= read -r cp_mount; do
+		umount -l "$cp_mount" || true
+	done
+	rm -rf --one-file-system "$partial"
 }
 
 # ---------------------------------------------------------------------------
@@ -497,7 +744,8 @@ for tool in sfdisk mkfs.fat mmd mcopy mke2fs debugfs sha256sum truncate; do
 done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/metis-golden.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+partial=
+trap 'clean_partial; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 write_mke2fs_conf "$work/mke2fs.conf"
 

@@ -233,33 +233,7 @@ impl Card {
     /// `.` and `..`.
     pub fn ext4_list(&self, number: usize, dir: &str) -> Result<Vec<Ext4Entry>> {
         let text = String::from_utf8(self.debugfs(number, &format!("ls -p {}", quote(dir)))?)?;
-        let mut entries = Vec::new();
-        for line in text.lines().filter(|line| !line.trim().is_empty()) {
-            // `/inode/mode/uid/gid/name/size/`; a name may itself hold '/'
-            // only in theory (ext4 forbids it), so split from both ends.
-            // Directories have an empty size field (`/12/040755/0/0/.//`).
-            let line = line.trim();
-            let inner = line.strip_prefix('/').and_then(|l| l.strip_suffix('/'));
-            let fields: Vec<&str> = inner.unwrap_or(line).split('/').collect();
-            ensure!(fields.len() >= 6, "unexpected debugfs ls -p line: {line}");
-            let name = fields[4..fields.len() - 1].join("/");
-            if name == "." || name == ".." {
-                continue;
-            }
-            entries.push(Ext4Entry {
-                name,
-                mode: u32::from_str_radix(fields[1], 8)
-                    .with_context(|| format!("mode in `{line}`"))?,
-                uid: fields[2]
-                    .parse()
-                    .with_context(|| format!("uid in `{line}`"))?,
-                gid: fields[3]
-                    .parse()
-                    .with_context(|| format!("gid in `{line}`"))?,
-                size: fields[fields.len() - 1].parse().unwrap_or(0),
-            });
-        }
-        Ok(entries)
+        parse_debugfs_ls(&text)
     }
 
     /// Mode, owner and size of `path` in ext4 partition `number`.
@@ -387,6 +361,36 @@ impl Card {
     }
 }
 
+/// Parses `debugfs ls -p` output, leaving out `.` and `..`.
+fn parse_debugfs_ls(text: &str) -> Result<Vec<Ext4Entry>> {
+    let mut entries = Vec::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        // `/inode/mode/uid/gid/name/size/`; a name may itself hold '/'
+        // only in theory (ext4 forbids it), so split from both ends.
+        // Directories have an empty size field (`/12/040755/0/0/.//`).
+        let line = line.trim();
+        let inner = line.strip_prefix('/').and_then(|l| l.strip_suffix('/'));
+        let fields: Vec<&str> = inner.unwrap_or(line).split('/').collect();
+        ensure!(fields.len() >= 6, "unexpected debugfs ls -p line: {line}");
+        let name = fields[4..fields.len() - 1].join("/");
+        if name == "." || name == ".." {
+            continue;
+        }
+        entries.push(Ext4Entry {
+            name,
+            mode: u32::from_str_radix(fields[1], 8).with_context(|| format!("mode in `{line}`"))?,
+            uid: fields[2]
+                .parse()
+                .with_context(|| format!("uid in `{line}`"))?,
+            gid: fields[3]
+                .parse()
+                .with_context(|| format!("gid in `{line}`"))?,
+            size: fields[fields.len() - 1].parse().unwrap_or(0),
+        });
+    }
+    Ok(entries)
+}
+
 /// Reads the partition table of `image` with `sfdisk -J`.
 pub fn partition_table(image: &Path) -> Result<PartitionTable> {
     let json = tool::run_stdout(tool::command("sfdisk").arg("-J").arg(image))?;
@@ -422,4 +426,76 @@ fn split_path(path: &str) -> Result<(&str, &str)> {
 /// Quotes a path for debugfs's request parser.
 fn quote(path: &str) -> String {
     format!("\"{path}\"")
+}
+
+/// Copies a card image keeping it sparse (a bootable golden image is
+/// ~1.8 GiB, mostly holes).
+pub fn copy_sparse(source: &Path, dest: &Path) -> Result<PathBuf> {
+    tool::run(
+        tool::command("cp")
+            .args(["--sparse=always", "--reflink=auto"])
+            .arg(source)
+            .arg(dest),
+    )?;
+    if !dest.is_file() {
+        bail!("cp did not create {}", dest.display());
+    }
+    Ok(dest.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debugfs_ls_lines_parse_files_and_directories() {
+        let text = "/12/040755/0/0/.//\n /2/040755/0/0/..//\n/16/100644/0/0/hostname/7/\n\n/19/040700/1000/100/ssh//\n";
+        let entries = parse_debugfs_ls(text).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            entries[0],
+            Ext4Entry {
+                name: "hostname".into(),
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                size: 7
+            }
+        );
+        assert!(entries[0].is_file() && !entries[0].is_dir());
+        assert_eq!(
+            (entries[1].permissions(), entries[1].uid, entries[1].gid),
+            (0o700, 1000, 100)
+        );
+        assert!(entries[1].is_dir());
+        assert!(parse_debugfs_ls("/12/040755/0/\n").is_err());
+    }
+
+    #[test]
+    fn paths_split_into_directory_and_name() {
+        assert_eq!(split_path("/etc/hostname").unwrap(), ("/etc", "hostname"));
+        assert_eq!(split_path("/etc/").unwrap(), ("/", "etc"));
+        assert!(split_path("etc/hostname").is_err());
+        assert!(split_path("/").is_err());
+        assert_eq!(fat_path("/EFI/BOOT"), "::/EFI/BOOT");
+        assert_eq!(fat_path("user-data"), "::/user-data");
+    }
+
+    #[test]
+    fn sfdisk_json_of_a_gpt_disk_parses() {
+        let json = r#"{"partitiontable": {"label": "gpt", "id": "4D455449-5300-4000-8000-000000000064",
+            "device": "amd64.img", "unit": "sectors", "firstlba": 34, "lastlba": 298974, "sectorsize": 512,
+            "partitions": [{"node": "amd64.img1", "start": 2048, "size": 32768,
+              "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "uuid": "4D455449-5300-4000-8000-0000000000E1", "name": "ESP"}]}}"#;
+        let table = serde_json::from_str::<SfdiskJson>(json)
+            .unwrap()
+            .partitiontable;
+        assert_eq!(table.label, "gpt");
+        let esp = &table.partitions[0];
+        assert_eq!(
+            (esp.offset(), esp.len(), esp.name.as_deref()),
+            (1 << 20, 16 << 20, Some("ESP"))
+        );
+        assert!(!esp.bootable);
+    }
 }

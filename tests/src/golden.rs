@@ -3,8 +3,9 @@
 //! and bootable Debian stand-ins (cached outside the clone).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::{tool, workspace_root};
 
@@ -110,7 +111,16 @@ impl BootableImages {
 /// (`$METIS_GOLDEN_CACHE`, default `/var/cache/metis-golden`). The first
 /// build needs root and the Debian mirror and takes minutes; gen.sh holds a
 /// lock so concurrent callers wait for one build.
+/// Within one test binary the images are resolved once and shared.
 pub fn bootable() -> Result<BootableImages> {
+    static BOOTABLE: OnceLock<std::result::Result<BootableImages, String>> = OnceLock::new();
+    BOOTABLE
+        .get_or_init(|| build_bootable().map_err(|err| format!("{err:#}")))
+        .clone()
+        .map_err(|err| anyhow!(err))
+}
+
+fn build_bootable() -> Result<BootableImages> {
     let stdout = tool::run_stdout(tool::command(generator()).arg("--bootable")).context(
         "building the bootable golden images (gen.sh --bootable needs root and the Debian mirror)",
     )?;
@@ -129,4 +139,21 @@ pub fn bootable() -> Result<BootableImages> {
         }
     }
     Ok(images)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256sum_output_parses_in_order() {
+        let text = "00ff  rpi-ubuntu.img\nabcd *amd64.img\n\n";
+        assert_eq!(
+            parse_sha256sums(text),
+            [
+                ("rpi-ubuntu.img".to_owned(), "00ff".to_owned()),
+                ("amd64.img".to_owned(), "abcd".to_owned())
+            ]
+        );
+    }
 }
