@@ -763,6 +763,35 @@ mod tests {
     }
 
     #[test]
+    fn diff_merges_short_gaps_only() {
+        // (gap between two changed bytes, extents expected)
+        for (gap, want) in [
+            (0usize, 1usize),
+            (1, 1),
+            (15, 1),
+            (16, 2),
+            (17, 2),
+            (5000, 2),
+        ] {
+            // Across a 1 MiB read boundary as well as inside one block.
+            for first in [100usize, (1 << 20) - 3] {
+                let base = vec![0u8; 2 << 20];
+                let mut modified = base.clone();
+                modified[first] = 1;
+                modified[first + 1 + gap] = 2;
+                let patch = Patch::diff(&base[..], &modified[..]).unwrap();
+                assert_eq!(patch.extent_count(), want, "gap {gap} at {first}");
+                let first_extent = patch.extents().next().unwrap();
+                assert_eq!(first_extent.offset, first as u64);
+                assert_eq!(
+                    patch.byte_count(),
+                    if want == 1 { gap as u64 + 2 } else { 2 }
+                );
+            }
+        }
+    }
+
+    #[test]
     fn diff_rejects_size_mismatch() {
         let a = vec![0u8; 3 << 20];
         let err = Patch::diff(&a[..], &a[..(2 << 20) + 5]).unwrap_err();
