@@ -176,6 +176,26 @@ impl Default for BaseOptions {
     }
 }
 
+impl BaseOptions {
+    /// These options with chunks of `chunk_size` bytes.
+    pub fn with_chunk_size(mut self, chunk_size: u32) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// These options with zstd level `level`.
+    pub fn with_level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// These options with `threads` compression workers.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+}
+
 /// Worker threads to use by default: the machine's cores, at least 2, at most 8.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))

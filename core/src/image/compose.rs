@@ -92,6 +92,20 @@ impl Default for ComposeOptions {
     }
 }
 
+impl ComposeOptions {
+    /// These options with `threads` decode workers.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// These options with zero-chunk skipping on or off.
+    pub fn with_skip_zero_chunks(mut self, skip: bool) -> Self {
+        self.skip_zero_chunks = skip;
+        self
+    }
+}
+
 /// One verified chunk of the card image.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Chunk {
