@@ -37,9 +37,17 @@ fn golden_image(size: usize) -> Vec<u8> {
     image
 }
 
+/// A node image as the injection engine leaves it.
+struct Injected {
+    node: Vec<u8>,
+    /// The engine's dirty extents.
+    dirty: Vec<(u64, Vec<u8>)>,
+    /// The secrets slot: offset and length.
+    slot: (u64, usize),
+}
+
 /// What the injection engine does for a node: write a seed and zero the secrets slot.
-/// Returns the node image, the engine's dirty extents, and the slot's range.
-fn inject(image: &[u8]) -> (Vec<u8>, Vec<(u64, Vec<u8>)>, (u64, usize)) {
+fn inject(image: &[u8]) -> Injected {
     let mut node = image.to_vec();
     let seed_at = image.len() / 3 + 5;
     let seed = b"instance-id: titan-db-0123\nlocal-hostname: titan-db\n".repeat(40);
@@ -54,7 +62,11 @@ fn inject(image: &[u8]) -> (Vec<u8>, Vec<(u64, Vec<u8>)>, (u64, usize)) {
         (sector_start as u64, node[sector_start..sector_end].to_vec()),
         (slot_at as u64, slot.clone()),
     ];
-    (node, dirty, (slot_at as u64, slot.len()))
+    Injected {
+        node,
+        dirty,
+        slot: (slot_at as u64, slot.len()),
+    }
 }
 
 fn write_file(path: &Path, bytes: &[u8]) {
@@ -115,7 +127,11 @@ fn node_card_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let chunk_size = 256 << 10;
     let image = golden_image((6 << 20) + 777);
-    let (node, dirty, (slot_at, slot_len)) = inject(&image);
+    let Injected {
+        node,
+        dirty,
+        slot: (slot_at, slot_len),
+    } = inject(&image);
     let raw = dir.path().join("golden.img");
     let node_img = dir.path().join("node.img");
     write_file(&raw, &image);
@@ -202,7 +218,7 @@ fn corrupt_base_file_stops_compose_naming_the_chunk() {
     let dir = tempfile::tempdir().unwrap();
     let chunk_size = 64 << 10;
     let image = golden_image(1 << 20);
-    let (node, _, _) = inject(&image);
+    let node = inject(&image).node;
     let base_path = dir.path().join("base.zst");
     let options = BaseOptions::default().with_chunk_size(chunk_size);
     let summary = write_base(&image[..], File::create(&base_path).unwrap(), &options).unwrap();
