@@ -197,14 +197,17 @@ fn compose(dir: &Path, threads: usize) -> Result<(), Error> {
     let mut bytes = 0u64;
     let mut zero = 0u64;
     let mut sink = io::sink();
-    for chunk in composer.chunks() {
+    let mut chunks = composer.chunks();
+    while let Some(chunk) = chunks.next() {
         let chunk = chunk?;
         bytes += chunk.data.len() as u64;
+        // As the flasher does on a discarded card: zero chunks are not written.
         if chunk.is_zero {
             zero += 1;
         } else {
             sink.write_all(&chunk.data)?;
         }
+        chunks.recycle(chunk);
     }
     let seconds = start.elapsed().as_secs_f64();
     eprintln!(

@@ -645,7 +645,7 @@ impl<R: Read + Seek> BaseReader<R> {
     pub fn read_chunk_unverified(&mut self, index: usize) -> Result<Vec<u8>, BaseError> {
         let mut frame = Vec::new();
         self.read_frame(index, &mut frame)?;
-        let mut out = vec![0u8; self.layout.chunk_len(index)];
+        let mut out = Vec::new();
         let mut decoder = new_decompressor().map_err(|source| BaseError::Decode {
             chunk: index,
             offset: self.layout.chunk_offset(index),
@@ -682,29 +682,34 @@ pub(crate) fn new_decompressor() -> io::Result<zstd::bulk::Decompressor<'static>
     zstd::bulk::Decompressor::new()
 }
 
-/// Decodes the frame of chunk `index` into `out`, which must be exactly the chunk's
-/// length.
+/// Decodes the frame of chunk `index` into `out` (cleared first; its old contents
+/// and capacity are reused, never zero-filled).
 pub(crate) fn decode_frame(
     decoder: &mut zstd::bulk::Decompressor<'_>,
     layout: ChunkLayout,
     index: usize,
     frame: &[u8],
-    out: &mut [u8],
+    out: &mut Vec<u8>,
 ) -> Result<(), BaseError> {
     let offset = layout.chunk_offset(index);
-    let n = decoder
+    let expected = layout.chunk_len(index);
+    out.clear();
+    // zstd writes into the spare capacity (an over-long frame fails to decode, or
+    // shows as a size mismatch in a larger recycled buffer).
+    out.reserve_exact(expected);
+    decoder
         .decompress_to_buffer(frame, out)
         .map_err(|source| BaseError::Decode {
             chunk: index,
             offset,
             source,
         })?;
-    if n != out.len() {
+    if out.len() != expected {
         return Err(BaseError::DecodedSize {
             chunk: index,
             offset,
-            expected: out.len(),
-            found: n,
+            expected,
+            found: out.len(),
         });
     }
     Ok(())
