@@ -79,7 +79,7 @@ pub enum BaseError {
     },
     /// The image has more chunks than the seekable format can list.
     #[error("the image has more chunks than the zstd seekable format allows")]
-    TooManyChunks(#[source] zeekstd::Error),
+    TooManyChunks(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A compression worker thread panicked.
     #[error("a compression worker thread panicked")]
     WorkerPanicked,
@@ -95,7 +95,7 @@ pub enum BaseError {
     /// The base has no valid seek table at its end (not a seekable zstd file, or
     /// truncated or corrupt).
     #[error("the base has no valid zstd seek table at its end (truncated or corrupt?)")]
-    SeekTable(#[source] zeekstd::Error),
+    SeekTable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The seek table lists another number of frames than the chunk table has chunks.
     #[error("the base's seek table lists {frames} frames, the chunk table has {chunks} chunks")]
     FrameCount {
@@ -455,7 +455,7 @@ impl<W: Write> FrameWriter<'_, W> {
             // Frame sizes fit in u32: a chunk is at most 16 MiB.
             self.seek_table
                 .log_frame(chunk.frame.len() as u32, chunk.input.len() as u32)
-                .map_err(BaseError::TooManyChunks)?;
+                .map_err(|e| BaseError::TooManyChunks(e.into()))?;
             self.table
                 .push(chunk.input.len(), chunk.hash, chunk.is_zero);
             pool.push((chunk.input, chunk.frame));
@@ -513,29 +513,44 @@ impl<R: Read + Seek> BaseReader<R> {
         let file_len = source
             .seek(SeekFrom::End(0))
             .map_err(|source| BaseError::ReadBase { offset: 0, source })?;
-        let seek_table = SeekTable::from_seekable(&mut source).map_err(BaseError::SeekTable)?;
-        // zeekstd parses entries with or without per-frame checksums; we need the entry
-        // size to know where the frames end.
+        let no_table = |why: &str| BaseError::SeekTable(why.into());
+        if file_len < SKIPPABLE_HEADER_LEN + SEEK_TABLE_FOOTER_LEN {
+            return Err(no_table("file too short"));
+        }
+        // Check the footer against the signed layout before zeekstd sizes anything
+        // from it: it allocates for the frame count the footer claims.
         let mut footer = [0u8; SEEK_TABLE_FOOTER_LEN as usize];
         read_exact_at(&mut source, file_len - SEEK_TABLE_FOOTER_LEN, &mut footer)?;
-        let entry_len: u64 = if footer[4] & 0x80 != 0 { 12 } else { 8 };
-
-        let frames = seek_table.num_frames();
+        let u32_at =
+            |at: usize| u32::from_le_bytes(footer[at..at + 4].try_into().expect("4 bytes"));
+        if u32_at(5) != zeekstd::SEEKABLE_MAGIC_NUMBER {
+            return Err(no_table("seekable magic number missing"));
+        }
+        let frames = u32_at(0);
         if frames as usize != layout.chunk_count() {
             return Err(BaseError::FrameCount {
                 frames,
                 chunks: layout.chunk_count(),
             });
         }
+        // Entries carry a checksum when descriptor bit 7 is set (Metis never sets it).
+        let entry_len: u64 = if footer[4] & 0x80 != 0 { 12 } else { 8 };
+        let table_len =
+            SKIPPABLE_HEADER_LEN + u64::from(frames) * entry_len + SEEK_TABLE_FOOTER_LEN;
+        if table_len > file_len {
+            return Err(no_table("seek table longer than the file"));
+        }
+        let seek_table =
+            SeekTable::from_seekable(&mut source).map_err(|e| BaseError::SeekTable(e.into()))?;
         let mut frame_starts = Vec::with_capacity(layout.chunk_count() + 1);
         for chunk in 0..layout.chunk_count() {
             let i = chunk as u32;
             let d_size = seek_table
                 .frame_size_decomp(i)
-                .map_err(BaseError::SeekTable)?;
+                .map_err(|e| BaseError::SeekTable(e.into()))?;
             let c_size = seek_table
                 .frame_size_comp(i)
-                .map_err(BaseError::SeekTable)?;
+                .map_err(|e| BaseError::SeekTable(e.into()))?;
             let len = layout.chunk_len(chunk);
             let bad = |expected: String, found: String| BaseError::FrameSize {
                 chunk,
@@ -559,13 +574,11 @@ impl<R: Read + Seek> BaseReader<R> {
             frame_starts.push(
                 seek_table
                     .frame_start_comp(i)
-                    .map_err(BaseError::SeekTable)?,
+                    .map_err(|e| BaseError::SeekTable(e.into()))?,
             );
         }
         let frames_end = seek_table.size_comp();
         frame_starts.push(frames_end);
-        let table_len =
-            SKIPPABLE_HEADER_LEN + u64::from(frames) * entry_len + SEEK_TABLE_FOOTER_LEN;
         let mut reader = Self {
             source,
             layout,

@@ -666,6 +666,18 @@ mod tests {
     }
 
     #[test]
+    fn truncated_json_fails_cleanly() {
+        let table = ChunkTable::from_image(&sample_image(5 * 4096 + 1)[..], 4096).unwrap();
+        let json = serde_json::to_string(&table).unwrap();
+        for len in 0..json.len() {
+            assert!(
+                serde_json::from_str::<ChunkTable>(&json[..len]).is_err(),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
     fn zero_detection_matrix() {
         for len in [0usize, 1, 15, 4095, 4096, 4097, 100_000] {
             let mut buf = vec![0u8; len];
