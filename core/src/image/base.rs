@@ -329,7 +329,7 @@ fn compress_worker(
 ) {
     let _guard = PanicGuard(done.clone());
     let mut compressor = match new_compressor(options.level) {
-        Ok(c) => Some(c),
+        Ok(c) => c,
         Err(e) => {
             // Report on the first job so the error carries a chunk index.
             let _ = done.send(CompressDone {
@@ -362,7 +362,6 @@ fn compress_worker(
         let is_zero = is_all_zero(&input);
         let full = input.len() == options.chunk_size as usize;
         let result = (|| {
-            let compressor = compressor.as_mut().expect("created above");
             output.clear();
             match (&zero_frame, is_zero && full) {
                 (Some(frame), true) => output.extend_from_slice(frame),
