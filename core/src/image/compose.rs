@@ -10,6 +10,41 @@
 //! At most a few chunks are in flight (see [`ComposeOptions`]), so memory stays in the
 //! tens of MiB whatever the image size. Secrets-slot bytes supplied at flash time are
 //! written over the verified chunk: the composed table hashes the zeroed slot.
+//!
+//! The whole path, builder then flasher:
+//!
+//! ```
+//! use std::io::{Cursor, Read};
+//! use metis_core::image::base::{write_base, BaseOptions};
+//! use metis_core::image::compose::{compose_table, ComposeOptions, Composer};
+//! use metis_core::image::patch::Patch;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Builder, once per class: the golden image becomes the seekable base.
+//! let golden = vec![7u8; 300_000];
+//! let mut base = Vec::new();
+//! let options = BaseOptions::default().with_chunk_size(64 << 10);
+//! let base_table = write_base(&golden[..], &mut base, &options)?.table;
+//!
+//! // Builder, per node: the injected extents (the secrets slot at 1000..1016 zeroed)
+//! // and the composed table that goes into the signed config.
+//! let patch = Patch::from_extents(300_000, [(100, b"titan-db".to_vec()), (1000, vec![0; 16])])?;
+//! let table = compose_table(Cursor::new(&base), &base_table, &patch)?;
+//! let patch_layer = patch.encode()?;
+//!
+//! // Flasher: verify every chunk, then fill the slot with the decrypted secrets.
+//! let patch = Patch::decode(&patch_layer)?;
+//! let mut card = Vec::new();
+//! Composer::new(Cursor::new(base), table, patch, ComposeOptions::default())?
+//!     .with_slot(1000, b"k3s-token-secret".to_vec())?
+//!     .into_reader()
+//!     .read_to_end(&mut card)?;
+//! assert_eq!(&card[100..108], b"titan-db");
+//! assert_eq!(&card[1000..1016], b"k3s-token-secret");
+//! assert_eq!(card.len(), golden.len());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
