@@ -64,13 +64,18 @@ echo "generating a $SIZE mixed image in $WORK..." >&2
 "$BIN" gen "$SIZE" "$WORK/golden.img"
 IMAGE_BYTES=$(bytes_of "$WORK/golden.img")
 LABEL=$(human "$IMAGE_BYTES")
+# Write back the generated image first: dirty pages being flushed would throttle the
+# writes of whichever tool runs first. Then read it into the page cache (warm).
+sync
 cat "$WORK/golden.img" >/dev/null
 
 # 1. Base compression vs zstd -T0 -3 (multi-threaded zstd, same level).
 measure "$BIN" base "$WORK/golden.img" "$WORK/art" 4M "$THREADS"
 METIS_C=$SECONDS_TAKEN; METIS_CPU=$CPU_SECONDS
+sync
 measure zstd -q -f -T0 -3 "$WORK/golden.img" -o "$WORK/golden.zst"
 ZSTD_C=$SECONDS_TAKEN; ZSTD_CPU=$CPU_SECONDS
+sync
 M=$(mib_s "$IMAGE_BYTES" "$METIS_C"); Z=$(mib_s "$IMAGE_BYTES" "$ZSTD_C")
 row "artifact: base compress, level 3, 4 MiB chunks, $THREADS threads, + SHA-256 table; ref zstd -T0 -3" \
     "$LABEL" "$M MiB/s" "$Z MiB/s" "$(ratio "$M" "$Z")" ">= 0.8x"
@@ -83,6 +88,7 @@ row "artifact: base size (seekable, independent 4 MiB frames); ref zstd -T0 -3 o
 rm -f "$WORK/golden.zst"
 
 "$BIN" node "$WORK/art"
+sync
 PATCH_BYTES=$(bytes_of "$WORK/art/node.patch")
 row "artifact: node patch (seed + 64 KiB slot + sector); ref the class base" "$LABEL" "$PATCH_BYTES B" \
     "$(human "$MB")" "$(awk -v a="$PATCH_BYTES" -v b="$MB" 'BEGIN { printf "%.6fx", a / b }')" "< 64 KiB"
@@ -108,6 +114,7 @@ if [ "$SPARSE_SIZE" != 0 ]; then
     truncate -s "$SPARSE_SIZE" "$WORK/sparse.img"
     dd if="$WORK/head.img" of="$WORK/sparse.img" conv=notrunc bs=1M status=none
     rm -f "$WORK/head.img"
+    sync
     SPARSE_BYTES=$(bytes_of "$WORK/sparse.img")
     # Reading holes fills the page cache with zero pages; warm it (when it fits in
     # RAM) so the first tool measured does not pay for the second.
