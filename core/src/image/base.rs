@@ -1,0 +1,934 @@
+//! The class base: a golden image in the zstd seekable format.
+//!
+//! The image is cut into chunks of a fixed uncompressed size (default 4 MiB); each
+//! chunk becomes one independent zstd frame (with its content size and content
+//! checksum), and a seek table in a trailing skippable frame lists every frame's
+//! compressed and uncompressed size. `zstd -d` skips the seek table and yields the raw
+//! image; a seekable reader decodes any chunk on its own.
+//!
+//! zeekstd provides the seek table (building, serialising, parsing). Its `Encoder`
+//! compresses on the calling thread only and its `Decoder` decodes ranges in sequence,
+//! so we compress and decode the frames ourselves with libzstd in worker threads and
+//! log each finished frame in a zeekstd [`SeekTable`].
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Mutex;
+
+use zeekstd::SeekTable;
+use zstd::zstd_safe;
+
+use super::chunks::{
+    is_all_zero, read_full, ChunkHash, ChunkLayout, ChunkTable, ChunkTableBuilder, ChunkTableError,
+    ZeroHashes, DEFAULT_CHUNK_SIZE,
+};
+
+/// Default zstd level for the base (the `zstd` CLI's default).
+pub const DEFAULT_LEVEL: i32 = 3;
+
+/// Uncompressed bytes the compressor keeps in flight (read, queued, or being
+/// compressed): a few chunks, never the image.
+const IN_FLIGHT_BUDGET: usize = 32 << 20;
+
+/// Bytes at the end of a seekable file that locate the seek table: frame count (u32),
+/// descriptor (u8), seekable magic (u32).
+const SEEK_TABLE_FOOTER_LEN: u64 = 9;
+/// Skippable frame header: magic (u32) and frame size (u32).
+const SKIPPABLE_HEADER_LEN: u64 = 8;
+
+/// Why writing or reading a class base failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BaseError {
+    /// The options are invalid (chunk size, thread count, or level).
+    #[error("invalid base options: {0}")]
+    Options(String),
+    /// The chunk size or layout is invalid.
+    #[error(transparent)]
+    Layout(#[from] ChunkTableError),
+    /// Reading the raw image failed.
+    #[error("reading the image at byte offset {offset}")]
+    ReadImage {
+        /// Byte offset in the image.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing the compressed base failed.
+    #[error("writing the base at compressed byte offset {offset}")]
+    Write {
+        /// Byte offset in the compressed output.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// libzstd failed to compress a chunk.
+    #[error("compressing chunk {chunk} at byte offset {offset}")]
+    Compress {
+        /// Chunk index.
+        chunk: usize,
+        /// Byte offset of the chunk in the image.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The image has more chunks than the seekable format can list.
+    #[error("the image has more chunks than the zstd seekable format allows")]
+    TooManyChunks(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A compression worker thread panicked.
+    #[error("a compression worker thread panicked")]
+    WorkerPanicked,
+    /// Reading the compressed base failed.
+    #[error("reading the base at compressed byte offset {offset}")]
+    ReadBase {
+        /// Byte offset in the compressed base.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The base has no valid seek table at its end (not a seekable zstd file, or
+    /// truncated or corrupt).
+    #[error("the base has no valid zstd seek table at its end (truncated or corrupt?)")]
+    SeekTable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The seek table lists another number of frames than the chunk table has chunks.
+    #[error("the base's seek table lists {frames} frames, the chunk table has {chunks} chunks")]
+    FrameCount {
+        /// Frames in the seek table.
+        frames: u32,
+        /// Chunks in the chunk table.
+        chunks: usize,
+    },
+    /// A frame's size in the seek table does not fit the chunk.
+    #[error("chunk {chunk} at byte offset {offset}: the seek table says its frame is {found} (expected {expected})")]
+    FrameSize {
+        /// Chunk index.
+        chunk: usize,
+        /// Byte offset of the chunk in the image.
+        offset: u64,
+        /// What the chunk layout allows.
+        expected: String,
+        /// What the seek table says.
+        found: String,
+    },
+    /// The seek table's frame sizes do not add up to the file: the frame of `chunk`
+    /// is not where the seek table puts it.
+    #[error("chunk {chunk} at byte offset {offset}: no zstd frame of that chunk at compressed byte offset {compressed_offset} (seek table or frame corrupt)")]
+    FrameMissing {
+        /// Chunk index.
+        chunk: usize,
+        /// Byte offset of the chunk in the image.
+        offset: u64,
+        /// Where the seek table puts the frame in the compressed base.
+        compressed_offset: u64,
+    },
+    /// A frame failed to decode.
+    #[error("chunk {chunk} at byte offset {offset}: zstd frame does not decode (corrupt)")]
+    Decode {
+        /// Chunk index.
+        chunk: usize,
+        /// Byte offset of the chunk in the image.
+        offset: u64,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A frame decoded to the wrong number of bytes.
+    #[error("chunk {chunk} at byte offset {offset}: frame decoded to {found} bytes, expected {expected}")]
+    DecodedSize {
+        /// Chunk index.
+        chunk: usize,
+        /// Byte offset of the chunk in the image.
+        offset: u64,
+        /// Bytes expected.
+        expected: usize,
+        /// Bytes decoded.
+        found: usize,
+    },
+}
+
+/// How to compress a class base.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BaseOptions {
+    /// Uncompressed bytes per chunk (and zstd frame); a power of two between
+    /// [`MIN_CHUNK_SIZE`](super::chunks::MIN_CHUNK_SIZE) and
+    /// [`MAX_CHUNK_SIZE`](super::chunks::MAX_CHUNK_SIZE).
+    pub chunk_size: u32,
+    /// zstd compression level (1..=22).
+    pub level: i32,
+    /// Compression worker threads (at least 1). Output does not depend on it.
+    pub threads: usize,
+}
+
+impl Default for BaseOptions {
+    fn default() -> Self {
+        Self {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            level: DEFAULT_LEVEL,
+            threads: default_threads(),
+        }
+    }
+}
+
+impl BaseOptions {
+    /// These options with chunks of `chunk_size` bytes.
+    pub fn with_chunk_size(mut self, chunk_size: u32) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// These options with zstd level `level`.
+    pub fn with_level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// These options with `threads` compression workers.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+}
+
+/// Worker threads to use by default: the machine's cores, at least 2, at most 8.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
+/// What [`write_base`] produced.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BaseSummary {
+    /// Per-chunk SHA-256 of the raw image and its zero chunks.
+    pub table: ChunkTable,
+    /// Bytes written (frames and seek table).
+    pub compressed_size: u64,
+}
+
+/// Compresses the raw golden image read from `image` into a seekable zstd base written
+/// to `out`, and hashes every chunk.
+///
+/// Chunks are compressed by `options.threads` workers, a few chunks in flight, and
+/// written in order; the output depends only on the image, the chunk size and the
+/// level, never on the thread count.
+///
+/// # Errors
+///
+/// [`BaseError`] naming the chunk and byte offset where reading, compressing or
+/// writing failed.
+pub fn write_base(
+    mut image: impl Read,
+    mut out: impl Write,
+    options: &BaseOptions,
+) -> Result<BaseSummary, BaseError> {
+    ChunkLayout::new(options.chunk_size, 0)?;
+    if options.threads == 0 {
+        return Err(BaseError::Options("threads must be at least 1".into()));
+    }
+    let (min_level, max_level) = (zstd_safe::min_c_level(), zstd_safe::max_c_level());
+    if !(min_level..=max_level).contains(&options.level) {
+        return Err(BaseError::Options(format!(
+            "zstd level {} is outside {min_level}..={max_level}",
+            options.level
+        )));
+    }
+    let chunk_size = options.chunk_size as usize;
+    let in_flight_max = (2 * options.threads).min((IN_FLIGHT_BUDGET / chunk_size).max(2));
+    let threads = options.threads.min(in_flight_max);
+
+    let (job_tx, job_rx) = mpsc::sync_channel::<CompressJob>(in_flight_max);
+    let (done_tx, done_rx) = mpsc::channel::<CompressDone>();
+    let job_rx = &Mutex::new(job_rx);
+    std::thread::scope(move |scope| {
+        for _ in 0..threads {
+            let done_tx = done_tx.clone();
+            scope.spawn(move || compress_worker(job_rx, done_tx, options));
+        }
+        drop(done_tx);
+
+        let mut writer = FrameWriter {
+            out: &mut out,
+            written: 0,
+            seek_table: SeekTable::new(),
+            table: ChunkTableBuilder::new(options.chunk_size),
+            pending: BTreeMap::new(),
+            next: 0,
+            chunk_size: options.chunk_size,
+        };
+        let mut pool: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut in_flight = 0usize;
+        let mut index = 0usize;
+        let mut offset = 0u64;
+        loop {
+            while in_flight >= in_flight_max {
+                in_flight -= writer.receive(&done_rx, &mut pool)?;
+            }
+            let (mut input, output) = pool.pop().unwrap_or_else(|| {
+                (
+                    vec![0u8; chunk_size],
+                    Vec::with_capacity(zstd_safe::compress_bound(chunk_size)),
+                )
+            });
+            input.resize(chunk_size, 0);
+            let n = read_full(&mut image, &mut input)
+                .map_err(|source| BaseError::ReadImage { offset, source })?;
+            if n == 0 {
+                break;
+            }
+            input.truncate(n);
+            job_tx
+                .send(CompressJob {
+                    index,
+                    input,
+                    output,
+                })
+                .map_err(|_| BaseError::WorkerPanicked)?;
+            in_flight += 1;
+            index += 1;
+            offset += n as u64;
+            if n < chunk_size {
+                break;
+            }
+        }
+        drop(job_tx);
+        while in_flight > 0 {
+            in_flight -= writer.receive(&done_rx, &mut pool)?;
+        }
+        writer.finish()
+    })
+}
+
+struct CompressJob {
+    index: usize,
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+struct CompressDone {
+    index: usize,
+    result: Result<CompressedChunk, io::Error>,
+}
+
+struct CompressedChunk {
+    input: Vec<u8>,
+    frame: Vec<u8>,
+    hash: ChunkHash,
+    is_zero: bool,
+}
+
+fn compress_worker(
+    jobs: &Mutex<Receiver<CompressJob>>,
+    done: mpsc::Sender<CompressDone>,
+    options: &BaseOptions,
+) {
+    let _guard = PanicGuard(done.clone());
+    let mut compressor = match new_compressor(options.level) {
+        Ok(c) => c,
+        Err(e) => {
+            // Report on the first job so the error carries a chunk index.
+            let _ = done.send(CompressDone {
+                index: match jobs.lock().map(|rx| rx.recv()) {
+                    Ok(Ok(job)) => job.index,
+                    _ => return,
+                },
+                result: Err(e),
+            });
+            return;
+        }
+    };
+    let mut zero_hashes = ZeroHashes::default();
+    // A full-size zero chunk always compresses to the same frame; keep it.
+    let mut zero_frame: Option<Vec<u8>> = None;
+    loop {
+        // Holding the lock only while receiving keeps the other workers busy.
+        let job = match jobs.lock() {
+            Ok(rx) => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        let CompressJob {
+            index,
+            input,
+            mut output,
+        } = job;
+        let is_zero = is_all_zero(&input);
+        let full = input.len() == options.chunk_size as usize;
+        let result = (|| {
+            output.clear();
+            match (&zero_frame, is_zero && full) {
+                (Some(frame), true) => output.extend_from_slice(frame),
+                _ => {
+                    compressor.compress_to_buffer(&input, &mut output)?;
+                    if is_zero && full {
+                        zero_frame = Some(output.clone());
+                    }
+                }
+            }
+            let hash = if is_zero {
+                zero_hashes.get(input.len())
+            } else {
+                ChunkHash::of(&input)
+            };
+            Ok(CompressedChunk {
+                input,
+                frame: output,
+                hash,
+                is_zero,
+            })
+        })();
+        if done.send(CompressDone { index, result }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Wakes the writer if a worker panics, instead of leaving it waiting forever.
+struct PanicGuard(mpsc::Sender<CompressDone>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.send(CompressDone {
+                index: usize::MAX,
+                result: Err(io::Error::other("worker panicked")),
+            });
+        }
+    }
+}
+
+fn new_compressor(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
+    let mut compressor = zstd::bulk::Compressor::new(level)?;
+    // A content checksum per frame lets `zstd -t` and any decoder catch a corrupt
+    // frame without our table; the content size lets a reader check a frame's header.
+    compressor.set_parameter(zstd_safe::CParameter::ChecksumFlag(true))?;
+    compressor.set_parameter(zstd_safe::CParameter::ContentSizeFlag(true))?;
+    Ok(compressor)
+}
+
+/// Writes finished frames in chunk order and keeps the tables.
+struct FrameWriter<'w, W: Write> {
+    out: &'w mut W,
+    written: u64,
+    seek_table: SeekTable,
+    table: ChunkTableBuilder,
+    pending: BTreeMap<usize, CompressedChunk>,
+    next: usize,
+    chunk_size: u32,
+}
+
+impl<W: Write> FrameWriter<'_, W> {
+    /// Waits for one finished chunk, writes every chunk now in order, and returns how
+    /// many were written (their buffers go back to `pool`).
+    fn receive(
+        &mut self,
+        done: &Receiver<CompressDone>,
+        pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<usize, BaseError> {
+        let CompressDone { index, result } = done.recv().map_err(|_| BaseError::WorkerPanicked)?;
+        if index == usize::MAX {
+            return Err(BaseError::WorkerPanicked);
+        }
+        let chunk = result.map_err(|source| BaseError::Compress {
+            chunk: index,
+            offset: index as u64 * u64::from(self.chunk_size),
+            source,
+        })?;
+        self.pending.insert(index, chunk);
+        let mut written = 0;
+        while let Some(chunk) = self.pending.remove(&self.next) {
+            self.out
+                .write_all(&chunk.frame)
+                .map_err(|source| BaseError::Write {
+                    offset: self.written,
+                    source,
+                })?;
+            self.written += chunk.frame.len() as u64;
+            // Frame sizes fit in u32: a chunk is at most 16 MiB.
+            self.seek_table
+                .log_frame(chunk.frame.len() as u32, chunk.input.len() as u32)
+                .map_err(|e| BaseError::TooManyChunks(e.into()))?;
+            self.table
+                .push(chunk.input.len(), chunk.hash, chunk.is_zero);
+            pool.push((chunk.input, chunk.frame));
+            self.next += 1;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    fn finish(self) -> Result<BaseSummary, BaseError> {
+        let mut serializer = self.seek_table.into_serializer();
+        let mut bytes = Vec::with_capacity(serializer.encoded_len());
+        serializer
+            .read_to_end(&mut bytes)
+            .map_err(|source| BaseError::Write {
+                offset: self.written,
+                source,
+            })?;
+        self.out
+            .write_all(&bytes)
+            .and_then(|()| self.out.flush())
+            .map_err(|source| BaseError::Write {
+                offset: self.written,
+                source,
+            })?;
+        Ok(BaseSummary {
+            table: self.table.finish()?,
+            compressed_size: self.written + bytes.len() as u64,
+        })
+    }
+}
+
+/// Random access to the frames of a class base.
+///
+/// Opening checks the seek table against the chunk layout the signed chunk table gives:
+/// the frame count, every frame's uncompressed size, and that the frames and the seek
+/// table exactly fill the file.
+#[derive(Debug)]
+pub struct BaseReader<R> {
+    source: R,
+    layout: ChunkLayout,
+    /// Compressed start offset of each frame, plus the end of the last one.
+    frame_starts: Vec<u64>,
+}
+
+impl<R: Read + Seek> BaseReader<R> {
+    /// Opens the base in `source`, expecting the chunk layout `layout`.
+    ///
+    /// # Errors
+    ///
+    /// [`BaseError::SeekTable`] if there is no valid seek table (truncated, not
+    /// seekable zstd); [`BaseError::FrameCount`], [`BaseError::FrameSize`] or
+    /// [`BaseError::FrameMissing`] (naming the chunk) if the seek table does not fit.
+    pub fn open(mut source: R, layout: ChunkLayout) -> Result<Self, BaseError> {
+        let file_len = source
+            .seek(SeekFrom::End(0))
+            .map_err(|source| BaseError::ReadBase { offset: 0, source })?;
+        let no_table = |why: &str| BaseError::SeekTable(why.into());
+        if file_len < SKIPPABLE_HEADER_LEN + SEEK_TABLE_FOOTER_LEN {
+            return Err(no_table("file too short"));
+        }
+        // Check the footer against the signed layout before zeekstd sizes anything
+        // from it: it allocates for the frame count the footer claims.
+        let mut footer = [0u8; SEEK_TABLE_FOOTER_LEN as usize];
+        read_exact_at(&mut source, file_len - SEEK_TABLE_FOOTER_LEN, &mut footer)?;
+        let u32_at =
+            |at: usize| u32::from_le_bytes(footer[at..at + 4].try_into().expect("4 bytes"));
+        if u32_at(5) != zeekstd::SEEKABLE_MAGIC_NUMBER {
+            return Err(no_table("seekable magic number missing"));
+        }
+        let frames = u32_at(0);
+        if frames as usize != layout.chunk_count() {
+            return Err(BaseError::FrameCount {
+                frames,
+                chunks: layout.chunk_count(),
+            });
+        }
+        // Entries carry a checksum when descriptor bit 7 is set (Metis never sets it).
+        let entry_len: u64 = if footer[4] & 0x80 != 0 { 12 } else { 8 };
+        let table_len =
+            SKIPPABLE_HEADER_LEN + u64::from(frames) * entry_len + SEEK_TABLE_FOOTER_LEN;
+        if table_len > file_len {
+            return Err(no_table("seek table longer than the file"));
+        }
+        let seek_table =
+            SeekTable::from_seekable(&mut source).map_err(|e| BaseError::SeekTable(e.into()))?;
+        let mut frame_starts = Vec::with_capacity(layout.chunk_count() + 1);
+        for chunk in 0..layout.chunk_count() {
+            let i = chunk as u32;
+            let d_size = seek_table
+                .frame_size_decomp(i)
+                .map_err(|e| BaseError::SeekTable(e.into()))?;
+            let c_size = seek_table
+                .frame_size_comp(i)
+                .map_err(|e| BaseError::SeekTable(e.into()))?;
+            let len = layout.chunk_len(chunk);
+            let bad = |expected: String, found: String| BaseError::FrameSize {
+                chunk,
+                offset: layout.chunk_offset(chunk),
+                expected,
+                found,
+            };
+            if d_size != len as u64 {
+                return Err(bad(
+                    format!("{len} bytes uncompressed"),
+                    format!("{d_size} bytes uncompressed"),
+                ));
+            }
+            let bound = max_frame_len(len);
+            if c_size == 0 || c_size > bound {
+                return Err(bad(
+                    format!("1..={bound} bytes compressed"),
+                    format!("{c_size} bytes compressed"),
+                ));
+            }
+            frame_starts.push(
+                seek_table
+                    .frame_start_comp(i)
+                    .map_err(|e| BaseError::SeekTable(e.into()))?,
+            );
+        }
+        let frames_end = seek_table.size_comp();
+        frame_starts.push(frames_end);
+        let mut reader = Self {
+            source,
+            layout,
+            frame_starts,
+        };
+        if frames_end.checked_add(table_len) != Some(file_len) {
+            return Err(reader.locate_bad_frame());
+        }
+        Ok(reader)
+    }
+
+    /// The seek table does not add up: name the first chunk whose frame header is not
+    /// where the seek table puts it (or the last chunk, if every header is).
+    fn locate_bad_frame(&mut self) -> BaseError {
+        let count = self.layout.chunk_count();
+        let missing = |chunk: usize, at: u64| BaseError::FrameMissing {
+            chunk,
+            offset: self.layout.chunk_offset(chunk),
+            compressed_offset: at,
+        };
+        for chunk in 0..count {
+            let at = self.frame_starts[chunk];
+            let mut header = [0u8; 18];
+            let n = match self.source.seek(SeekFrom::Start(at)) {
+                Ok(_) => read_full(&mut self.source, &mut header).unwrap_or(0),
+                Err(_) => 0,
+            };
+            let ok = matches!(
+                zstd_safe::get_frame_content_size(&header[..n]),
+                Ok(Some(size)) if size == self.layout.chunk_len(chunk) as u64
+            );
+            if !ok {
+                return missing(chunk, at);
+            }
+        }
+        let last = count.saturating_sub(1);
+        missing(last, self.frame_starts.get(last).copied().unwrap_or(0))
+    }
+
+    /// The chunk layout.
+    pub fn layout(&self) -> ChunkLayout {
+        self.layout
+    }
+
+    /// Where the frame of chunk `index` lies in the compressed base.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not below the chunk count.
+    pub fn frame_range(&self, index: usize) -> Range<u64> {
+        self.frame_starts[index]..self.frame_starts[index + 1]
+    }
+
+    /// Reads the compressed frame of chunk `index` into `frame`.
+    ///
+    /// # Errors
+    ///
+    /// [`BaseError::ReadBase`] if the read fails or the file is shorter than the
+    /// seek table says.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not below the chunk count.
+    pub fn read_frame(&mut self, index: usize, frame: &mut Vec<u8>) -> Result<(), BaseError> {
+        let range = self.frame_range(index);
+        // Bounded by max_frame_len at open.
+        frame.resize((range.end - range.start) as usize, 0);
+        read_exact_at(&mut self.source, range.start, frame)
+    }
+
+    /// Reads and decodes chunk `index`, *without* verifying its hash.
+    ///
+    /// # Errors
+    ///
+    /// [`BaseError::ReadBase`], [`BaseError::Decode`] or [`BaseError::DecodedSize`],
+    /// naming the chunk.
+    pub fn read_chunk_unverified(&mut self, index: usize) -> Result<Vec<u8>, BaseError> {
+        let mut frame = Vec::new();
+        self.read_frame(index, &mut frame)?;
+        let mut out = Vec::new();
+        let mut decoder = new_decompressor().map_err(|source| BaseError::Decode {
+            chunk: index,
+            offset: self.layout.chunk_offset(index),
+            source,
+        })?;
+        decode_frame(&mut decoder, self.layout, index, &frame, &mut out)?;
+        Ok(out)
+    }
+
+    /// The underlying source.
+    pub fn into_inner(self) -> R {
+        self.source
+    }
+}
+
+/// Largest compressed frame a chunk of `len` bytes can legitimately have.
+fn max_frame_len(len: usize) -> u64 {
+    // compress_bound covers the blocks; add room for a frame header and checksum.
+    zstd_safe::compress_bound(len) as u64 + 32
+}
+
+fn read_exact_at(
+    source: &mut (impl Read + Seek),
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), BaseError> {
+    source
+        .seek(SeekFrom::Start(offset))
+        .and_then(|_| source.read_exact(buf))
+        .map_err(|source| BaseError::ReadBase { offset, source })
+}
+
+pub(crate) fn new_decompressor() -> io::Result<zstd::bulk::Decompressor<'static>> {
+    zstd::bulk::Decompressor::new()
+}
+
+/// Decodes the frame of chunk `index` into `out` (cleared first; its old contents
+/// and capacity are reused, never zero-filled).
+pub(crate) fn decode_frame(
+    decoder: &mut zstd::bulk::Decompressor<'_>,
+    layout: ChunkLayout,
+    index: usize,
+    frame: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), BaseError> {
+    let offset = layout.chunk_offset(index);
+    let expected = layout.chunk_len(index);
+    out.clear();
+    // zstd writes into the spare capacity (an over-long frame fails to decode, or
+    // shows as a size mismatch in a larger recycled buffer).
+    out.reserve_exact(expected);
+    decoder
+        .decompress_to_buffer(frame, out)
+        .map_err(|source| BaseError::Decode {
+            chunk: index,
+            offset,
+            source,
+        })?;
+    if out.len() != expected {
+        return Err(BaseError::DecodedSize {
+            chunk: index,
+            offset,
+            expected,
+            found: out.len(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::chunks::fixtures::synthetic_image;
+    use super::*;
+    use std::io::Cursor;
+
+    fn options(chunk_size: u32, threads: usize) -> BaseOptions {
+        BaseOptions {
+            chunk_size,
+            threads,
+            ..BaseOptions::default()
+        }
+    }
+
+    fn compress(image: &[u8], chunk_size: u32, threads: usize) -> (Vec<u8>, BaseSummary) {
+        let mut out = Vec::new();
+        let summary = write_base(image, &mut out, &options(chunk_size, threads)).unwrap();
+        (out, summary)
+    }
+
+    /// (image size, chunk size): tiny, exact multiples, remainders, many chunks.
+    fn size_matrix() -> Vec<(usize, u32)> {
+        vec![
+            (0, 4096),
+            (1, 4096),
+            (4095, 4096),
+            (4096, 4096),
+            (4097, 4096),
+            (10 * 4096 + 1, 4096),
+            (64 << 10, 64 << 10),
+            (7 * (64 << 10) + 999, 64 << 10),
+            (3 * (1 << 20) + 5, 1 << 20),
+            (9 << 20, 4 << 20),
+        ]
+    }
+
+    #[test]
+    fn round_trip_matrix() {
+        for (size, chunk_size) in size_matrix() {
+            let image = synthetic_image(size as u64, size, chunk_size as usize);
+            let (base, summary) = compress(&image, chunk_size, 2);
+            assert_eq!(summary.compressed_size, base.len() as u64);
+            // Any zstd decoder gives back the image (frames, then a skippable frame).
+            let decoded = zstd::stream::decode_all(&base[..]).unwrap();
+            assert_eq!(decoded, image, "size {size} chunk {chunk_size}");
+            // The table is the table of the raw image.
+            let table = ChunkTable::from_image(&image[..], chunk_size).unwrap();
+            assert_eq!(summary.table, table);
+            // Every chunk decodes on its own.
+            let mut reader = BaseReader::open(Cursor::new(&base), table.layout()).unwrap();
+            for i in (0..table.chunk_count()).rev() {
+                let chunk = reader.read_chunk_unverified(i).unwrap();
+                let range = table.layout().chunk_range(i);
+                assert_eq!(
+                    chunk,
+                    image[range.start as usize..range.end as usize],
+                    "chunk {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn zero_chunks_are_marked() {
+        let chunk = 64 << 10;
+        let image = synthetic_image(5, 8 * chunk + 100, chunk);
+        let (_, summary) = compress(&image, chunk as u32, 2);
+        let zeros: Vec<usize> = summary.table.zero_chunks().collect();
+        assert_eq!(zeros, vec![1, 2, 7]);
+    }
+
+    #[test]
+    fn output_does_not_depend_on_threads() {
+        let chunk = 64 << 10;
+        let image = synthetic_image(9, 20 * chunk + 77, chunk);
+        let (one, _) = compress(&image, chunk as u32, 1);
+        for threads in [2, 3, 8] {
+            let (many, _) = compress(&image, chunk as u32, threads);
+            assert!(one == many, "{threads} threads changed the output");
+        }
+        let (again, _) = compress(&image, chunk as u32, 2);
+        assert!(one == again);
+    }
+
+    #[test]
+    fn level_changes_output_and_is_checked() {
+        let image = synthetic_image(2, 300_000, 65536);
+        let mut fast = Vec::new();
+        let mut o = options(65536, 2);
+        o.level = 1;
+        write_base(&image[..], &mut fast, &o).unwrap();
+        let (default, _) = compress(&image, 65536, 2);
+        assert_ne!(fast, default);
+        // 0 is libzstd's "default level"; negative levels are its fast modes.
+        for level in [23, -1_000_000] {
+            o.level = level;
+            let err = write_base(&image[..], &mut Vec::new(), &o).unwrap_err();
+            assert!(matches!(err, BaseError::Options(_)), "{level}: {err}");
+        }
+        let err = write_base(&image[..], &mut Vec::new(), &options(65536, 0)).unwrap_err();
+        assert!(matches!(err, BaseError::Options(_)));
+        let err = write_base(&image[..], &mut Vec::new(), &options(65535, 1)).unwrap_err();
+        assert!(matches!(
+            err,
+            BaseError::Layout(ChunkTableError::ChunkSize(65535))
+        ));
+    }
+
+    #[test]
+    fn read_and_write_errors_name_the_offset() {
+        struct FailAt(Cursor<Vec<u8>>, u64);
+        impl Read for FailAt {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.position() >= self.1 {
+                    return Err(io::Error::other("disk on fire"));
+                }
+                let room = (self.1 - self.0.position()) as usize;
+                let n = buf.len().min(room);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let image = synthetic_image(1, 10 * 4096, 4096);
+        let err = write_base(
+            FailAt(Cursor::new(image.clone()), 5 * 4096),
+            Vec::new(),
+            &options(4096, 2),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, BaseError::ReadImage { offset: 20480, .. }),
+            "{err}"
+        );
+
+        struct Full(u64);
+        impl Write for Full {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.0 < buf.len() as u64 {
+                    return Err(io::Error::new(io::ErrorKind::StorageFull, "full"));
+                }
+                self.0 -= buf.len() as u64;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = write_base(&image[..], Full(1000), &options(4096, 2)).unwrap_err();
+        assert!(matches!(err, BaseError::Write { .. }), "{err}");
+    }
+
+    #[test]
+    fn every_truncation_fails_cleanly() {
+        let image = synthetic_image(4, 5 * 4096 + 10, 4096);
+        let (base, summary) = compress(&image, 4096, 2);
+        for len in 0..base.len() {
+            let cut = Cursor::new(&base[..len]);
+            match BaseReader::open(cut, summary.table.layout()) {
+                Err(_) => {}
+                Ok(mut r) => {
+                    // Only a cut that keeps a valid-looking table can open; then
+                    // reading frames must fail.
+                    let all_ok = (0..summary.table.chunk_count())
+                        .all(|i| r.read_chunk_unverified(i).is_ok());
+                    panic!(
+                        "truncated to {len} of {} opened (all chunks ok: {all_ok})",
+                        base.len()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layout_mismatch_is_reported() {
+        let image = synthetic_image(4, 5 * 4096 + 10, 4096);
+        let (base, _) = compress(&image, 4096, 2);
+        let other = ChunkLayout::new(4096, 6 * 4096).unwrap();
+        let err = BaseReader::open(Cursor::new(&base), other).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BaseError::FrameSize {
+                    chunk: 5,
+                    offset: 20480,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let other = ChunkLayout::new(8192, 5 * 4096 + 10).unwrap();
+        let err = BaseReader::open(Cursor::new(&base), other).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BaseError::FrameCount {
+                    frames: 6,
+                    chunks: 3
+                }
+            ),
+            "{err}"
+        );
+        let err = BaseReader::open(Cursor::new(&image), other).unwrap_err();
+        assert!(matches!(err, BaseError::SeekTable(_)), "{err}");
+    }
+}
