@@ -22,7 +22,7 @@ pub enum Command {
     Check(CheckArgs),
     /// List the nodes with class, role and address.
     Nodes(NodesArgs),
-    /// Render one node's card seed (--out DIR) and/or its card image (--image).
+    /// Render a node's seed (--out DIR) and/or its card image (--image FILE).
     ///
     /// --out writes DIR/seed/ (user-data, meta-data, network-config, metis/...),
     /// DIR/root/ (files the image gets at build time, e.g. etc/machine-id) and
