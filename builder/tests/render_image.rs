@@ -323,3 +323,82 @@ fn a_corrupted_golden_image_is_refused_with_both_digests() {
     ]);
     assert!(!o.status.success(), "a truncated golden image was accepted");
 }
+
+/// The artifact form of a node's card — shared class base + node patch —
+/// composes, with every chunk verified, to exactly what `render --image` writes.
+#[test]
+fn base_plus_patch_composes_to_the_rendered_image_on_every_class() {
+    use metis_core::image::base::{write_base, BaseOptions};
+    use metis_core::image::compose::{compose_table, ComposeOptions, Composer};
+    use std::io::Read;
+
+    let inv = metis_core::inventory::load(lab()).unwrap();
+    let mut bases: std::collections::BTreeMap<
+        &str,
+        (PathBuf, metis_core::image::chunks::ChunkTable),
+    > = Default::default();
+    let work = tempfile::tempdir().unwrap();
+    for case in CASES {
+        let golden = lab().join("golden").join(case.golden);
+        let (base_path, base_table) = bases
+            .entry(case.golden)
+            .or_insert_with(|| {
+                let path = work.path().join(format!("{}.zst", case.golden));
+                let summary = write_base(
+                    std::fs::File::open(&golden).unwrap(),
+                    std::fs::File::create(&path).unwrap(),
+                    &BaseOptions::default().with_chunk_size(1 << 20),
+                )
+                .unwrap();
+                // The base is a plain zstd stream too: `zstd -d` gives the golden image back.
+                let o = Command::new("zstd")
+                    .args(["-d", "-c", "-q"])
+                    .arg(&path)
+                    .output()
+                    .unwrap();
+                assert!(
+                    o.status.success() && o.stdout == std::fs::read(&golden).unwrap(),
+                    "zstd -d of the {} base",
+                    case.golden
+                );
+                (path, summary.table)
+            })
+            .clone();
+
+        let out = work.path().join(format!("{}.img", case.node));
+        let img = metis_core::image::node::write_node_image(&inv, case.node, &out, None).unwrap();
+        let patch = img.patch().unwrap();
+        assert!(
+            patch.byte_count() < 1 << 20,
+            "{}: patch of {} bytes",
+            case.node,
+            patch.byte_count()
+        );
+        let encoded = patch.encode().unwrap();
+        let patch = metis_core::image::patch::Patch::decode(&encoded).unwrap();
+        let composed = compose_table(
+            std::fs::File::open(&base_path).unwrap(),
+            &base_table,
+            &patch,
+        )
+        .unwrap();
+        let mut reader = Composer::new(
+            std::fs::File::open(&base_path).unwrap(),
+            composed,
+            patch,
+            ComposeOptions::default(),
+        )
+        .unwrap()
+        .into_reader();
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).unwrap();
+        let want = std::fs::read(&out).unwrap();
+        assert_eq!(got.len(), want.len(), "{}: composed size", case.node);
+        assert!(
+            got == want,
+            "{}: compose(base, patch) differs from render --image",
+            case.node
+        );
+        eprintln!("{}: patch {} bytes encoded", case.node, encoded.len());
+    }
+}

@@ -10,6 +10,7 @@ use thiserror::Error;
 use super::fat::{self, SlotSpec};
 use super::golden::{GoldenError, GoldenImage, GoldenOptions};
 use super::partition::{PartitionError, PartitionSelector, PartitionTable};
+use super::patch::{Patch, PatchBuilder, PatchError};
 use super::personalise::{self, PersonaliseError, PersonaliseRequest, Personalised};
 use super::rootfs::{self, RootFile, RootfsError};
 use super::{fat::FatError, partition::Filesystem};
@@ -46,6 +47,17 @@ pub enum NodeImageError {
     /// Laying the node into the image.
     #[error(transparent)]
     Personalise(#[from] PersonaliseError),
+    /// Building the node patch.
+    #[error(transparent)]
+    Patch(#[from] PatchError),
+    /// Reading the golden image or the overlay.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 /// A node's card image, ready to write out or diff into a node patch.
@@ -57,6 +69,31 @@ pub struct NodeImage {
     pub personalised: Personalised,
     /// The golden image it was made from.
     pub golden: GoldenImage,
+}
+
+impl NodeImage {
+    /// The node patch: the extents that differ from the golden image (slot
+    /// zeroed), minimised against the golden bytes so unchanged bytes the
+    /// overlay rewrote are not shipped.
+    pub fn patch(&self) -> Result<Patch, NodeImageError> {
+        let p = &self.personalised;
+        let raw = self.golden.raw_path();
+        let io = |source| NodeImageError::Io {
+            path: raw.to_path_buf(),
+            source,
+        };
+        let mut builder = PatchBuilder::new(p.image_size);
+        for e in p.overlay.dirty_extents() {
+            let mut bytes = vec![0u8; e.len as usize];
+            p.overlay.read_at(e.offset, &mut bytes).map_err(io)?;
+            builder.write(e.offset, &bytes)?;
+        }
+        // The slot is shipped zeroed whatever the overlay holds; the flasher fills it.
+        let zeros = vec![0u8; p.slot.len as usize];
+        builder.write(p.slot.offset, &zeros)?;
+        let golden = std::fs::File::open(raw).map_err(io)?;
+        Ok(builder.finish().minimize(std::io::BufReader::new(golden))?)
+    }
 }
 
 /// Where a class's golden image file is, for classes pinned by path.
