@@ -3,6 +3,7 @@
 
 mod cli;
 mod device;
+mod pull;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Pull(args) => pull::pull(args)?,
+        Command::Cache { command, cache } => pull::cache(command, cache)?,
         Command::Probe { device } => {
             let d = backend
                 .describe(&device)
