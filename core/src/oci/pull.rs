@@ -145,7 +145,7 @@ pub async fn pull_into(
         }
     }
     options.progress.total(wanted.iter().map(|b| b.size).sum());
-    let downloaded: Vec<u64> = futures_util::stream::iter(wanted)
+    let downloaded: Result<Vec<u64>, OciError> = futures_util::stream::iter(wanted.iter().copied())
         .map(|blob| async move {
             retry(attempts, || {
                 fetch_blob(registry, cache, repository, blob, &options.progress)
@@ -154,7 +154,20 @@ pub async fn pull_into(
         })
         .buffer_unordered(options.parallel.max(1))
         .try_collect()
-        .await?;
+        .await;
+    let downloaded = match downloaded {
+        Ok(d) => d,
+        Err(e) => {
+            if matches!(e, OciError::DiskFull { .. }) {
+                // Give back the space this pull took: its partial files.
+                for hex in wanted.iter().filter_map(|b| digest_hex(&b.digest)) {
+                    let partial = cache.incoming_dir().join(format!("{hex}.partial"));
+                    let _ = tokio::fs::remove_file(partial).await;
+                }
+            }
+            return Err(e);
+        }
+    };
 
     cache.put_blob_bytes(&bytes)?;
     let desc = Descriptor::of_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &bytes);
