@@ -36,6 +36,10 @@ pub enum Command {
     /// Manage the cosign signing key pair.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Push one artifact from files (development and benchmarks; the real
+    /// `publish` builds its inputs from the inventory).
+    #[command(hide = true)]
+    PushArtifact(PushArtifactArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +53,37 @@ pub enum KeysCommand {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PushArtifactArgs {
+    /// Registry as HOST[:PORT], or oci:DIR.
+    #[arg(long)]
+    pub registry: String,
+    /// Repository, e.g. metis/nodes/titan-db.
+    #[arg(long)]
+    pub repository: String,
+    /// Tags to put on the manifest (repeatable).
+    #[arg(long = "tag", required = true)]
+    pub tags: Vec<String>,
+    /// Config blob (JSON file, not empty).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Layer as MEDIA_TYPE=PATH (repeatable, in order).
+    #[arg(long = "layer")]
+    pub layers: Vec<String>,
+    /// Repository that shares the layers (uploaded once, mounted elsewhere).
+    #[arg(long)]
+    pub shared_in: Option<String>,
+    /// Manifest annotation KEY=VALUE (repeatable).
+    #[arg(long = "annotation")]
+    pub annotations: Vec<String>,
+    /// Extra CA certificate (PEM).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Plain HTTP (loopback registries only).
+    #[arg(long)]
+    pub insecure_http: bool,
 }
 
 /// Where the inventory is.

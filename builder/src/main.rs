@@ -28,7 +28,66 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Nodes(args) => nodes(args),
         Command::Render(args) => render(args),
         Command::Keys(cli::KeysCommand::Generate { out }) => keys_generate(&out),
+        Command::PushArtifact(args) => push_artifact(args),
     }
+}
+
+fn push_artifact(args: cli::PushArtifactArgs) -> Result<ExitCode> {
+    use anyhow::Context;
+    use metis_core::oci;
+    let split = |s: &str, what: &str| {
+        s.split_once('=')
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .with_context(|| format!("{what} {s:?} is not KEY=VALUE"))
+    };
+    let layers = args
+        .layers
+        .iter()
+        .map(|l| {
+            let (media_type, path) = split(l, "--layer")?;
+            Ok(oci::LayerFile {
+                media_type,
+                path: path.into(),
+                shared_in: args.shared_in.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let annotations = args
+        .annotations
+        .iter()
+        .map(|a| split(a, "--annotation"))
+        .collect::<Result<_>>()?;
+    let config = std::fs::read(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let registry = oci::Registry::open(
+        &args.registry,
+        &oci::RegistryOptions {
+            ca_file: args.ca_file,
+            insecure_http: args.insecure_http,
+            ..Default::default()
+        },
+    )?;
+    let published = oci::block_on(oci::publish_node_artifact(
+        &registry,
+        &args.repository,
+        &args.tags,
+        &config,
+        &layers,
+        &annotations,
+        &oci::Progress::none(),
+    ))
+    .with_context(|| format!("pushing {} to {}", args.repository, registry.name()))?;
+    eprintln!(
+        "pushed {}:{} = {} ({} bytes uploaded, {} blob(s) mounted, {} already there)",
+        args.repository,
+        args.tags.join(","),
+        published.digest,
+        published.uploaded_bytes,
+        published.mounted_blobs,
+        published.present_blobs
+    );
+    println!("{}", published.digest);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(args: cli::CheckArgs) -> Result<ExitCode> {

@@ -7,5 +7,6 @@
 
 pub mod image;
 pub mod inventory;
+pub mod oci;
 pub mod render;
 pub mod trust;

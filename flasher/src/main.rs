@@ -3,6 +3,7 @@
 
 mod cli;
 mod device;
+mod pull;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Trust(command) => trust(command)?,
+        Command::Pull(args) => pull::pull(args)?,
+        Command::Cache { command, cache } => pull::cache(command, cache)?,
         Command::Probe { device } => {
             let d = backend
                 .describe(&device)

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 pub mod card;
 pub mod golden;
 pub mod qemu;
+pub mod registry;
 pub mod tool;
 
 /// The workspace root (parent of this crate).

@@ -1,0 +1,164 @@
+//! Moving node artifacts over OCI: publishing to a registry, pulling into the
+//! offline cache, streaming and in bounded memory.
+//!
+//! A registry is either a real one spoken to over HTTPS ([`Remote`], through
+//! `oci-client`) or an OCI image-layout directory (`oci:DIR`, [`Layout`]) —
+//! the same [`Registry`] either way, so an air-gapped lab can carry its
+//! artifacts on a USB stick. The cache is an image layout too. The layout of
+//! repositories and the manifest format are described in `docs/registry.md`.
+//!
+//! The work is async (tokio); [`block_on`] runs it from synchronous code on
+//! one shared runtime.
+
+mod auth;
+mod error;
+mod layout;
+mod manifest;
+mod publish;
+mod pull;
+mod registry;
+mod remote;
+
+pub use auth::{CredentialSource, Credentials, ENV_PASSWORD, ENV_USERNAME};
+pub use error::OciError;
+pub use layout::{hash_file, ref_name, Layout, LayoutRef, FETCHED, REF_NAME};
+pub use manifest::{
+    digest_hex, node_manifest, sha256_digest, Descriptor, ImageManifest, NodeLayers, NodeProvenance,
+};
+pub use publish::{publish_artifact, publish_node_artifact, LayerFile, Published};
+pub use pull::{age_of, cache_dir, cached, pull_into, PullOptions, Pulled, ENV_CACHE};
+pub use registry::{BlobStream, Progress, ProgressEvent, Registry, RegistryOptions};
+pub use remote::{is_loopback, Counters, Remote};
+
+/// OCI image manifest media type.
+pub const MEDIA_TYPE_IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Artifact type of a node artifact.
+pub const ARTIFACT_TYPE_NODE: &str = "application/vnd.metis.node-image.v1";
+/// Media type of the node config blob (JSON, never empty).
+pub const MEDIA_TYPE_NODE_CONFIG: &str = "application/vnd.metis.node.config.v1+json";
+/// Media type of a class golden base (zstd seekable format).
+pub const MEDIA_TYPE_BASE: &str = "application/vnd.metis.base.v1.zstd-seekable";
+/// Media type of a node patch.
+pub const MEDIA_TYPE_PATCH: &str = "application/vnd.metis.patch.v1+zstd";
+/// Media type of a node's age-encrypted secrets.
+pub const MEDIA_TYPE_SECRETS: &str = "application/vnd.metis.secrets.v1.age";
+
+/// `<prefix>/nodes/<node>`: where a node's artifacts live.
+pub fn node_repository(prefix: &str, node: &str) -> String {
+    join(prefix, &format!("nodes/{node}"))
+}
+
+/// `<prefix>/golden/<class>`: where a class's golden base is shared from.
+pub fn golden_repository(prefix: &str, class: &str) -> String {
+    join(prefix, &format!("golden/{class}"))
+}
+
+/// `<prefix>/index`: the lab index (tag `latest`).
+pub fn index_repository(prefix: &str) -> String {
+    join(prefix, "index")
+}
+
+fn join(prefix: &str, rest: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        rest.to_owned()
+    } else {
+        format!("{prefix}/{rest}")
+    }
+}
+
+/// Runs `future` to completion on Metis's shared tokio runtime (created on
+/// first use). Registry clients keep connection pools tied to this runtime,
+/// so every call into them must go through it.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .thread_name("metis-oci")
+                .enable_all()
+                .build()
+                .expect("starting the tokio runtime")
+        })
+        .block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories() {
+        assert_eq!(node_repository("metis", "titan-db"), "metis/nodes/titan-db");
+        assert_eq!(
+            golden_repository("/lab/metis/", "rpi5"),
+            "lab/metis/golden/rpi5"
+        );
+        assert_eq!(index_repository(""), "index");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["127.0.0.1:5000", "localhost", "[::1]:443", "::1"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["harbor.lab:443", "10.0.0.1", "[2001:db8::1]:5000"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn layout_round_trip_through_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let stick = dir.path().join("stick");
+        let registry = Registry::open(
+            &format!("oci:{}", stick.display()),
+            &RegistryOptions::default(),
+        )
+        .unwrap();
+        let layer = dir.path().join("base");
+        std::fs::write(&layer, vec![7u8; 3 << 20]).unwrap();
+        let layers = [LayerFile {
+            media_type: MEDIA_TYPE_BASE.into(),
+            path: layer.clone(),
+            shared_in: Some("metis/golden/c".into()),
+        }];
+        let published = block_on(publish_node_artifact(
+            &registry,
+            "metis/nodes/a",
+            &["1".into(), "latest".into()],
+            br#"{"node":"a"}"#,
+            &layers,
+            &Default::default(),
+            &Progress::none(),
+        ))
+        .unwrap();
+        let cache = Layout::open_or_create(&dir.path().join("cache")).unwrap();
+        let pulled = block_on(pull_into(
+            &registry,
+            &cache,
+            "metis/nodes/a",
+            "latest",
+            &PullOptions::default(),
+        ))
+        .unwrap();
+        assert_eq!(pulled.digest, published.digest);
+        assert_eq!(pulled.downloaded_bytes, (3 << 20) + 12);
+        let base = cache.blob_path(&pulled.manifest.layers[0].digest).unwrap();
+        assert_eq!(std::fs::read(base).unwrap(), std::fs::read(&layer).unwrap());
+        assert!(cache.verify().unwrap().is_empty());
+        let r = cached(&cache, "metis/nodes/a", "latest").unwrap().unwrap();
+        assert!(age_of(r.fetched.as_deref().unwrap()).is_some());
+        // A second pull downloads nothing.
+        let again = block_on(pull_into(
+            &registry,
+            &cache,
+            "metis/nodes/a",
+            "1",
+            &PullOptions::default(),
+        ))
+        .unwrap();
+        assert_eq!(again.downloaded_bytes, 0);
+    }
+}

@@ -1,0 +1,569 @@
+//! A registry speaking the OCI distribution API, through `oci-client`.
+//!
+//! `oci-client` does the authentication (Basic, and the Bearer-token dance
+//! on a `WWW-Authenticate: Bearer` challenge), manifests and cross-repository
+//! mounts. Its blob push takes one in-memory slice, which a multi-GiB class
+//! base must never be, so blob `HEAD`, the streaming monolithic upload
+//! (`POST` then `PUT` with the file as the body, 1 MiB at a time) and ranged
+//! blob downloads go through the same `reqwest` stack here, with the
+//! `Authorization` header oci-client negotiated.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Reference, RegistryOperation};
+use tokio::io::AsyncReadExt as _;
+
+use super::auth::{CredentialSource, Credentials};
+use super::registry::{BlobStream, Progress, RegistryOptions};
+use super::OciError;
+
+/// Counts of what a [`Remote`] moved, for reports and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Blob bytes uploaded.
+    pub uploaded_bytes: AtomicU64,
+    /// Blobs uploaded.
+    pub uploaded_blobs: AtomicU64,
+    /// Blobs made available by a cross-repository mount.
+    pub mounted_blobs: AtomicU64,
+    /// Blobs already present (HEAD said so), not uploaded.
+    pub present_blobs: AtomicU64,
+}
+
+/// A registry reached over HTTPS (or loopback HTTP when asked).
+pub struct Remote {
+    host: String,
+    scheme: &'static str,
+    client: oci_client::Client,
+    http: reqwest::Client,
+    auth: RegistryAuth,
+    source: CredentialSource,
+    headers: tokio::sync::Mutex<HashMap<(String, bool), Option<String>>>,
+    /// What this client moved.
+    pub counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("host", &self.host)
+            .field("scheme", &self.scheme)
+            .field("credentials", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `host[:port]` names the loopback interface.
+pub fn is_loopback(host: &str) -> bool {
+    let name = if host.parse::<std::net::IpAddr>().is_ok() {
+        host
+    } else if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The full error chain of `e`, for messages.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+impl Remote {
+    /// A client for `host` (`host[:port]`).
+    pub fn new(host: &str, options: &RegistryOptions) -> Result<Self, OciError> {
+        let transport = |reason: String| OciError::Transport {
+            registry: host.to_owned(),
+            reason,
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(OciError::InvalidReference {
+                reference: host.to_owned(),
+                reason: "expected host[:port]".into(),
+            });
+        }
+        if options.insecure_http && !is_loopback(host) {
+            return Err(transport(
+                "plain HTTP is only allowed to a loopback registry (127.0.0.1, ::1, localhost); \
+                 drop --insecure-http and use TLS (--ca-file for a lab CA)"
+                    .into(),
+            ));
+        }
+        let credentials = match &options.credentials {
+            Some(c) => c.clone(),
+            None => Credentials::for_registry(host)?,
+        };
+        let auth = match &credentials.basic {
+            Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        let mut http = reqwest::Client::builder()
+            .user_agent(concat!("metis/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(60));
+        let mut extra = Vec::new();
+        if let Some(ca) = &options.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| OciError::io("reading CA file", ca, e))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| transport(format!("{} is not a PEM certificate: {e}", ca.display())))?
+            {
+                http = http.add_root_certificate(cert);
+            }
+            extra.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem,
+            });
+        }
+        let http = http
+            .build()
+            .map_err(|e| transport(format!("setting up TLS: {}", chain(&e))))?;
+        let config = ClientConfig {
+            protocol: if options.insecure_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            extra_root_certificates: extra,
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            read_timeout: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        };
+        let client = oci_client::Client::try_from(config)
+            .map_err(|e| transport(format!("setting up the client: {}", chain(&e))))?;
+        Ok(Remote {
+            host: host.to_owned(),
+            scheme: if options.insecure_http {
+                "http"
+            } else {
+                "https"
+            },
+            client,
+            http,
+            auth,
+            source: credentials.source,
+            headers: Default::default(),
+            counters: Arc::default(),
+        })
+    }
+
+    /// `host[:port]`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn reference(&self, repository: &str, tag_or_digest: &str) -> Reference {
+        if tag_or_digest.starts_with("sha256:") {
+            Reference::with_digest(self.host.clone(), repository.into(), tag_or_digest.into())
+        } else {
+            Reference::with_tag(self.host.clone(), repository.into(), tag_or_digest.into())
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}://{}/v2/{path}", self.scheme, self.host)
+    }
+
+    fn unauthorized(&self, repository: &str, status: u16) -> OciError {
+        OciError::Unauthorized {
+            registry: self.host.clone(),
+            repository: repository.to_owned(),
+            status,
+            credentials: self.source.to_string(),
+        }
+    }
+
+    pub(crate) fn map_reqwest(&self, e: &reqwest::Error) -> OciError {
+        OciError::Unreachable {
+            registry: self.host.clone(),
+            reason: chain(e),
+        }
+    }
+
+    fn status_error(
+        &self,
+        repository: &str,
+        action: &str,
+        status: u16,
+        message: String,
+    ) -> OciError {
+        match status {
+            401 | 403 => self.unauthorized(repository, status),
+            404 => OciError::NotFound {
+                registry: self.host.clone(),
+                repository: repository.to_owned(),
+                what: action.to_owned(),
+            },
+            _ => OciError::Registry {
+                registry: self.host.clone(),
+                repository: repository.to_owned(),
+                action: action.to_owned(),
+                status,
+                message: message.chars().take(300).collect(),
+            },
+        }
+    }
+
+    fn map_oci(&self, e: OciDistributionError, repository: &str, action: &str) -> OciError {
+        match e {
+            OciDistributionError::RequestError(r) => self.map_reqwest(&r),
+            OciDistributionError::AuthenticationFailure(_)
+            | OciDistributionError::UnauthorizedError { .. } => self.unauthorized(repository, 401),
+            OciDistributionError::ServerError { code, message, .. } => {
+                self.status_error(repository, action, code, message)
+            }
+            OciDistributionError::ImageManifestNotFoundError(_) => {
+                self.status_error(repository, action, 404, String::new())
+            }
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let code = envelope.errors.first().map(|e| &e.code);
+                let status = match code {
+                    Some(OciErrorCode::Unauthorized) => 401,
+                    Some(OciErrorCode::Denied) => 403,
+                    Some(
+                        OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::BlobUnknown
+                        | OciErrorCode::NotFound,
+                    ) => 404,
+                    Some(OciErrorCode::Toomanyrequests) => 429,
+                    _ => 400,
+                };
+                let message = envelope
+                    .errors
+                    .iter()
+                    .map(|e| e.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                self.status_error(repository, action, status, message)
+            }
+            other => OciError::Registry {
+                registry: self.host.clone(),
+                repository: repository.to_owned(),
+                action: action.to_owned(),
+                status: 0,
+                message: chain(&other),
+            },
+        }
+    }
+
+    /// The `Authorization` header for `repository` (negotiated once per
+    /// repository and operation; oci-client does the token dance).
+    async fn authorization(
+        &self,
+        repository: &str,
+        push: bool,
+    ) -> Result<Option<String>, OciError> {
+        let key = (repository.to_owned(), push);
+        let mut cache = self.headers.lock().await;
+        if let Some(h) = cache.get(&key) {
+            return Ok(h.clone());
+        }
+        let op = if push {
+            RegistryOperation::Push
+        } else {
+            RegistryOperation::Pull
+        };
+        let token = self
+            .client
+            .auth(&self.reference(repository, "latest"), &self.auth, op)
+            .await
+            .map_err(|e| self.map_oci(e, repository, "authenticating"))?;
+        let header = match (token, &self.auth) {
+            (Some(token), _) => Some(format!("Bearer {token}")),
+            (None, RegistryAuth::Basic(u, p)) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )),
+            (None, _) => None,
+        };
+        cache.insert(key, header.clone());
+        Ok(header)
+    }
+
+    fn with_auth(
+        builder: reqwest::RequestBuilder,
+        header: Option<String>,
+    ) -> reqwest::RequestBuilder {
+        match header {
+            Some(h) => builder.header(reqwest::header::AUTHORIZATION, h),
+            None => builder,
+        }
+    }
+
+    /// `HEAD` of a blob: whether `repository` has `digest`.
+    pub async fn blob_exists(&self, repository: &str, digest: &str) -> Result<bool, OciError> {
+        let header = self.authorization(repository, false).await?;
+        let res = Self::with_auth(
+            self.http
+                .head(self.url(&format!("{repository}/blobs/{digest}"))),
+            header,
+        )
+        .send()
+        .await
+        .map_err(|e| self.map_reqwest(&e))?;
+        match res.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            s => Err(self.status_error(repository, &format!("blob {digest}"), s, String::new())),
+        }
+    }
+
+    /// Mounts `digest` from `from` into `repository`; `false` when the
+    /// registry declined (then the blob must be uploaded).
+    pub async fn mount_blob(
+        &self,
+        repository: &str,
+        from: &str,
+        digest: &str,
+    ) -> Result<bool, OciError> {
+        // Make sure oci-client holds credentials for the push scope.
+        self.authorization(repository, true).await?;
+        match self
+            .client
+            .mount_blob(
+                &self.reference(repository, "latest"),
+                &self.reference(from, "latest"),
+                digest,
+            )
+            .await
+        {
+            Ok(()) => {
+                self.counters.mounted_blobs.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            // 202: the registry opened an upload session instead of mounting.
+            Err(OciDistributionError::SpecViolationError(_)) => Ok(false),
+            Err(e) => match self.map_oci(e, repository, "mounting a blob") {
+                OciError::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with('/') {
+            format!("{}://{}{location}", self.scheme, self.host)
+        } else {
+            location.to_owned()
+        }
+    }
+
+    /// Uploads `path` as blob `digest` (`size` bytes), streaming.
+    pub async fn push_blob_file(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        path: &Path,
+        progress: &Progress,
+    ) -> Result<(), OciError> {
+        let header = self.authorization(repository, true).await?;
+        let action = format!("uploading blob {digest}");
+        let res = Self::with_auth(
+            self.http
+                .post(self.url(&format!("{repository}/blobs/uploads/")))
+                .header(reqwest::header::CONTENT_LENGTH, 0),
+            header.clone(),
+        )
+        .send()
+        .await
+        .map_err(|e| self.map_reqwest(&e))?;
+        if res.status().as_u16() != 202 {
+            let status = res.status().as_u16();
+            let text = res.text().await.unwrap_or_default();
+            return Err(self.status_error(repository, &action, status, text));
+        }
+        let location = res
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| OciError::Registry {
+                registry: self.host.clone(),
+                repository: repository.to_owned(),
+                action: action.clone(),
+                status: 202,
+                message: "no Location header in the upload session".into(),
+            })?;
+        let mut url =
+            reqwest::Url::parse(&self.absolute(location)).map_err(|e| OciError::Registry {
+                registry: self.host.clone(),
+                repository: repository.to_owned(),
+                action: action.clone(),
+                status: 202,
+                message: format!("bad upload Location {location:?}: {e}"),
+            })?;
+        url.query_pairs_mut().append_pair("digest", digest);
+
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| OciError::io("opening", path, e))?;
+        let counters = self.counters.clone();
+        let progress = progress.clone();
+        let body = futures_util::stream::try_unfold(file, move |mut file| {
+            let counters = counters.clone();
+            let progress = progress.clone();
+            async move {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = file.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<_, std::io::Error>(None);
+                }
+                buf.truncate(n);
+                counters
+                    .uploaded_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                progress.advance(n as u64);
+                Ok(Some((bytes::Bytes::from(buf), file)))
+            }
+        });
+        let res = Self::with_auth(
+            self.http
+                .put(url)
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(reqwest::Body::wrap_stream(body)),
+            header,
+        )
+        .send()
+        .await
+        .map_err(|e| self.map_reqwest(&e))?;
+        let status = res.status().as_u16();
+        if status != 201 {
+            let text = res.text().await.unwrap_or_default();
+            return Err(self.status_error(repository, &action, status, text));
+        }
+        self.counters.uploaded_blobs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Uploads a small in-memory blob (config) through oci-client.
+    pub async fn push_blob_bytes(
+        &self,
+        repository: &str,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<(), OciError> {
+        self.authorization(repository, true).await?;
+        self.client
+            .push_blob(&self.reference(repository, "latest"), bytes, digest)
+            .await
+            .map_err(|e| self.map_oci(e, repository, "uploading the config blob"))?;
+        self.counters
+            .uploaded_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.counters.uploaded_blobs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Puts manifest `bytes` under `reference` (a tag or its digest), unchanged.
+    pub async fn push_manifest_raw(
+        &self,
+        repository: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), OciError> {
+        self.authorization(repository, true).await?;
+        let content_type = reqwest::header::HeaderValue::from_str(media_type).map_err(|_| {
+            OciError::InvalidReference {
+                reference: media_type.to_owned(),
+                reason: "not a valid media type".into(),
+            }
+        })?;
+        self.client
+            .push_manifest_raw(
+                &self.reference(repository, reference),
+                bytes.to_vec(),
+                content_type,
+            )
+            .await
+            .map_err(|e| self.map_oci(e, repository, &format!("pushing manifest {reference}")))?;
+        Ok(())
+    }
+
+    /// Fetches the manifest `reference` (tag or digest): its bytes and digest.
+    pub async fn pull_manifest_raw(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String), OciError> {
+        self.authorization(repository, false).await?;
+        self.client
+            .pull_manifest_raw(
+                &self.reference(repository, reference),
+                &self.auth,
+                &[super::MEDIA_TYPE_IMAGE_MANIFEST],
+            )
+            .await
+            .map_err(|e| self.map_oci(e, repository, &format!("tag {reference}")))
+    }
+
+    /// Streams blob `digest` from byte `offset` on.
+    pub async fn open_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        offset: u64,
+    ) -> Result<BlobStream, OciError> {
+        let header = self.authorization(repository, false).await?;
+        let mut offset = offset;
+        loop {
+            let mut req = self
+                .http
+                .get(self.url(&format!("{repository}/blobs/{digest}")));
+            if offset > 0 {
+                req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+            }
+            let res = Self::with_auth(req, header.clone())
+                .send()
+                .await
+                .map_err(|e| self.map_reqwest(&e))?;
+            let from_start = match res.status().as_u16() {
+                200 => true,
+                206 => false,
+                // The partial file is as long as the blob, or longer: start over.
+                416 if offset > 0 => {
+                    offset = 0;
+                    continue;
+                }
+                s => {
+                    let text = res.text().await.unwrap_or_default();
+                    return Err(self.status_error(repository, &format!("blob {digest}"), s, text));
+                }
+            };
+            let host = self.host.clone();
+            return Ok(BlobStream {
+                from_start,
+                stream: res
+                    .bytes_stream()
+                    .map_err(move |e| OciError::Unreachable {
+                        registry: host.clone(),
+                        reason: chain(&e),
+                    })
+                    .boxed(),
+            });
+        }
+    }
+}

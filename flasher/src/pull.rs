@@ -1,0 +1,262 @@
+//! `metis-flash pull` and `metis-flash cache`: thin glue over
+//! `metis_core::oci`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use metis_core::oci::{
+    self, Layout, Progress, ProgressEvent, PullOptions, Registry, RegistryOptions,
+};
+
+use crate::cli::{CacheCommand, PullArgs, RegistryArgs};
+
+/// The registry location, prefix and options, from the flags or the inventory.
+struct Target {
+    location: String,
+    prefix: String,
+    options: RegistryOptions,
+    /// Node names of the inventory, when it could be loaded.
+    nodes: Option<Vec<String>>,
+}
+
+fn target(args: &RegistryArgs) -> Result<Target> {
+    let inventory = if args.inventory.join("metis.yaml").exists() {
+        Some(
+            metis_core::inventory::load(&args.inventory)
+                .with_context(|| format!("loading the inventory {}", args.inventory.display()))?,
+        )
+    } else {
+        None
+    };
+    let nodes = inventory
+        .as_ref()
+        .map(|i| i.nodes.keys().cloned().collect());
+    let (location, mut prefix, mut ca_file) = match (&args.registry, &inventory) {
+        (Some(r), _) if r.starts_with("oci:") => (r.clone(), None, None),
+        (Some(r), _) => match r.split_once('/') {
+            Some((host, prefix)) => (host.to_owned(), Some(prefix.to_owned()), None),
+            None => (r.clone(), None, None),
+        },
+        (None, Some(inv)) => {
+            let reg = &inv.lab.registry;
+            let location = match reg.host.strip_prefix("oci:") {
+                // A relative layout directory is relative to the inventory.
+                Some(dir) => format!("oci:{}", inv.dir.join(dir).display()),
+                None => reg.host.clone(),
+            };
+            let ca = reg.ca_file.as_ref().map(|f| inv.dir.join(f));
+            (location, Some(reg.prefix.clone()), ca)
+        }
+        (None, None) => bail!(
+            "no registry: pass --registry HOST/PREFIX (or oci:DIR), or --inventory DIR \
+             with a metis.yaml (none at {})",
+            args.inventory.display()
+        ),
+    };
+    if let Some(p) = &args.prefix {
+        prefix = Some(p.clone());
+    }
+    let prefix = prefix
+        .or_else(|| inventory.as_ref().map(|i| i.lab.registry.prefix.clone()))
+        .unwrap_or_else(|| "metis".into());
+    if args.ca_file.is_some() {
+        ca_file = args.ca_file.clone();
+    }
+    Ok(Target {
+        location,
+        prefix,
+        options: RegistryOptions {
+            ca_file,
+            insecure_http: args.insecure_http,
+            ..Default::default()
+        },
+        nodes,
+    })
+}
+
+fn open_cache(dir: Option<&Path>) -> Result<Layout> {
+    let dir = oci::cache_dir(dir)?;
+    Layout::open_or_create(&dir).with_context(|| format!("opening the cache {}", dir.display()))
+}
+
+fn bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+pub fn pull(args: PullArgs) -> Result<()> {
+    let target = target(&args.registry)?;
+    let cache = open_cache(args.cache.as_deref())?;
+    let nodes: Vec<String> = if args.all {
+        target
+            .nodes
+            .clone()
+            .context("--all needs the inventory (--inventory DIR)")?
+    } else {
+        args.nodes.clone()
+    };
+    let registry = if args.offline {
+        None
+    } else {
+        Some(
+            Registry::open(&target.location, &target.options)
+                .with_context(|| format!("opening the registry {}", target.location))?,
+        )
+    };
+    let mut failed = 0;
+    for node in &nodes {
+        let repository = oci::node_repository(&target.prefix, node);
+        if let Err(e) = pull_one(registry.as_ref(), &cache, &repository, node, &args.tag) {
+            eprintln!("error: {node}: {e:#}");
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} node(s) could not be pulled", nodes.len());
+    }
+    Ok(())
+}
+
+fn use_cached(cache: &Layout, repository: &str, node: &str, tag: &str) -> Result<Option<String>> {
+    Ok(oci::cached(cache, repository, tag)?.map(|r| {
+        let age = r
+            .fetched
+            .as_deref()
+            .and_then(oci::age_of)
+            .map_or_else(|| "at an unknown time".into(), |a| format!("{a} ago"));
+        format!(
+            "{node}: using the cached {repository}:{tag} ({}), fetched {age}",
+            r.manifest.digest
+        )
+    }))
+}
+
+fn pull_one(
+    registry: Option<&Registry>,
+    cache: &Layout,
+    repository: &str,
+    node: &str,
+    tag: &str,
+) -> Result<()> {
+    let Some(registry) = registry else {
+        return match use_cached(cache, repository, node, tag)? {
+            Some(line) => {
+                eprintln!("{line}");
+                Ok(())
+            }
+            None => Err(oci::OciError::NotCached {
+                repository: repository.into(),
+                tag: tag.into(),
+                cache: cache.dir().to_path_buf(),
+            }
+            .into()),
+        };
+    };
+    let bar = bar();
+    bar.set_message(node.to_owned());
+    let progress = {
+        let bar = bar.clone();
+        Progress::new(move |event| match event {
+            ProgressEvent::Total(n) => bar.set_length(n),
+            ProgressEvent::Advance(n) => bar.inc(n),
+            _ => {}
+        })
+    };
+    let options = PullOptions {
+        progress,
+        ..Default::default()
+    };
+    let result = oci::block_on(oci::pull_into(registry, cache, repository, tag, &options));
+    bar.finish_and_clear();
+    match result {
+        Ok(p) => {
+            eprintln!(
+                "{node}: {repository}:{tag} is {} ({:.1} MiB downloaded, {:.1} MiB already cached)",
+                p.digest,
+                p.downloaded_bytes as f64 / MIB,
+                p.reused_bytes as f64 / MIB
+            );
+            Ok(())
+        }
+        Err(e) if e.is_unreachable() => match use_cached(cache, repository, node, tag)? {
+            Some(line) => {
+                eprintln!("notice: {e}");
+                eprintln!("{line}");
+                Ok(())
+            }
+            None => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn cache(command: CacheCommand, dir: Option<PathBuf>) -> Result<()> {
+    let cache = open_cache(dir.as_deref())?;
+    match command {
+        CacheCommand::Ls { json } => {
+            let refs = cache.refs()?;
+            let mut rows = Vec::new();
+            for r in refs {
+                let size: u64 = cache
+                    .manifest(&r.manifest.digest)
+                    .map(|m| m.blobs().map(|b| b.size).sum())
+                    .unwrap_or(0);
+                rows.push(serde_json::json!({
+                    "ref": oci::ref_name(&r.repository, &r.tag),
+                    "digest": r.manifest.digest,
+                    "size": size,
+                    "fetched": r.fetched,
+                }));
+                if !json {
+                    let age = r
+                        .fetched
+                        .as_deref()
+                        .and_then(oci::age_of)
+                        .unwrap_or_else(|| "?".into());
+                    println!(
+                        "{:<40} {:.19} {:>10.1} MiB  fetched {age} ago",
+                        oci::ref_name(&r.repository, &r.tag),
+                        r.manifest.digest,
+                        size as f64 / MIB
+                    );
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            }
+        }
+        CacheCommand::Prune => {
+            let (files, bytes) = cache.prune()?;
+            eprintln!(
+                "removed {files} file(s), {:.1} MiB, from {}",
+                bytes as f64 / MIB,
+                cache.dir().display()
+            );
+        }
+        CacheCommand::Verify => {
+            let problems = cache.verify()?;
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("damaged: {p}");
+                }
+                bail!(
+                    "{} problem(s) in the cache {}; run `metis-flash cache prune` and pull again",
+                    problems.len(),
+                    cache.dir().display()
+                );
+            }
+            eprintln!("cache {} is sound", cache.dir().display());
+        }
+    }
+    Ok(())
+}
