@@ -8,5 +8,6 @@
 pub mod image;
 pub mod inventory;
 pub mod oci;
+pub mod publish;
 pub mod render;
 pub mod trust;

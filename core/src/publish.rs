@@ -1,0 +1,876 @@
+//! The GitOps pipeline: decide which nodes changed ([`plan`]) and publish
+//! exactly those as signed node artifacts plus a signed lab index ([`publish`]).
+//!
+//! "Unchanged" is decided from a node's *input digest* — golden image digest,
+//! rendered seed, sealed-secrets ciphertext digest, builder and format
+//! versions — compared with the `dev.metis.input-digest` annotation of the
+//! node's published `latest` manifest. Nothing is rebuilt to find out: age
+//! encryption is randomised, so a rebuilt node always has a new manifest digest.
+//! Comparing against each node's own `latest` (not the index) makes a rerun
+//! after a crash finish the rest instead of starting over.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::image::base::{write_base, BaseOptions};
+use crate::image::chunks::{ChunkTable, CHUNK_TABLE_VERSION, DEFAULT_CHUNK_SIZE};
+use crate::image::compose::compose_table;
+use crate::image::golden::GoldenImage;
+use crate::image::node::{golden_path, node_image};
+use crate::image::patch::PATCH_VERSION;
+use crate::inventory::Inventory;
+use crate::oci::{self, block_on, ImageManifest, LayerFile, NodeProvenance, Progress, Registry};
+use crate::render;
+use crate::trust::{self, LabIndex, Metadata, PrivateKey};
+
+/// Version of the node config blob format (`application/vnd.metis.node.config.v1+json`).
+pub const NODE_CONFIG_VERSION: u32 = 1;
+/// The builder's version, part of every input digest: a new builder rebuilds every node.
+pub const BUILDER_VERSION: &str = concat!("metis-build ", env!("CARGO_PKG_VERSION"));
+/// Annotation holding the build revision as a number (the signed `metis.revision`).
+pub const REVISION_ANNOTATION: &str = "org.opencontainers.image.revision";
+/// Annotation holding the input digest.
+pub const INPUT_DIGEST_ANNOTATION: &str = "dev.metis.input-digest";
+
+/// Errors of planning or publishing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// Building a node's image failed.
+    #[error("{node}: {message}")]
+    Node {
+        /// The node.
+        node: String,
+        /// What failed (never a secret value).
+        message: String,
+    },
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Oci(#[from] oci::OciError),
+    /// Signing failed.
+    #[error(transparent)]
+    Sign(#[from] trust::SignError),
+    /// Reading or writing the work directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A node named on the command line is not in the inventory.
+    #[error("no node `{0}` in the inventory; `metis-build nodes` lists them")]
+    UnknownNode(String),
+    /// The requested revision does not move forward.
+    #[error("revision {asked} is not newer than the published revision {published}; flashers refuse rollbacks — pass a larger --revision or none")]
+    Revision {
+        /// Asked for.
+        asked: u64,
+        /// Newest published.
+        published: u64,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
+    move |source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where a node's secrets layer comes from: the age ciphertext for the
+/// operators, and the digest of the *sealed* sources (never of clear values)
+/// for the input digest.
+pub trait SecretsSource: Sync {
+    /// The secrets layer (age-encrypted bundle) of `node`.
+    fn sealed_bundle(&self, inv: &Inventory, node: &str) -> Result<Vec<u8>, String>;
+    /// Digest of the sealed source files of `node` (ciphertext), for the input digest.
+    fn sealed_digest(&self, inv: &Inventory, node: &str) -> Result<String, String>;
+}
+
+/// The parts of a node's input digest, recorded in its config blob so a plan
+/// can say *what* changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    /// `metis-build x.y.z` and the format versions.
+    pub builder: String,
+    /// The class and its golden image's sha256.
+    pub golden: String,
+    /// sha256 over the rendered seed, root files and edits.
+    pub seed: String,
+    /// Digest of the sealed secrets' ciphertext.
+    pub secrets: String,
+}
+
+impl Inputs {
+    /// The input digest: sha256 over all parts.
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).expect("inputs serialise");
+        format!("sha256:{}", hex::encode(Sha256::digest(&json)))
+    }
+}
+
+/// Computes a node's inputs without building its image.
+pub fn node_inputs(
+    inv: &Inventory,
+    node: &str,
+    secrets: &dyn SecretsSource,
+) -> Result<Inputs, PublishError> {
+    let n = inv
+        .nodes
+        .get(node)
+        .ok_or_else(|| PublishError::UnknownNode(node.to_string()))?;
+    let class = inv.class_of(n);
+    let rendered = render::render(inv, node).map_err(|e| PublishError::Node {
+        node: node.to_string(),
+        message: e.to_string(),
+    })?;
+    let mut h = Sha256::new();
+    let mut field = |tag: &str, bytes: &[u8]| {
+        h.update(tag.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    for (path, bytes) in &rendered.seed {
+        field(&format!("seed:{path}"), bytes);
+    }
+    for f in &rendered.root_files {
+        field(&format!("root:{}:{:o}", f.path, f.mode), &f.content);
+    }
+    for e in rendered.root_edits.iter().chain(&rendered.seed_edits) {
+        field(&format!("edit:{}:{}", e.path, e.key), e.value.as_bytes());
+    }
+    let golden_sha = match &class.golden {
+        crate::inventory::Golden::Path { sha256, .. }
+        | crate::inventory::Golden::Url { sha256, .. } => sha256.clone(),
+        crate::inventory::Golden::Oci { reference } => reference.clone(),
+    };
+    let secrets = secrets
+        .sealed_digest(inv, node)
+        .map_err(|message| PublishError::Node {
+            node: node.to_string(),
+            message,
+        })?;
+    Ok(Inputs {
+        builder: format!(
+            "{BUILDER_VERSION} config/{NODE_CONFIG_VERSION} chunks/{CHUNK_TABLE_VERSION} patch/{PATCH_VERSION} bundle/{} chunk-size/{DEFAULT_CHUNK_SIZE}",
+            render::BUNDLE_FORMAT
+        ),
+        golden: format!("{}@{golden_sha}", class.name),
+        seed: format!("sha256:{}", hex::encode(h.finalize())),
+        secrets,
+    })
+}
+
+/// What a plan decided for one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Build and publish it.
+    Build,
+    /// Its published artifact is current.
+    Skip,
+    /// In the registry's index but no longer in the inventory: leaves the index.
+    Remove,
+}
+
+/// One node of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedNode {
+    /// Node name.
+    pub node: String,
+    /// Class (empty for removed nodes).
+    pub class: String,
+    /// Build, skip or remove.
+    pub action: Action,
+    /// Why, in words.
+    pub reason: String,
+    /// The node's input digest now (empty for removed nodes).
+    pub input_digest: String,
+    /// Digest of the published `latest` manifest, if any.
+    pub published: Option<String>,
+    /// Revision of the published `latest`, if any.
+    pub published_revision: Option<u64>,
+    #[serde(skip)]
+    inputs: Option<Inputs>,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Every node of the inventory, plus removed ones.
+    pub nodes: Vec<PlannedNode>,
+    /// Newest revision published so far (0: none).
+    pub published_revision: u64,
+    /// The lab index as published, if any.
+    #[serde(skip)]
+    pub index: Option<LabIndex>,
+}
+
+impl Plan {
+    /// Nodes to build.
+    pub fn to_build(&self) -> impl Iterator<Item = &PlannedNode> {
+        self.nodes.iter().filter(|n| n.action == Action::Build)
+    }
+}
+
+/// A published node manifest, as much as a plan needs.
+struct PublishedNode {
+    signed: bool,
+    digest: String,
+    revision: u64,
+    input_digest: Option<String>,
+    inputs: Option<Inputs>,
+}
+
+fn fetch_blob(registry: &Registry, repo: &str, digest: &str) -> Result<Vec<u8>, PublishError> {
+    use futures_util::StreamExt;
+    let bytes = block_on(async {
+        let mut s = registry.open_blob(repo, digest, 0).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = s.stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok::<_, oci::OciError>(out)
+    })?;
+    let actual = oci::sha256_digest(&bytes);
+    if actual != digest {
+        return Err(PublishError::Oci(oci::OciError::DigestMismatch {
+            registry: registry.name(),
+            repository: repo.to_string(),
+            expected: digest.to_string(),
+            actual,
+        }));
+    }
+    Ok(bytes)
+}
+
+fn published_node(registry: &Registry, repo: &str) -> Result<Option<PublishedNode>, PublishError> {
+    let (bytes, digest) = match block_on(registry.pull_manifest_raw(repo, "latest")) {
+        Ok(m) => m,
+        Err(oci::OciError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let manifest = ImageManifest::parse(&bytes).map_err(|reason| PublishError::Node {
+        node: repo.to_string(),
+        message: format!("published manifest is malformed: {reason}"),
+    })?;
+    let ann = manifest.annotations.clone();
+    let revision = ann
+        .get(REVISION_ANNOTATION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    let config: Option<NodeConfig> = fetch_blob(registry, repo, &manifest.config.digest)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    // A run killed between pushing a manifest and its signature leaves it
+    // unsigned; such a node is built again rather than skipped.
+    let signed = match trust::signature_tag(&digest) {
+        Some(tag) => match block_on(registry.pull_manifest_raw(repo, &tag)) {
+            Ok(_) => true,
+            Err(oci::OciError::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        },
+        None => false,
+    };
+    Ok(Some(PublishedNode {
+        signed,
+        digest,
+        revision,
+        input_digest: ann.get(INPUT_DIGEST_ANNOTATION).cloned(),
+        inputs: config.map(|c| c.inputs),
+    }))
+}
+
+fn published_index(registry: &Registry, prefix: &str) -> Result<Option<LabIndex>, PublishError> {
+    let repo = oci::index_repository(prefix);
+    let (bytes, _) = match block_on(registry.pull_manifest_raw(&repo, "latest")) {
+        Ok(m) => m,
+        Err(oci::OciError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let manifest = ImageManifest::parse(&bytes).map_err(|reason| PublishError::Node {
+        node: repo.clone(),
+        message: format!("published index manifest is malformed: {reason}"),
+    })?;
+    let Some(layer) = manifest.layers.first() else {
+        return Ok(None);
+    };
+    let doc = fetch_blob(registry, &repo, &layer.digest)?;
+    Ok(LabIndex::parse(&doc).ok())
+}
+
+/// Compares every node's inputs with what the registry holds.
+pub fn plan(
+    inv: &Inventory,
+    registry: &Registry,
+    secrets: &dyn SecretsSource,
+) -> Result<Plan, PublishError> {
+    let prefix = &inv.lab.registry.prefix;
+    let index = published_index(registry, prefix)?;
+    let mut nodes = Vec::new();
+    let mut newest = index
+        .as_ref()
+        .and_then(|i| i.nodes.values().map(|e| e.revision).max())
+        .unwrap_or(0);
+    for (name, node) in &inv.nodes {
+        let inputs = node_inputs(inv, name, secrets)?;
+        let digest = inputs.digest();
+        let published = published_node(registry, &oci::node_repository(prefix, name))?;
+        if let Some(p) = &published {
+            newest = newest.max(p.revision);
+        }
+        let (action, reason) = match &published {
+            None => (Action::Build, "new node".to_string()),
+            Some(p) if !p.signed => (
+                Action::Build,
+                "published artifact has no signature (interrupted run)".to_string(),
+            ),
+            Some(p) if p.input_digest.as_deref() == Some(digest.as_str()) => {
+                (Action::Skip, "unchanged".to_string())
+            }
+            Some(p) => (Action::Build, change_reason(p.inputs.as_ref(), &inputs)),
+        };
+        nodes.push(PlannedNode {
+            node: name.clone(),
+            class: node.class.clone(),
+            action,
+            reason,
+            input_digest: digest,
+            published: published.as_ref().map(|p| p.digest.clone()),
+            published_revision: published.as_ref().map(|p| p.revision),
+            inputs: Some(inputs),
+        });
+    }
+    if let Some(idx) = &index {
+        for (name, entry) in &idx.nodes {
+            if !inv.nodes.contains_key(name) {
+                nodes.push(PlannedNode {
+                    node: name.clone(),
+                    class: entry.class.clone(),
+                    action: Action::Remove,
+                    reason: "removed from the inventory (artifact kept; leaves the index)".into(),
+                    input_digest: String::new(),
+                    published: Some(entry.digest.clone()),
+                    published_revision: Some(entry.revision),
+                    inputs: None,
+                });
+            }
+        }
+    }
+    Ok(Plan {
+        nodes,
+        published_revision: newest,
+        index,
+    })
+}
+
+fn change_reason(old: Option<&Inputs>, new: &Inputs) -> String {
+    let Some(old) = old else {
+        return "inputs changed".into();
+    };
+    let mut what = Vec::new();
+    if old.builder != new.builder {
+        what.push("new builder");
+    }
+    if old.golden != new.golden {
+        what.push("changed class golden image");
+    }
+    if old.seed != new.seed {
+        what.push("changed node or class settings");
+    }
+    if old.secrets != new.secrets {
+        what.push("changed secrets");
+    }
+    if what.is_empty() {
+        "inputs changed".into()
+    } else {
+        what.join(", ")
+    }
+}
+
+/// The node config blob: everything the flasher needs besides the blobs, signed
+/// through the manifest digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// [`NODE_CONFIG_VERSION`].
+    pub version: u32,
+    /// Node name.
+    pub node: String,
+    /// Class name.
+    pub class: String,
+    /// Card image size in bytes.
+    pub image_size: u64,
+    /// Per-chunk SHA-256 of the class base (the golden image).
+    pub base_table: ChunkTable,
+    /// Per-chunk SHA-256 of the composed card image, secrets slot zeroed.
+    pub composed_table: ChunkTable,
+    /// The secrets slot on the card.
+    pub slot: SlotLocation,
+    /// The build revision (also the signed `metis.revision`).
+    pub revision: u64,
+    /// What the input digest was made of.
+    pub inputs: Inputs,
+    /// Builder that made it.
+    pub builder: String,
+}
+
+/// Where the flasher writes the decrypted secrets bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotLocation {
+    /// First byte on the card.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// How to publish.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// Only these nodes (empty: every planned node).
+    pub only: Vec<String>,
+    /// Parallel node builds.
+    pub jobs: usize,
+    /// Plan and build nothing.
+    pub dry_run: bool,
+    /// Publish the index even if some nodes failed.
+    pub partial: bool,
+    /// Revision to publish (must be newer than the published one); `None`: published + 1.
+    pub revision: Option<u64>,
+    /// Scratch directory (class bases are kept here between runs).
+    pub work_dir: PathBuf,
+    /// RFC 3339 build time recorded in artifacts.
+    pub built: String,
+    /// Where the inventory lives (`org.opencontainers.image.source`).
+    pub source: String,
+}
+
+/// What happened to one node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeResult {
+    /// Node.
+    pub node: String,
+    /// `built`, `skipped`, `removed` or `failed`.
+    pub status: String,
+    /// Why (plan reason, or the error).
+    pub detail: String,
+    /// Manifest digest of the node's artifact after this run.
+    pub digest: Option<String>,
+    /// Blob bytes uploaded for this node.
+    pub uploaded_bytes: u64,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The revision built nodes got.
+    pub revision: u64,
+    /// Per node.
+    pub nodes: Vec<NodeResult>,
+    /// Bytes of class bases uploaded.
+    pub base_bytes_uploaded: u64,
+    /// Whether the signed index was published.
+    pub index_published: bool,
+    /// Digest of the published index manifest.
+    pub index_digest: Option<String>,
+}
+
+impl Report {
+    /// Whether any node failed.
+    pub fn failed(&self) -> bool {
+        self.nodes.iter().any(|n| n.status == "failed")
+    }
+}
+
+/// A class base compressed once per golden digest and kept in the work dir.
+struct Base {
+    path: PathBuf,
+    table: ChunkTable,
+}
+
+fn class_base(inv: &Inventory, class: &str, work: &Path) -> Result<Base, PublishError> {
+    let (golden, sha) = golden_path(inv, class).map_err(|e| PublishError::Node {
+        node: class.to_string(),
+        message: e.to_string(),
+    })?;
+    let dir = work.join("bases");
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let path = dir.join(format!("{sha}-{DEFAULT_CHUNK_SIZE}.zst"));
+    let table_path = dir.join(format!("{sha}-{DEFAULT_CHUNK_SIZE}.table.json"));
+    if let (Ok(_), Ok(t)) = (std::fs::metadata(&path), std::fs::read(&table_path)) {
+        if let Ok(table) = serde_json::from_slice(&t) {
+            return Ok(Base { path, table });
+        }
+    }
+    // The golden image's digest is checked before it is read.
+    let golden = GoldenImage::open_with(
+        &golden,
+        &sha,
+        &crate::image::golden::GoldenOptions {
+            cache_dir: Some(work.join("golden-raw")),
+        },
+    )
+    .map_err(|e| PublishError::Node {
+        node: class.to_string(),
+        message: e.to_string(),
+    })?;
+    let raw = golden.raw_path();
+    let tmp = path.with_extension("zst.part");
+    let summary = write_base(
+        std::fs::File::open(raw).map_err(io_err(raw))?,
+        std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io_err(&tmp))?),
+        &BaseOptions::default(),
+    )
+    .map_err(|e| PublishError::Node {
+        node: class.to_string(),
+        message: format!("compressing the class base: {e}"),
+    })?;
+    std::fs::write(
+        &table_path,
+        serde_json::to_vec(&summary.table).expect("table serialises"),
+    )
+    .map_err(io_err(&table_path))?;
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    Ok(Base {
+        path,
+        table: summary.table,
+    })
+}
+
+/// Builds, pushes and signs every planned node, then the signed lab index.
+pub fn publish(
+    inv: &Inventory,
+    registry: &Registry,
+    key: &PrivateKey,
+    secrets: &dyn SecretsSource,
+    plan: &Plan,
+    opts: &PublishOptions,
+) -> Result<Report, PublishError> {
+    for n in &opts.only {
+        if !inv.nodes.contains_key(n) {
+            return Err(PublishError::UnknownNode(n.clone()));
+        }
+    }
+    let revision = match opts.revision {
+        Some(r) if r <= plan.published_revision => {
+            return Err(PublishError::Revision {
+                asked: r,
+                published: plan.published_revision,
+            })
+        }
+        Some(r) => r,
+        None => plan.published_revision + 1,
+    };
+    let selected = |n: &PlannedNode| opts.only.is_empty() || opts.only.contains(&n.node);
+    let to_build: Vec<&PlannedNode> = plan.to_build().filter(|n| selected(n)).collect();
+    let mut results: BTreeMap<String, NodeResult> = BTreeMap::new();
+    for n in &plan.nodes {
+        let (status, detail) = match n.action {
+            Action::Skip => ("skipped", n.reason.clone()),
+            Action::Remove => ("removed", n.reason.clone()),
+            Action::Build if !selected(n) => ("skipped", "not selected".to_string()),
+            Action::Build => continue,
+        };
+        results.insert(
+            n.node.clone(),
+            NodeResult {
+                node: n.node.clone(),
+                status: status.into(),
+                detail,
+                digest: n.published.clone(),
+                uploaded_bytes: 0,
+            },
+        );
+    }
+    if opts.dry_run {
+        for n in &to_build {
+            results.insert(
+                n.node.clone(),
+                NodeResult {
+                    node: n.node.clone(),
+                    status: "would build".into(),
+                    detail: n.reason.clone(),
+                    digest: n.published.clone(),
+                    uploaded_bytes: 0,
+                },
+            );
+        }
+        return Ok(Report {
+            revision,
+            nodes: results.into_values().collect(),
+            base_bytes_uploaded: 0,
+            index_published: false,
+            index_digest: None,
+        });
+    }
+
+    let prefix = &inv.lab.registry.prefix;
+    // Class bases first, once per class, so the parallel node builds only mount them.
+    let mut bases: BTreeMap<String, Base> = BTreeMap::new();
+    let mut base_bytes_uploaded = 0;
+    for n in &to_build {
+        if bases.contains_key(&n.class) {
+            continue;
+        }
+        let base = class_base(inv, &n.class, &opts.work_dir)?;
+        let golden_repo = oci::golden_repository(prefix, &n.class);
+        let digest = oci::hash_file(&base.path)?;
+        let exists = block_on(registry.blob_exists(&golden_repo, &digest))?;
+        if !exists {
+            let size = std::fs::metadata(&base.path)
+                .map_err(io_err(&base.path))?
+                .len();
+            block_on(registry.push_blob_file(
+                &golden_repo,
+                &digest,
+                size,
+                &base.path,
+                &Progress::none(),
+            ))?;
+            base_bytes_uploaded += size;
+        }
+        bases.insert(n.class.clone(), base);
+    }
+
+    let queue = Mutex::new(to_build.iter().copied().collect::<Vec<_>>());
+    let done = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.max(1) {
+            s.spawn(|| loop {
+                let Some(n) = queue.lock().expect("queue lock").pop() else {
+                    break;
+                };
+                let r = publish_node(
+                    inv,
+                    registry,
+                    key,
+                    secrets,
+                    n,
+                    &bases[&n.class],
+                    revision,
+                    opts,
+                );
+                done.lock()
+                    .expect("results lock")
+                    .push((n.node.clone(), n.reason.clone(), r));
+            });
+        }
+    });
+    for (node, reason, r) in done.into_inner().expect("results lock") {
+        let res = match r {
+            Ok((digest, uploaded)) => NodeResult {
+                node: node.clone(),
+                status: "built".into(),
+                detail: reason,
+                digest: Some(digest),
+                uploaded_bytes: uploaded,
+            },
+            Err(e) => NodeResult {
+                node: node.clone(),
+                status: "failed".into(),
+                detail: e.to_string(),
+                digest: None,
+                uploaded_bytes: 0,
+            },
+        };
+        results.insert(node, res);
+    }
+    let mut report = Report {
+        revision,
+        nodes: results.into_values().collect(),
+        base_bytes_uploaded,
+        index_published: false,
+        index_digest: None,
+    };
+    let changed = report
+        .nodes
+        .iter()
+        .any(|n| n.status == "built" || n.status == "removed");
+    let index_missing = plan.index.is_none();
+    if (report.failed() && !opts.partial) || (!changed && !index_missing) {
+        return Ok(report);
+    }
+
+    // The index lists every inventory node that has an artifact, with its signed revision.
+    let mut index = LabIndex::new();
+    for (name, node) in &inv.nodes {
+        let r = report.nodes.iter().find(|n| &n.node == name);
+        let planned = plan.nodes.iter().find(|n| &n.node == name);
+        let entry = match r {
+            Some(r) if r.status == "built" => {
+                Some((r.digest.clone().unwrap_or_default(), revision))
+            }
+            _ => planned.and_then(|p| p.published.clone().zip(p.published_revision)),
+        };
+        if let Some((digest, rev)) = entry {
+            index.nodes.insert(
+                name.clone(),
+                trust::IndexEntry {
+                    class: node.class.clone(),
+                    digest,
+                    revision: rev,
+                },
+            );
+        }
+    }
+    let art = index.to_artifact();
+    let repo = oci::index_repository(prefix);
+    block_on(async {
+        registry.push_blob_bytes(&repo, &art.config.bytes).await?;
+        registry.push_blob_bytes(&repo, &art.layer.bytes).await?;
+        registry
+            .push_manifest_raw(
+                &repo,
+                "latest",
+                &art.manifest.bytes,
+                oci::MEDIA_TYPE_IMAGE_MANIFEST,
+            )
+            .await?;
+        registry
+            .push_manifest_raw(
+                &repo,
+                &revision.to_string(),
+                &art.manifest.bytes,
+                oci::MEDIA_TYPE_IMAGE_MANIFEST,
+            )
+            .await
+    })?;
+    let meta = Metadata::index(revision, &opts.built);
+    push_signature(registry, &repo, &art.manifest.digest, &meta, key)?;
+    report.index_published = true;
+    report.index_digest = Some(art.manifest.digest.clone());
+    Ok(report)
+}
+
+fn push_signature(
+    registry: &Registry,
+    repo: &str,
+    digest: &str,
+    meta: &Metadata,
+    key: &PrivateKey,
+) -> Result<(), PublishError> {
+    let reference = match registry {
+        Registry::Layout(_) => repo.to_string(),
+        Registry::Remote(_) => format!("{}/{repo}", registry.name()),
+    };
+    let sig = trust::sign(&reference, digest, Some(meta), key)?;
+    block_on(async {
+        registry.push_blob_bytes(repo, &sig.payload.bytes).await?;
+        registry.push_blob_bytes(repo, &sig.config.bytes).await?;
+        registry
+            .push_manifest_raw(
+                repo,
+                &sig.tag,
+                &sig.manifest.bytes,
+                oci::MEDIA_TYPE_IMAGE_MANIFEST,
+            )
+            .await
+    })?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn publish_node(
+    inv: &Inventory,
+    registry: &Registry,
+    key: &PrivateKey,
+    secrets: &dyn SecretsSource,
+    planned: &PlannedNode,
+    base: &Base,
+    revision: u64,
+    opts: &PublishOptions,
+) -> Result<(String, u64), PublishError> {
+    let node = planned.node.as_str();
+    let fail = |message: String| PublishError::Node {
+        node: node.to_string(),
+        message,
+    };
+    let inputs = planned
+        .inputs
+        .clone()
+        .ok_or_else(|| fail("no inputs planned".into()))?;
+    let img = node_image(inv, node, Some(&opts.work_dir.join("golden-raw")))
+        .map_err(|e| fail(e.to_string()))?;
+    let patch = img.patch().map_err(|e| fail(e.to_string()))?;
+    let composed = compose_table(
+        std::fs::File::open(&base.path).map_err(io_err(&base.path))?,
+        &base.table,
+        &patch,
+    )
+    .map_err(|e| fail(format!("composing the chunk table: {e}")))?;
+    let dir = opts.work_dir.join("nodes").join(node);
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let patch_path = dir.join("patch.zst");
+    std::fs::write(
+        &patch_path,
+        patch.encode().map_err(|e| fail(e.to_string()))?,
+    )
+    .map_err(io_err(&patch_path))?;
+    let secrets_path = dir.join("secrets.age");
+    let sealed = secrets.sealed_bundle(inv, node).map_err(fail)?;
+    std::fs::write(&secrets_path, sealed).map_err(io_err(&secrets_path))?;
+
+    let class = inv.class_of(&inv.nodes[node]).name.clone();
+    let config = NodeConfig {
+        version: NODE_CONFIG_VERSION,
+        node: node.to_string(),
+        class: class.clone(),
+        image_size: img.personalised.image_size,
+        base_table: base.table.clone(),
+        composed_table: composed,
+        slot: SlotLocation {
+            offset: img.personalised.slot.offset,
+            len: img.personalised.slot.len,
+        },
+        revision,
+        inputs: inputs.clone(),
+        builder: BUILDER_VERSION.to_string(),
+    };
+    let config_bytes = serde_json::to_vec(&config).expect("config serialises");
+    let prefix = &inv.lab.registry.prefix;
+    let repo = oci::node_repository(prefix, node);
+    let layers = [
+        LayerFile {
+            media_type: oci::MEDIA_TYPE_BASE.into(),
+            path: base.path.clone(),
+            shared_in: Some(oci::golden_repository(prefix, &class)),
+        },
+        LayerFile {
+            media_type: oci::MEDIA_TYPE_PATCH.into(),
+            path: patch_path,
+            shared_in: None,
+        },
+        LayerFile {
+            media_type: oci::MEDIA_TYPE_SECRETS.into(),
+            path: secrets_path.clone(),
+            shared_in: None,
+        },
+    ];
+    let provenance = NodeProvenance {
+        node: node.to_string(),
+        class: class.clone(),
+        revision: revision.to_string(),
+        created: opts.built.clone(),
+        source: opts.source.clone(),
+        input_digest: inputs.digest(),
+    };
+    let published = block_on(oci::publish_node_artifact(
+        registry,
+        &repo,
+        &[revision.to_string(), "latest".to_string()],
+        &config_bytes,
+        &layers,
+        &provenance.annotations(),
+        &Progress::none(),
+    ));
+    // The sealed bundle is ciphertext, but nothing of a node's secrets stays around.
+    let _ = std::fs::remove_file(&secrets_path);
+    let published = published?;
+    let meta = Metadata::node(node, &class, revision, &opts.built);
+    push_signature(registry, &repo, &published.digest, &meta, key)?;
+    Ok((published.digest, published.uploaded_bytes))
+}
