@@ -8,4 +8,5 @@
 pub mod image;
 pub mod inventory;
 pub mod render;
+pub mod secrets;
 pub mod trust;
