@@ -104,6 +104,7 @@ fn map_decrypt_error(e: age::DecryptError, what: &str, hint: &str) -> SecretsErr
     match e {
         age::DecryptError::NoMatchingKeys => SecretsError::NotARecipient {
             what: what.to_string(),
+            plural: what.ends_with("secrets"),
             hint: hint.to_string(),
         },
         age::DecryptError::KeyDecryptionFailed => SecretsError::WrongPassphrase {

@@ -48,10 +48,12 @@ use zeroize::Zeroizing;
 #[non_exhaustive]
 pub enum SecretsError {
     /// None of the given identities is a recipient of the file.
-    #[error("{what} is not encrypted to your key (you are not a recipient); {hint}")]
+    #[error("{what} {} not encrypted to your key (you are not a recipient); {hint}", if *.plural { "are" } else { "is" })]
     NotARecipient {
         /// What could not be decrypted.
         what: String,
+        /// Whether `what` is a plural noun ("this card's secrets").
+        plural: bool,
         /// Who to ask or what to run.
         hint: String,
     },
