@@ -271,9 +271,11 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
         } => {
             let inv = inventory::load_for_sealing(&inventory.inventory)?;
             let ci = ci_identity(&identity)?;
-            let editor = std::env::var("VISUAL")
-                .or_else(|_| std::env::var("EDITOR"))
-                .unwrap_or_else(|_| "vi".into());
+            let editor = ["VISUAL", "EDITOR"]
+                .iter()
+                .filter_map(|v| std::env::var(v).ok())
+                .find(|e| !e.trim().is_empty())
+                .unwrap_or_else(|| "vi".into());
             let changed = secrets::edit(&inv, &ci, &node, &editor)
                 .with_context(|| format!("editing the secrets of {node}"))?;
             if changed {
@@ -319,7 +321,7 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
             identity,
             inventory,
         } => {
-            let inv = inventory::load(&inventory.inventory)?;
+            let inv = inventory::load_for_sealing(&inventory.inventory)?;
             let ci = ci_identity(&identity)?;
             let sealed = secrets::seal_node_bundle(&inv, &node, &ci)
                 .with_context(|| format!("sealing the secrets bundle of {node}"))?;
@@ -332,7 +334,7 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
             );
         }
         S::Digest { node, inventory } => {
-            let inv = inventory::load(&inventory.inventory)?;
+            let inv = inventory::load_for_sealing(&inventory.inventory)?;
             println!("{}", secrets::sealed_digest(&inv, &node)?);
         }
     }
