@@ -312,3 +312,79 @@ fn debug_and_errors_never_show_values() {
     assert!(!format!("{e} {e:?}").contains(marker), "{e}");
     assert!(!format!("{:?}", builder()).contains("AGE-SECRET-KEY"));
 }
+
+#[test]
+fn check_names_a_node_without_sealed_secrets_and_the_command_to_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("inventory");
+    copy_dir(&example_dir(), &dir);
+    std::fs::remove_file(dir.join("secrets/titan-13.age")).unwrap();
+    std::fs::remove_file(dir.join("secrets/cluster.age")).unwrap();
+    let checked = inventory::check(&dir);
+    assert!(checked.inventory.is_none());
+    let errors: Vec<_> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == inventory::Severity::Error)
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let node = errors
+        .iter()
+        .find(|d| d.file == Path::new("nodes/titan-13.yaml"))
+        .expect("an error at the node's file");
+    assert_eq!(node.line, 0);
+    assert!(
+        node.message.contains("secrets/titan-13.age"),
+        "{}",
+        node.message
+    );
+    assert!(
+        node.hint
+            .as_deref()
+            .unwrap()
+            .contains("metis-build secrets init"),
+        "{node:?}"
+    );
+    assert!(errors
+        .iter()
+        .any(|d| d.file == Path::new("metis.yaml") && d.message.contains("secrets/cluster.age")));
+    // What `secrets` works from loads all the same.
+    inventory::load_for_sealing(&dir).unwrap();
+}
+
+#[test]
+fn demo_recipients_warn_outside_test_registries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("inventory");
+    copy_dir(&example_dir(), &dir);
+    let warnings = |dir: &Path| -> Vec<String> {
+        inventory::check(dir)
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == inventory::Severity::Warning)
+            .map(|d| d.message.clone())
+            .filter(|m| m.contains("age recipient"))
+            .collect()
+    };
+    assert!(warnings(&dir).is_empty(), "oci: registry: no warning");
+    let lab = dir.join("metis.yaml");
+    let text = std::fs::read_to_string(&lab).unwrap();
+    std::fs::write(
+        &lab,
+        text.replacen("host: oci:../out/registry", "host: harbor.lab.home.arpa", 1),
+    )
+    .unwrap();
+    let w = warnings(&dir);
+    assert!(
+        w.iter().any(|m| m.contains("DEMO operator age recipient")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|m| m.contains("DEMO builder age recipient")),
+        "{w:?}"
+    );
+    // Without demo-keys/ there is nothing to compare with.
+    std::fs::remove_dir_all(dir.join("demo-keys")).unwrap();
+    // (the signing key path is demo-keys/cosign.pub: its own error, not ours)
+    assert!(warnings(&dir).is_empty());
+}
