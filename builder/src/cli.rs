@@ -40,6 +40,98 @@ pub enum Command {
     /// `publish` builds its inputs from the inventory).
     #[command(hide = true)]
     PushArtifact(PushArtifactArgs),
+    /// Create, change and re-encrypt the sealed secrets (secrets/*.age).
+    ///
+    /// Values are read from stdin or an editor, never from the command line,
+    /// and are never printed. Commands that decrypt use the CI builder's age
+    /// identity: --identity FILE, or $METIS_AGE_IDENTITY (the file's contents).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Create what is missing: secrets/cluster.age (random k3s token) and,
+    /// per node without secrets/<node>.age, SSH host keys (ssh-keygen) and a
+    /// k3s node password. Never overwrites a sealed file.
+    Init {
+        #[command(flatten)]
+        inventory: InventoryArg,
+    },
+    /// Set one secret of a node (or of `cluster`) to the value read from stdin.
+    ///
+    /// KEY: node_password, k3s_token, registry.username, registry.password,
+    /// ssh_host_keys.<ed25519|ecdsa|rsa>.<private|public>, file.<name>.
+    Set {
+        /// Node name, or `cluster` for the lab-wide secrets.
+        node: String,
+        /// Which secret.
+        key: String,
+        #[command(flatten)]
+        identity: IdentityArg,
+        #[command(flatten)]
+        inventory: InventoryArg,
+    },
+    /// Edit a node's (or `cluster`'s) secrets in $EDITOR (a 0600 temp file,
+    /// wiped afterwards), then re-encrypt them.
+    Edit {
+        /// Node name, or `cluster`.
+        node: String,
+        #[command(flatten)]
+        identity: IdentityArg,
+        #[command(flatten)]
+        inventory: InventoryArg,
+    },
+    /// Re-encrypt every sealed file to the recipients now in metis.yaml
+    /// (after adding or removing an operator or the builder key).
+    Rekey {
+        #[command(flatten)]
+        identity: IdentityArg,
+        #[command(flatten)]
+        inventory: InventoryArg,
+    },
+    /// Import a node's SSH host keys and k3s node password from a copy of its
+    /// files: DIR/etc/ssh/ssh_host_*_key{,.pub}, DIR/etc/rancher/node/password.
+    Capture {
+        /// Node name.
+        node: String,
+        /// Root of the copied files (e.g. the node's root filesystem, mounted).
+        dir: PathBuf,
+        #[command(flatten)]
+        identity: IdentityArg,
+        #[command(flatten)]
+        inventory: InventoryArg,
+    },
+    /// Write a node's secrets bundle, encrypted to the operators only (the
+    /// artifact's secrets layer), to FILE.
+    Bundle {
+        /// Node name.
+        node: String,
+        /// File to write the encrypted bundle to.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        identity: IdentityArg,
+        #[command(flatten)]
+        inventory: InventoryArg,
+    },
+    /// Print the digest of a node's sealed secrets (sha256 of the ciphertext,
+    /// part of the node's input digest).
+    Digest {
+        /// Node name.
+        node: String,
+        #[command(flatten)]
+        inventory: InventoryArg,
+    },
+}
+
+/// The CI builder's age identity.
+#[derive(Debug, Args)]
+pub struct IdentityArg {
+    /// age identity file of the CI builder (default: the contents of
+    /// $METIS_AGE_IDENTITY).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,6 +29,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render(args),
         Command::Keys(cli::KeysCommand::Generate { out }) => keys_generate(&out),
         Command::PushArtifact(args) => push_artifact(args),
+        Command::Secrets(cmd) => secrets(cmd),
     }
 }
 
@@ -272,5 +273,129 @@ fn keys_generate(out: &std::path::Path) -> Result<ExitCode> {
         out.join("cosign.pub").display()
     );
     println!("{}", public.fingerprint());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ci_identity(arg: &cli::IdentityArg) -> Result<metis_core::secrets::Identities> {
+    Ok(metis_core::secrets::Identities::from_ci_env_or_file(
+        arg.identity.as_deref(),
+    )?)
+}
+
+/// The CI identity when one is given; commands that may create a new sealed
+/// file do not need one.
+fn optional_ci_identity(arg: &cli::IdentityArg) -> Result<Option<metis_core::secrets::Identities>> {
+    if arg.identity.is_none() && std::env::var_os(metis_core::secrets::CI_IDENTITY_ENV).is_none() {
+        return Ok(None);
+    }
+    ci_identity(arg).map(Some)
+}
+
+fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
+    use cli::SecretsCommand as S;
+    use metis_core::secrets;
+    let shown = |p: &std::path::Path| p.display().to_string();
+    match cmd {
+        S::Init { inventory } => {
+            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let written = secrets::init(&inv).context("creating the sealed secrets")?;
+            for p in &written {
+                eprintln!("sealed {}", shown(p));
+            }
+            eprintln!(
+                "{} file(s) created; existing sealed files were left as they are",
+                written.len()
+            );
+        }
+        S::Set {
+            node,
+            key,
+            identity,
+            inventory,
+        } => {
+            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let key: secrets::SecretKey = key.parse()?;
+            let ci = optional_ci_identity(&identity)?;
+            let mut value = zeroize::Zeroizing::new(Vec::new());
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut value)
+                .context("reading the value from stdin")?;
+            secrets::set(&inv, ci.as_ref(), &node, &key, &value)
+                .with_context(|| format!("setting a secret of {node}"))?;
+            eprintln!("sealed {}", shown(&secrets::sealed_path(&inv, &node)));
+        }
+        S::Edit {
+            node,
+            identity,
+            inventory,
+        } => {
+            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let ci = ci_identity(&identity)?;
+            let editor = ["VISUAL", "EDITOR"]
+                .iter()
+                .filter_map(|v| std::env::var(v).ok())
+                .find(|e| !e.trim().is_empty())
+                .unwrap_or_else(|| "vi".into());
+            let changed = secrets::edit(&inv, &ci, &node, &editor)
+                .with_context(|| format!("editing the secrets of {node}"))?;
+            if changed {
+                eprintln!("sealed {}", shown(&secrets::sealed_path(&inv, &node)));
+            } else {
+                eprintln!("no change");
+            }
+        }
+        S::Rekey {
+            identity,
+            inventory,
+        } => {
+            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let ci = ci_identity(&identity)?;
+            let written = secrets::rekey(&inv, &ci).context("re-encrypting the sealed secrets")?;
+            for p in &written {
+                eprintln!("re-encrypted {}", shown(p));
+            }
+            eprintln!(
+                "{} file(s) re-encrypted to the current recipients",
+                written.len()
+            );
+        }
+        S::Capture {
+            node,
+            dir,
+            identity,
+            inventory,
+        } => {
+            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let ci = optional_ci_identity(&identity)?;
+            let imported = secrets::capture(&inv, ci.as_ref(), &node, &dir)
+                .with_context(|| format!("capturing {node}'s identity from {}", dir.display()))?;
+            eprintln!(
+                "imported {} into {}",
+                imported.join(", "),
+                shown(&secrets::sealed_path(&inv, &node))
+            );
+        }
+        S::Bundle {
+            node,
+            out,
+            identity,
+            inventory,
+        } => {
+            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let ci = ci_identity(&identity)?;
+            let sealed = secrets::seal_node_bundle(&inv, &node, &ci)
+                .with_context(|| format!("sealing the secrets bundle of {node}"))?;
+            std::fs::write(&out, &sealed).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "wrote {} ({} bytes, encrypted to {} operator recipient(s))",
+                out.display(),
+                sealed.len(),
+                inv.lab.operator_recipients.len()
+            );
+        }
+        S::Digest { node, inventory } => {
+            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            println!("{}", secrets::sealed_digest(&inv, &node)?);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,4 +10,5 @@ pub mod inventory;
 pub mod oci;
 pub mod publish;
 pub mod render;
+pub mod secrets;
 pub mod trust;

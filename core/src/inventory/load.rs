@@ -93,8 +93,26 @@ pub fn load(dir: &Path) -> Result<Inventory, InventoryError> {
     }
 }
 
+/// Loads and validates an inventory like [`load`], except that nodes may lack
+/// their sealed secrets (`secrets/<node>.age`): what `metis-build secrets`
+/// works from, since it is what creates them.
+pub fn load_for_sealing(dir: &Path) -> Result<Inventory, InventoryError> {
+    let checked = check_with(dir, false);
+    match checked.inventory {
+        Some(inv) => Ok(inv),
+        None => Err(InventoryError::Invalid {
+            dir: dir.display().to_string(),
+            diagnostics: checked.diagnostics,
+        }),
+    }
+}
+
 /// Reads, validates and resolves the inventory in `dir`, collecting every finding.
 pub fn check(dir: &Path) -> Checked {
+    check_with(dir, true)
+}
+
+fn check_with(dir: &Path, require_sealed: bool) -> Checked {
     if !dir.is_dir() {
         return Checked {
             inventory: None,
@@ -127,6 +145,9 @@ pub fn check(dir: &Path) -> Checked {
             }
         }
         cx.cross_node(&node_files);
+        if require_sealed {
+            cx.sealed_sources(&node_files);
+        }
         if node_files.is_empty() && cx.errors() == 0 {
             cx.diags.push(
                 Diagnostic::warning(Path::new("nodes"), Pos::FILE, "the inventory has no nodes")
@@ -274,6 +295,61 @@ impl Cx {
         out
     }
 
+    /// Every node needs its sealed source `secrets/<node>.age`, and a lab with
+    /// nodes needs `secrets/cluster.age`: without them no card can be built.
+    fn sealed_sources(&mut self, node_files: &[(String, PathBuf, schema::NodeFile)]) {
+        let hint = format!(
+            "run `metis-build secrets init --inventory {}` (it creates only what is missing)",
+            self.dir.display()
+        );
+        for (name, path, _) in node_files {
+            let sealed = Path::new("secrets").join(format!("{name}.age"));
+            if !self.dir.join(&sealed).is_file() {
+                self.err(
+                    path,
+                    Pos::FILE,
+                    format!(
+                        "node `{name}` has no sealed secrets ({} is missing)",
+                        sealed.display()
+                    ),
+                    Some(hint.clone()),
+                );
+            }
+        }
+        if !node_files.is_empty() && !self.dir.join("secrets/cluster.age").is_file() {
+            self.err(
+                Path::new("metis.yaml"),
+                Pos::FILE,
+                "the lab has no sealed cluster secrets (secrets/cluster.age is missing)",
+                Some(hint),
+            );
+        }
+    }
+
+    /// Recipients derived from the demo identities in `demo-keys/*.agekey`,
+    /// when that directory exists.
+    fn demo_recipients(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("demo-keys")) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().and_then(|x| x.to_str()) != Some("agekey") {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for line in text.lines().map(str::trim) {
+                if let Ok(id) = line.parse::<age::x25519::Identity>() {
+                    out.push(id.to_public().to_string());
+                }
+            }
+        }
+        out
+    }
+
     fn lab(&mut self, f: &schema::LabFile) -> Lab {
         let file = Path::new("metis.yaml");
         let host = f.registry.host.value.clone();
@@ -342,6 +418,27 @@ impl Cx {
         }
         if let Some(b) = &f.builder {
             self.rule(file, &b.recipient, |s| rules::age_recipient(s));
+        }
+        if !is_test_registry(&host) {
+            let demo = self.demo_recipients();
+            let named = f
+                .operators
+                .recipients
+                .iter()
+                .map(|r| ("operator", r))
+                .chain(f.builder.iter().map(|b| ("builder", &b.recipient)));
+            for (who, r) in named {
+                if demo.iter().any(|d| d == r.value.trim()) {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            file,
+                            Pos::of(r),
+                            format!("DEMO {who} age recipient used with registry `{host}`: its identity is public (demo-keys/), anyone can decrypt this lab's secrets"),
+                        )
+                        .hint("generate the lab's own age keys (age-keygen; see inventory/demo-keys/README.md), then `metis-build secrets rekey`"),
+                    );
+                }
+            }
         }
         if f.cluster.servers.is_empty() {
             self.err(file, Pos::FILE, "cluster.servers is empty", Some("list the join URL of the live servers (or the VIP), e.g. `https://10.0.0.10:6443`".into()));

@@ -14,5 +14,5 @@ pub mod rules;
 mod schema;
 
 pub use diag::{Diagnostic, Severity};
-pub use load::{builtin, check, is_test_registry, load, Checked, InventoryError};
+pub use load::{builtin, check, is_test_registry, load, load_for_sealing, Checked, InventoryError};
 pub use model::*;

@@ -132,6 +132,13 @@ overrides:
 "#,
         )
         .unwrap();
+        // `check` wants a sealed source per node; these tests build
+        // NodeSecrets directly, so any sealed file will do.
+        std::fs::copy(
+            dir.join("secrets/titan-13.age"),
+            dir.join("secrets").join(format!("{VARIANT_NODE}.age")),
+        )
+        .unwrap();
     });
     let inv = inventory::load(&dir).unwrap_or_else(|e| {
         panic!(

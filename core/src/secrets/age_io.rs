@@ -1,0 +1,286 @@
+//! age encryption and decryption, and the identities that decrypt.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use age::armor::{ArmoredReader, ArmoredWriter, Format};
+use age::secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::{Result, SecretsError};
+
+/// Environment variable holding the CI builder's age identity file *contents*.
+pub const CI_IDENTITY_ENV: &str = "METIS_AGE_IDENTITY";
+
+/// Environment variable holding the passphrase of a passphrase-protected
+/// identity or SSH key, for non-interactive use (tests, scripts).
+pub const PASSPHRASE_ENV: &str = "METIS_IDENTITY_PASSPHRASE";
+
+/// Parses recipients as metis.yaml writes them: `age1…` (X25519) or
+/// `ssh-ed25519 …` / `ssh-rsa …` (age's SSH stanzas).
+pub fn parse_recipients(list: &[String]) -> Result<Vec<Box<dyn age::Recipient + Send>>> {
+    list.iter()
+        .map(|r| {
+            let r = r.trim();
+            let bad = || SecretsError::BadRecipient {
+                recipient: r.to_string(),
+            };
+            if r.starts_with("age1") {
+                age::x25519::Recipient::from_str(r)
+                    .map(|x| Box::new(x) as Box<dyn age::Recipient + Send>)
+                    .map_err(|_| bad())
+            } else if r.starts_with("ssh-") {
+                age::ssh::Recipient::from_str(r)
+                    .map(|x| Box::new(x) as Box<dyn age::Recipient + Send>)
+                    .map_err(|_| bad())
+            } else {
+                Err(bad())
+            }
+        })
+        .collect()
+}
+
+/// Encrypts `plaintext` to `recipients`; ASCII-armored when `armor`.
+pub fn seal(plaintext: &[u8], recipients: &[String], armor: bool) -> Result<Vec<u8>> {
+    let parsed = parse_recipients(recipients)?;
+    let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r.as_ref() as _))
+        .map_err(|e| SecretsError::Corrupt {
+            what: "the recipient list".into(),
+            reason: e.to_string(),
+        })?;
+    let mut out = Vec::with_capacity(plaintext.len() * 4 / 3 + 1024);
+    let io = SecretsError::io("encrypting");
+    let format = if armor {
+        Format::AsciiArmor
+    } else {
+        Format::Binary
+    };
+    let run = || -> std::io::Result<()> {
+        let armored = ArmoredWriter::wrap_output(&mut out, format)?;
+        let mut w = encryptor.wrap_output(armored)?;
+        w.write_all(plaintext)?;
+        w.finish()?.finish()?;
+        Ok(())
+    };
+    run().map_err(io)?;
+    Ok(out)
+}
+
+/// Decrypts an age file (armored or binary) with `identities`. `what` names
+/// the file in errors; `hint` says whom to ask when no identity matches.
+pub fn open(
+    ciphertext: &[u8],
+    identities: &Identities,
+    what: &str,
+    hint: &str,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let corrupt = |reason: String| SecretsError::Corrupt {
+        what: what.to_string(),
+        reason,
+    };
+    let decryptor =
+        age::Decryptor::new_buffered(ArmoredReader::new(ciphertext)).map_err(|e| match e {
+            age::DecryptError::Io(io) => corrupt(io.to_string()),
+            other => corrupt(other.to_string()),
+        })?;
+    if decryptor.is_scrypt() {
+        return Err(corrupt(
+            "it is passphrase-encrypted, not encrypted to recipients".into(),
+        ));
+    }
+    let mut reader = decryptor
+        .decrypt(identities.list.iter().map(|i| i.as_ref() as _))
+        .map_err(|e| map_decrypt_error(e, what, hint))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(format!("the payload does not authenticate ({})", e.kind())))?;
+    Ok(out)
+}
+
+fn map_decrypt_error(e: age::DecryptError, what: &str, hint: &str) -> SecretsError {
+    match e {
+        age::DecryptError::NoMatchingKeys => SecretsError::NotARecipient {
+            what: what.to_string(),
+            plural: what.ends_with("secrets"),
+            hint: hint.to_string(),
+        },
+        age::DecryptError::KeyDecryptionFailed => SecretsError::WrongPassphrase {
+            what: "your SSH key".into(),
+        },
+        other => SecretsError::Corrupt {
+            what: what.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Passphrases: `METIS_IDENTITY_PASSPHRASE` when set, else asked on the
+/// terminal with echo off.
+fn passphrase(prompt: &str) -> Option<SecretString> {
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        return Some(SecretString::from(p));
+    }
+    rpassword::prompt_password(format!("{prompt}: "))
+        .ok()
+        .map(SecretString::from)
+}
+
+#[derive(Clone)]
+struct PromptCallbacks;
+
+impl age::Callbacks for PromptCallbacks {
+    fn display_message(&self, message: &str) {
+        eprintln!("{message}");
+    }
+    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
+        None
+    }
+    fn request_public_string(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn request_passphrase(&self, description: &str) -> Option<SecretString> {
+        passphrase(description)
+    }
+}
+
+/// Private keys that can decrypt: age identities (X25519), SSH private keys
+/// (ed25519, RSA; passphrase asked when needed). `Debug` shows only how many.
+pub struct Identities {
+    list: Vec<Box<dyn age::Identity + Send + Sync>>,
+}
+
+impl fmt::Debug for Identities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identities({} redacted)", self.list.len())
+    }
+}
+
+impl Identities {
+    /// Parses an identity file's contents: an age identity file
+    /// (`AGE-SECRET-KEY-1…` lines), a passphrase-protected one (an age file
+    /// encrypted with a passphrase, as `age -p` writes it; the passphrase is
+    /// asked for), or an OpenSSH private key. `name` names it in errors.
+    pub fn parse(text: &[u8], name: &str) -> Result<Self> {
+        let bad = || SecretsError::BadIdentity {
+            path: name.to_string(),
+        };
+        let trimmed = text.trim_ascii_start();
+        if trimmed.starts_with(b"age-encryption.org/")
+            || trimmed.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+        {
+            let decryptor =
+                age::Decryptor::new_buffered(ArmoredReader::new(trimmed)).map_err(|_| bad())?;
+            if !decryptor.is_scrypt() {
+                return Err(bad());
+            }
+            let pass = passphrase(&format!("passphrase for {name}")).ok_or_else(|| {
+                SecretsError::NoPassphrase {
+                    what: name.to_string(),
+                }
+            })?;
+            let id = age::scrypt::Identity::new(pass);
+            let mut reader = decryptor
+                .decrypt(std::iter::once(&id as &dyn age::Identity))
+                .map_err(|e| match e {
+                    age::DecryptError::DecryptionFailed
+                    | age::DecryptError::NoMatchingKeys
+                    | age::DecryptError::InvalidMac => SecretsError::WrongPassphrase {
+                        what: name.to_string(),
+                    },
+                    _ => bad(),
+                })?;
+            let mut inner = Zeroizing::new(Vec::new());
+            reader.read_to_end(&mut inner).map_err(|_| bad())?;
+            return Self::parse_plain(&inner, name);
+        }
+        Self::parse_plain(text, name)
+    }
+
+    fn parse_plain(text: &[u8], name: &str) -> Result<Self> {
+        let bad = || SecretsError::BadIdentity {
+            path: name.to_string(),
+        };
+        if text.windows(11).any(|w| w == b"PRIVATE KEY") {
+            let id =
+                age::ssh::Identity::from_buffer(text, Some(name.to_string())).map_err(|_| bad())?;
+            if let age::ssh::Identity::Unsupported(_) = id {
+                return Err(bad());
+            }
+            return Ok(Self {
+                list: vec![Box::new(id.with_callbacks(PromptCallbacks))],
+            });
+        }
+        let file = age::IdentityFile::from_buffer(text).map_err(|_| bad())?;
+        let list = file.into_identities().map_err(|_| bad())?;
+        if list.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self { list })
+    }
+
+    /// Reads an identity file (see [`Identities::parse`]).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = Zeroizing::new(
+            std::fs::read(path).map_err(SecretsError::io(format!("reading {}", path.display())))?,
+        );
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The CI builder's identity: `file` when given, else the contents of
+    /// `$METIS_AGE_IDENTITY`.
+    pub fn from_ci_env_or_file(file: Option<&Path>) -> Result<Self> {
+        if let Some(f) = file {
+            return Self::from_file(f);
+        }
+        match std::env::var(CI_IDENTITY_ENV) {
+            Ok(v) if !v.trim().is_empty() => {
+                let v = Zeroizing::new(v);
+                Self::parse(v.as_bytes(), &format!("${CI_IDENTITY_ENV}"))
+            }
+            _ => Err(SecretsError::NoIdentity {
+                hint: format!("pass --identity FILE or set {CI_IDENTITY_ENV} to the CI builder's age identity (its recipient is builder.recipient in metis.yaml)"),
+            }),
+        }
+    }
+
+    /// An operator's identity: `file` when given, else the first of
+    /// `<config dir>/metis/identity.txt`, `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`
+    /// that exists.
+    pub fn for_operator(file: Option<&Path>) -> Result<Self> {
+        if let Some(f) = file {
+            return Self::from_file(f);
+        }
+        let candidates = operator_identity_candidates();
+        for c in &candidates {
+            if c.is_file() {
+                return Self::from_file(c);
+            }
+        }
+        Err(SecretsError::NoIdentity {
+            hint: format!(
+                "pass --identity FILE (an age identity or your SSH private key); looked for {}",
+                candidates
+                    .iter()
+                    .map(|c| c.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
+}
+
+/// Where [`Identities::for_operator`] looks, in order.
+fn operator_identity_candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(c) = dirs::config_dir() {
+        out.push(c.join("metis").join("identity.txt"));
+    }
+    if let Some(h) = dirs::home_dir() {
+        out.push(h.join(".ssh").join("id_ed25519"));
+        out.push(h.join(".ssh").join("id_rsa"));
+    }
+    out
+}
