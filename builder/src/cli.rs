@@ -47,6 +47,86 @@ pub enum Command {
     /// identity: --identity FILE, or $METIS_AGE_IDENTITY (the file's contents).
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Show which nodes a publish would build, and why.
+    ///
+    /// A node is rebuilt when its input digest (golden image, rendered seed,
+    /// sealed secrets' ciphertext, builder and format versions) differs from
+    /// the one on its published `latest` artifact. Exit status 0.
+    Plan(PlanArgs),
+    /// Build, push and sign every changed node, then the signed lab index.
+    ///
+    /// Unchanged nodes cost nothing (no upload, no manifest). Each class base
+    /// is uploaded once. The index is published only if every built node
+    /// succeeded (or with --partial). Exit status 0 when all succeeded, 1 when
+    /// any node failed. Signing key: --key FILE or $COSIGN_PRIVATE_KEY, with
+    /// $COSIGN_PASSWORD. CI identity (decrypts the sealed secrets): --identity
+    /// FILE or $METIS_AGE_IDENTITY.
+    Publish(PublishArgs),
+}
+
+/// Where to publish; the inventory's `registry:` unless given.
+#[derive(Debug, Args)]
+pub struct RegistryArg {
+    /// Registry as HOST[:PORT][/PREFIX], or oci:DIR
+    /// [default: the inventory's registry]
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Extra CA certificate (PEM) [default: the inventory's registry.ca_file]
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Plain HTTP (loopback registries only).
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    #[command(flatten)]
+    pub identity: IdentityArg,
+    /// Print the plan as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Nodes to publish (default: every node the plan says to build).
+    pub nodes: Vec<String>,
+    /// Every planned node (the default when no node is named).
+    #[arg(long, conflicts_with = "nodes")]
+    pub all: bool,
+    /// Nodes built in parallel.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Show what would be built; build and push nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Publish the index even when some nodes failed (they keep their old entry).
+    #[arg(long)]
+    pub partial: bool,
+    /// Revision to publish (must be newer than the published one)
+    /// [default: the published revision + 1]
+    #[arg(long)]
+    pub revision: Option<u64>,
+    /// Cosign private key file [default: $COSIGN_PRIVATE_KEY]
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Scratch directory; class bases are kept there between runs.
+    #[arg(long, default_value = "target/metis-work")]
+    pub work_dir: PathBuf,
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub registry: RegistryArg,
+    #[command(flatten)]
+    pub identity: IdentityArg,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,6 +30,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys(cli::KeysCommand::Generate { out }) => keys_generate(&out),
         Command::PushArtifact(args) => push_artifact(args),
         Command::Secrets(cmd) => secrets(cmd),
+        Command::Plan(args) => plan(args),
+        Command::Publish(args) => publish(args),
     }
 }
 
@@ -398,4 +400,124 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The inventory with the registry the flags name (prefix included), and the registry opened.
+fn lab_registry(
+    mut inv: metis_core::inventory::Inventory,
+    arg: &cli::RegistryArg,
+) -> Result<(metis_core::inventory::Inventory, metis_core::oci::Registry)> {
+    if let Some(r) = &arg.registry {
+        match r.strip_prefix("oci:") {
+            Some(_) => inv.lab.registry.host = r.clone(),
+            None => match r.split_once('/') {
+                Some((host, prefix)) => {
+                    inv.lab.registry.host = host.to_string();
+                    inv.lab.registry.prefix = prefix.to_string();
+                }
+                None => inv.lab.registry.host = r.clone(),
+            },
+        }
+    }
+    let host = &inv.lab.registry.host;
+    let location = match host.strip_prefix("oci:") {
+        // A relative layout directory is relative to the inventory.
+        Some(dir) if arg.registry.is_none() => format!("oci:{}", inv.dir.join(dir).display()),
+        _ => host.clone(),
+    };
+    let options = metis_core::oci::RegistryOptions {
+        ca_file: arg
+            .ca_file
+            .clone()
+            .or_else(|| inv.lab.registry.ca_file.as_ref().map(|f| inv.dir.join(f))),
+        insecure_http: arg.insecure_http,
+        ..Default::default()
+    };
+    let registry = metis_core::oci::Registry::open(&location, &options)
+        .with_context(|| format!("opening the registry {location}"))?;
+    Ok((inv, registry))
+}
+
+fn plan(args: cli::PlanArgs) -> Result<ExitCode> {
+    let inv = inventory::load(&args.inventory.inventory)?;
+    let (inv, registry) = lab_registry(inv, &args.registry)?;
+    let ci = ci_identity(&args.identity)?;
+    let source = metis_core::publish::SealedSecrets::new(ci);
+    let plan = metis_core::publish::plan(&inv, &registry, &source)
+        .with_context(|| format!("planning against {}", registry.name()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print_plan(&plan);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_plan(plan: &metis_core::publish::Plan) {
+    println!("{:<12} {:<22} {:<7} REASON", "NODE", "CLASS", "ACTION");
+    for n in &plan.nodes {
+        let action = serde_json::to_value(&n.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        println!("{:<12} {:<22} {:<7} {}", n.node, n.class, action, n.reason);
+    }
+    let build = plan.to_build().count();
+    eprintln!("{build} to build, {} unchanged", plan.nodes.len() - build);
+}
+
+fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
+    let inv = inventory::load(&args.inventory.inventory)?;
+    let (inv, registry) = lab_registry(inv, &args.registry)?;
+    let key = metis_core::trust::PrivateKey::from_file_or_env(args.key.as_deref())
+        .context("loading the signing key")?;
+    let ci = ci_identity(&args.identity)?;
+    let source = metis_core::publish::SealedSecrets::new(ci);
+    let plan = metis_core::publish::plan(&inv, &registry, &source)
+        .with_context(|| format!("planning against {}", registry.name()))?;
+    let built = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .unwrap_or_else(chrono::Utc::now)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let opts = metis_core::publish::PublishOptions {
+        only: args.nodes.clone(),
+        jobs: args.jobs,
+        dry_run: args.dry_run,
+        partial: args.partial,
+        revision: args.revision,
+        work_dir: args.work_dir.clone(),
+        built,
+        source: std::env::var("GITHUB_REPOSITORY")
+            .map(|r| format!("https://github.com/{r}"))
+            .unwrap_or_else(|_| inv.dir.display().to_string()),
+    };
+    let started = std::time::Instant::now();
+    let report = metis_core::publish::publish(&inv, &registry, &key, &source, &plan, &opts)
+        .with_context(|| format!("publishing to {}", registry.name()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for n in &report.nodes {
+            eprintln!("{:<12} {:<12} {}", n.node, n.status, n.detail);
+        }
+        let uploaded: u64 =
+            report.nodes.iter().map(|n| n.uploaded_bytes).sum::<u64>() + report.base_bytes_uploaded;
+        eprintln!(
+            "revision {}: {} built, {} failed, {} bytes uploaded ({} of class bases), index {} in {:.1}s",
+            report.revision,
+            report.nodes.iter().filter(|n| n.status == "built").count(),
+            report.nodes.iter().filter(|n| n.status == "failed").count(),
+            uploaded,
+            report.base_bytes_uploaded,
+            if report.index_published { "published" } else { "not published" },
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(if report.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -92,6 +92,33 @@ pub trait SecretsSource: Sync {
     fn sealed_digest(&self, inv: &Inventory, node: &str) -> Result<String, String>;
 }
 
+/// Secrets from the inventory's age-sealed sources, decrypted with the CI
+/// identity and re-sealed to the operators only.
+pub struct SealedSecrets {
+    ci: Mutex<crate::secrets::Identities>,
+}
+
+impl SealedSecrets {
+    /// Uses the CI builder's identity.
+    pub fn new(ci: crate::secrets::Identities) -> Self {
+        Self { ci: Mutex::new(ci) }
+    }
+}
+
+impl SecretsSource for SealedSecrets {
+    fn sealed_bundle(&self, inv: &Inventory, node: &str) -> Result<Vec<u8>, String> {
+        let ci = self
+            .ci
+            .lock()
+            .map_err(|_| "secrets lock poisoned".to_string())?;
+        crate::secrets::seal_node_bundle(inv, node, &ci).map_err(|e| e.to_string())
+    }
+
+    fn sealed_digest(&self, inv: &Inventory, node: &str) -> Result<String, String> {
+        crate::secrets::sealed_digest(inv, node).map_err(|e| e.to_string())
+    }
+}
+
 /// The parts of a node's input digest, recorded in its config blob so a plan
 /// can say *what* changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
