@@ -165,7 +165,7 @@ fn passphrase_protected_identities_open_bundles() {
     std::env::set_var(secrets::PASSPHRASE_ENV, "wrong");
     let e = Identities::from_file(&protected).unwrap_err();
     assert!(matches!(e, SecretsError::WrongPassphrase { .. }), "{e}");
-    let e = secrets::open_node_bundle(&sealed, &Identities::from_file(&ssh).unwrap()).unwrap_err();
+    let e = Identities::from_file(&ssh).unwrap_err();
     assert!(matches!(e, SecretsError::WrongPassphrase { .. }), "{e}");
     assert!(!e.to_string().contains("wrong\""), "{e}");
     std::env::remove_var(secrets::PASSPHRASE_ENV);
