@@ -350,6 +350,19 @@ fn check_names_a_node_without_sealed_secrets_and_the_command_to_run() {
         .any(|d| d.file == Path::new("metis.yaml") && d.message.contains("secrets/cluster.age")));
     // What `secrets` works from loads all the same.
     inventory::load_for_sealing(&dir).unwrap();
+
+    // `cluster` is the lab-wide sealed file, never a node.
+    std::fs::copy(
+        dir.join("nodes/titan-13.yaml"),
+        dir.join("nodes/cluster.yaml"),
+    )
+    .unwrap();
+    let checked = inventory::check(&dir);
+    assert!(checked
+        .diagnostics
+        .iter()
+        .any(|d| d.file == Path::new("nodes/cluster.yaml")
+            && d.message.contains("cannot be named `cluster`")));
 }
 
 #[test]
