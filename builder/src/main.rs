@@ -318,7 +318,9 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
             let inv = inventory::load_for_sealing(&inventory.inventory)?;
             let key: secrets::SecretKey = key.parse()?;
             let ci = optional_ci_identity(&identity)?;
-            let mut value = zeroize::Zeroizing::new(Vec::new());
+            // Sized up front so reading never reallocates (which would leave an
+            // unzeroed copy of the value behind).
+            let mut value = zeroize::Zeroizing::new(Vec::with_capacity(1 << 20));
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut value)
                 .context("reading the value from stdin")?;
             secrets::set(&inv, ci.as_ref(), &node, &key, &value)

@@ -165,7 +165,7 @@ fn passphrase_protected_identities_open_bundles() {
     std::env::set_var(secrets::PASSPHRASE_ENV, "wrong");
     let e = Identities::from_file(&protected).unwrap_err();
     assert!(matches!(e, SecretsError::WrongPassphrase { .. }), "{e}");
-    let e = secrets::open_node_bundle(&sealed, &Identities::from_file(&ssh).unwrap()).unwrap_err();
+    let e = Identities::from_file(&ssh).unwrap_err();
     assert!(matches!(e, SecretsError::WrongPassphrase { .. }), "{e}");
     assert!(!e.to_string().contains("wrong\""), "{e}");
     std::env::remove_var(secrets::PASSPHRASE_ENV);
@@ -350,6 +350,19 @@ fn check_names_a_node_without_sealed_secrets_and_the_command_to_run() {
         .any(|d| d.file == Path::new("metis.yaml") && d.message.contains("secrets/cluster.age")));
     // What `secrets` works from loads all the same.
     inventory::load_for_sealing(&dir).unwrap();
+
+    // `cluster` is the lab-wide sealed file, never a node.
+    std::fs::copy(
+        dir.join("nodes/titan-13.yaml"),
+        dir.join("nodes/cluster.yaml"),
+    )
+    .unwrap();
+    let checked = inventory::check(&dir);
+    assert!(checked
+        .diagnostics
+        .iter()
+        .any(|d| d.file == Path::new("nodes/cluster.yaml")
+            && d.message.contains("cannot be named `cluster`")));
 }
 
 #[test]

@@ -303,6 +303,15 @@ impl Cx {
             self.dir.display()
         );
         for (name, path, _) in node_files {
+            if name == "cluster" {
+                self.err(
+                    path,
+                    Pos::FILE,
+                    "a node cannot be named `cluster`: secrets/cluster.age holds the lab-wide secrets",
+                    Some("rename the node file".into()),
+                );
+                continue;
+            }
             let sealed = Path::new("secrets").join(format!("{name}.age"));
             if !self.dir.join(&sealed).is_file() {
                 self.err(

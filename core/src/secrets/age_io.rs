@@ -107,9 +107,6 @@ fn map_decrypt_error(e: age::DecryptError, what: &str, hint: &str) -> SecretsErr
             plural: what.ends_with("secrets"),
             hint: hint.to_string(),
         },
-        age::DecryptError::KeyDecryptionFailed => SecretsError::WrongPassphrase {
-            what: "your SSH key".into(),
-        },
         other => SecretsError::Corrupt {
             what: what.to_string(),
             reason: other.to_string(),
@@ -126,24 +123,6 @@ fn passphrase(prompt: &str) -> Option<SecretString> {
     rpassword::prompt_password(format!("{prompt}: "))
         .ok()
         .map(SecretString::from)
-}
-
-#[derive(Clone)]
-struct PromptCallbacks;
-
-impl age::Callbacks for PromptCallbacks {
-    fn display_message(&self, message: &str) {
-        eprintln!("{message}");
-    }
-    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
-        None
-    }
-    fn request_public_string(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn request_passphrase(&self, description: &str) -> Option<SecretString> {
-        passphrase(description)
-    }
 }
 
 /// Private keys that can decrypt: age identities (X25519), SSH private keys
@@ -206,11 +185,26 @@ impl Identities {
         if text.windows(11).any(|w| w == b"PRIVATE KEY") {
             let id =
                 age::ssh::Identity::from_buffer(text, Some(name.to_string())).map_err(|_| bad())?;
-            if let age::ssh::Identity::Unsupported(_) = id {
-                return Err(bad());
-            }
+            // An encrypted key is decrypted here, once, so a missing or wrong
+            // passphrase is named as such (age would ask once per stanza and
+            // report a skipped key as "no matching keys").
+            let id = match id {
+                age::ssh::Identity::Unsupported(_) => return Err(bad()),
+                age::ssh::Identity::Encrypted(k) => {
+                    let pass = passphrase(&format!("passphrase for {name}")).ok_or_else(|| {
+                        SecretsError::NoPassphrase {
+                            what: name.to_string(),
+                        }
+                    })?;
+                    let key = k.decrypt(pass).map_err(|_| SecretsError::WrongPassphrase {
+                        what: name.to_string(),
+                    })?;
+                    age::ssh::Identity::Unencrypted(key)
+                }
+                unencrypted => unencrypted,
+            };
             return Ok(Self {
-                list: vec![Box::new(id.with_callbacks(PromptCallbacks))],
+                list: vec![Box::new(id)],
             });
         }
         let file = age::IdentityFile::from_buffer(text).map_err(|_| bad())?;

@@ -166,6 +166,20 @@ pub enum SecretKey {
     File(String),
 }
 
+impl std::fmt::Display for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretKey::NodePassword => f.write_str("node_password"),
+            SecretKey::K3sToken => f.write_str("k3s_token"),
+            SecretKey::RegistryUsername => f.write_str("registry.username"),
+            SecretKey::RegistryPassword => f.write_str("registry.password"),
+            SecretKey::HostPrivate(t) => write!(f, "ssh_host_keys.{}.private", t.as_str()),
+            SecretKey::HostPublic(t) => write!(f, "ssh_host_keys.{}.public", t.as_str()),
+            SecretKey::File(n) => write!(f, "file.{n}"),
+        }
+    }
+}
+
 impl FromStr for SecretKey {
     type Err = SecretsError;
     fn from_str(s: &str) -> Result<Self> {
@@ -222,7 +236,7 @@ pub fn set(
 ) -> Result<()> {
     check_target(inv, target)?;
     let mut source = load_or_new(inv, ci, target)?;
-    let name = format!("{key:?}");
+    let name = key.to_string();
     match key {
         SecretKey::NodePassword => source.node_password = Some(one_line(&name, value)?),
         SecretKey::K3sToken => source.k3s_token = Some(one_line(&name, value)?),
@@ -443,4 +457,69 @@ pub fn capture(
     }
     write_source(inv, node, &source)?;
     Ok(imported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_keys_parse_and_print_the_same() {
+        for k in [
+            "node_password",
+            "k3s_token",
+            "registry.username",
+            "registry.password",
+            "ssh_host_keys.ed25519.private",
+            "ssh_host_keys.ecdsa.public",
+            "ssh_host_keys.rsa.private",
+            "file.lab_api_key",
+        ] {
+            assert_eq!(k.parse::<SecretKey>().unwrap().to_string(), k);
+        }
+        for bad in [
+            "",
+            "file.",
+            "password",
+            "ssh_host_keys.dsa.private",
+            "ssh_host_keys.rsa",
+            "ssh_host_keys.rsa.both",
+        ] {
+            assert!(bad.parse::<SecretKey>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_line_values_lose_one_trailing_newline_and_refuse_more_lines() {
+        assert_eq!(one_line("k", b"abc\n").unwrap().expose(), "abc");
+        assert_eq!(one_line("k", b"abc\r\n").unwrap().expose(), "abc");
+        for bad in [&b""[..], b"\n", b"a\nb", b"\xff"] {
+            let e = one_line("k", bad).unwrap_err().to_string();
+            assert!(e.contains("`k`"), "{e}");
+        }
+    }
+
+    #[test]
+    fn sources_round_trip_through_their_plaintext() {
+        let mut s = Source::new();
+        s.node_password = Some(Secret::new("p".into()));
+        s.ssh_host_keys.insert(
+            "ed25519".into(),
+            HostKey {
+                private: Secret::new("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n".into()),
+                public: "ssh-ed25519 AAAA".into(),
+            },
+        );
+        s.files.insert("k".into(), Secret::new("v\n".into()));
+        let back = Source::from_plaintext(&s.to_plaintext(), "t").unwrap();
+        assert_eq!(back, s);
+        let e = Source::from_plaintext(br#"{"metis_secrets": 2}"#, "t").unwrap_err();
+        assert!(e.to_string().contains("expected 1"), "{e}");
+        let e = Source::from_plaintext(
+            br#"{"metis_secrets": 1, "ssh_host_keys": {"dsa": {"private": "x", "public": "y"}}}"#,
+            "t",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ssh_host_keys.dsa"), "{e}");
+    }
 }

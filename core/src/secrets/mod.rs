@@ -13,7 +13,8 @@
 //!   never their plaintext.
 //!
 //! Secret values never appear in an error, a `Debug` output or a file left
-//! behind: errors name the file and the key, buffers are [`Zeroizing`], temp
+//! behind: errors name the file and the key, buffers are
+//! [`Zeroizing`](zeroize::Zeroizing), temp
 //! files are 0600 in 0700 directories and removed on every exit path.
 //!
 //! ```no_run
@@ -38,9 +39,6 @@ pub use age_io::{open, parse_recipients, seal, Identities, CI_IDENTITY_ENV, PASS
 pub use bundle::{open_node_bundle, seal_node_bundle, sealed_digest, source_recipients};
 pub use commands::{capture, edit, init, rekey, set, SecretKey};
 pub use source::{sealed_path, HostKey, RegistryCredentials, Secret, Source, CLUSTER};
-
-#[allow(unused_imports)]
-use zeroize::Zeroizing;
 
 /// What can go wrong with secrets. Messages name files, nodes and keys,
 /// never a secret value.
