@@ -443,8 +443,8 @@ fn lab_registry(
 fn plan(args: cli::PlanArgs) -> Result<ExitCode> {
     let inv = inventory::load(&args.inventory.inventory)?;
     let (inv, registry) = lab_registry(inv, &args.registry)?;
-    let ci = ci_identity(&args.identity)?;
-    let source = metis_core::publish::SealedSecrets::new(ci);
+    // A plan compares ciphertext digests; it never decrypts.
+    let source = metis_core::publish::SealedSecrets::new(optional_ci_identity(&args.identity)?);
     let plan = metis_core::publish::plan(&inv, &registry, &source)
         .with_context(|| format!("planning against {}", registry.name()))?;
     if args.json {
@@ -473,7 +473,11 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
     let (inv, registry) = lab_registry(inv, &args.registry)?;
     let key = metis_core::trust::PrivateKey::from_file_or_env(args.key.as_deref())
         .context("loading the signing key")?;
-    let ci = ci_identity(&args.identity)?;
+    let ci = if args.dry_run {
+        optional_ci_identity(&args.identity)?
+    } else {
+        Some(ci_identity(&args.identity)?)
+    };
     let source = metis_core::publish::SealedSecrets::new(ci);
     let plan = metis_core::publish::plan(&inv, &registry, &source)
         .with_context(|| format!("planning against {}", registry.name()))?;

@@ -95,13 +95,15 @@ pub trait SecretsSource: Sync {
 /// Secrets from the inventory's age-sealed sources, decrypted with the CI
 /// identity and re-sealed to the operators only.
 pub struct SealedSecrets {
-    ci: Mutex<crate::secrets::Identities>,
+    ci: Option<Mutex<crate::secrets::Identities>>,
 }
 
 impl SealedSecrets {
-    /// Uses the CI builder's identity.
-    pub fn new(ci: crate::secrets::Identities) -> Self {
-        Self { ci: Mutex::new(ci) }
+    /// Uses the CI builder's identity; without one, only digests (plans) work.
+    pub fn new(ci: Option<crate::secrets::Identities>) -> Self {
+        Self {
+            ci: ci.map(Mutex::new),
+        }
     }
 }
 
@@ -109,6 +111,11 @@ impl SecretsSource for SealedSecrets {
     fn sealed_bundle(&self, inv: &Inventory, node: &str) -> Result<Vec<u8>, String> {
         let ci = self
             .ci
+            .as_ref()
+            .ok_or_else(|| {
+                "no CI identity to decrypt the sealed secrets: pass --identity FILE or set METIS_AGE_IDENTITY"
+                    .to_string()
+            })?
             .lock()
             .map_err(|_| "secrets lock poisoned".to_string())?;
         crate::secrets::seal_node_bundle(inv, node, &ci).map_err(|e| e.to_string())
