@@ -670,7 +670,7 @@ pub fn publish(
         bases.insert(n.class.clone(), base);
     }
 
-    let queue = Mutex::new(to_build.iter().copied().collect::<Vec<_>>());
+    let queue = Mutex::new(to_build.to_vec());
     let done = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.max(1) {
