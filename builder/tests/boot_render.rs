@@ -339,9 +339,16 @@ fn boot(card: &NodeCard, disks: &[&Path], what: &str) -> Result<BootedCard> {
     let _slot = boot_slot();
     let booted = qemu::boot_card_with_disks(&card.path, &card.golden, &card.mac, disks)
         .with_context(|| format!("booting {what}"))?;
+    let serial = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "boot-render-{}.serial",
+        what.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    ));
+    std::fs::write(&serial, &booted.log.serial)?;
     eprintln!(
-        "{what}: cloud-init finished after {:.1?}, power-off took {:.1?}",
-        booted.log.until_cloud_init_finished, booted.log.power_off
+        "{what}: cloud-init finished after {:.1?}, power-off took {:.1?}; console in {}",
+        booted.log.until_cloud_init_finished,
+        booted.log.power_off,
+        serial.display()
     );
     Ok(booted)
 }
@@ -1095,6 +1102,32 @@ fn snapshot(booted: &BootedCard) -> BTreeMap<&'static str, (String, String)> {
         .collect()
 }
 
+/// The kernel mounted the Longhorn disk (`vdb`) before the k3s stand-in
+/// started: the kernel's timestamp of the mount against the uptime the
+/// stand-in recorded when it started.
+fn mounted_before_k3s(booted: &BootedCard, f: &mut Findings) {
+    let mounted: Option<f64> = booted
+        .log
+        .serial
+        .lines()
+        .find(|l| l.contains("EXT4-fs (vdb): mounted"))
+        .and_then(|l| l.split_once('[')?.1.split_once(']')?.0.trim().parse().ok());
+    let started: Option<f64> = f
+        .read(booted, &format!("{STANDIN}/run.env"))
+        .and_then(|run| {
+            run.lines()
+                .find_map(|l| l.strip_prefix("uptime_seconds="))
+                .and_then(|v| v.trim().parse().ok())
+        });
+    match (mounted, started) {
+        (Some(m), Some(s)) if m < s => {}
+        (m, s) => f.add(format!(
+            "expected the Longhorn disk (vdb) mounted before k3s started: the kernel mounted it at \
+             {m:?} s, the k3s stand-in started at {s:?} s of uptime"
+        )),
+    }
+}
+
 #[test]
 fn longhorn_titan_13_with_its_disk_boots_as_itself_and_a_reboot_changes_nothing() -> Result<()> {
     let inv = &lab().inv;
@@ -1120,29 +1153,20 @@ fn longhorn_titan_13_with_its_disk_boots_as_itself_and_a_reboot_changes_nothing(
         &render::paths::k3s_unit_dropin("k3s-agent.service"),
         &[format!("RequiresMountsFor={mount}")],
     );
-    // The disk itself says where it was mounted.
+    // The disk itself says it was mounted (ext4 records the mount point only
+    // once a file is opened, so the mount time is the evidence).
     let super_block = tool::run_stdout(tool::command("dumpe2fs").arg("-h").arg(&disk))?;
-    let last_mounted = super_block
+    let last_mount = super_block
         .lines()
-        .find_map(|l| l.strip_prefix("Last mounted on:"))
+        .find_map(|l| l.strip_prefix("Last mount time:"))
         .map(str::trim)
-        .unwrap_or("<not available>");
-    f.eq(
-        "the Longhorn disk's last mount point",
-        mount.as_str(),
-        last_mounted,
-    );
-    // The kernel mounted the disk before systemd started k3s.
-    let serial = &booted.log.serial;
-    let mounted = serial.find("EXT4-fs (vdb): mounted");
-    let started = serial.find("Started k3s-agent.service");
-    match (mounted, started) {
-        (Some(m), Some(s)) if m < s => {}
-        (m, s) => f.add(format!(
-            "console: expected the Longhorn disk (vdb) mounted before k3s-agent started, \
-             found the mount at {m:?} and the start at {s:?}"
-        )),
+        .unwrap_or("<not reported>");
+    if last_mount == "n/a" || last_mount == "<not reported>" {
+        f.add(format!(
+            "the Longhorn disk: expected to have been mounted, its superblock says last mount time {last_mount}"
+        ));
     }
+    mounted_before_k3s(&booted, &mut f);
     f.assert_none(&booted, "titan-13 with its disk");
     let before = snapshot(&booted);
     let starts_before = booted.root_file(&format!("{STANDIN}/starts"));
@@ -1176,17 +1200,7 @@ fn longhorn_titan_13_with_its_disk_boots_as_itself_and_a_reboot_changes_nothing(
     if again.log.serial.contains("secrets phase: installed") {
         f.add("console: the secrets phase installed secrets again".to_owned());
     }
-    let serial = &again.log.serial;
-    match (
-        serial.find("EXT4-fs (vdb): mounted"),
-        serial.find("Started k3s-agent.service"),
-    ) {
-        (Some(m), Some(s)) if m < s => {}
-        (m, s) => f.add(format!(
-            "console (second boot): expected vdb mounted before k3s-agent started, \
-             found the mount at {m:?} and the start at {s:?}"
-        )),
-    }
+    mounted_before_k3s(&again, &mut f);
     f.assert_none(&again, "a second boot of titan-13's card changed something");
     again.card.ext4_check(again.root_partition)?;
     Ok(())
@@ -1313,6 +1327,34 @@ fn a_node_with_other_values_than_rendered_fails_naming_both() {
         found.contains("expected mode 600 owner 0:0, the node has mode 644"),
         "{found}"
     );
+}
+
+/// sshd takes the first `PasswordAuthentication` it reads, and reads the
+/// drop-ins where `sshd_config` includes them.
+#[test]
+fn password_authentication_is_read_in_sshd_order() {
+    let file = |text: &str| (text.to_owned(), 0o644);
+    let node = FakeNode {
+        files: BTreeMap::from([
+            (
+                "/etc/ssh/sshd_config".to_owned(),
+                file("Include /etc/ssh/sshd_config.d/*.conf\n#PasswordAuthentication yes\nPasswordAuthentication no\n"),
+            ),
+            (
+                "/etc/ssh/sshd_config.d/40-vendor.conf".to_owned(),
+                file("PasswordAuthentication yes\n"),
+            ),
+            (
+                "/etc/ssh/sshd_config.d/50-cloud-init.conf".to_owned(),
+                file("PasswordAuthentication no\n"),
+            ),
+        ]),
+        console: String::new(),
+    };
+    let got = password_authentication(&node).unwrap();
+    let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, ["yes", "no", "no"], "{got:?}");
+    assert_eq!(got[0].0, "/etc/ssh/sshd_config.d/40-vendor.conf");
 }
 
 #[test]
