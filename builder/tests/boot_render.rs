@@ -683,6 +683,30 @@ fn check_network(node: &dyn NodeView, exp: &Expected) -> Findings {
     f
 }
 
+/// cloud-init found the seed in its local stage (before networking), so the
+/// node's network config, not the fallback DHCP one, brought the network up.
+/// When it misses the seed there it says "Failed to mount … when looking for
+/// data" and finds it later as `DataSourceNoCloudNet`.
+fn check_seed_found_locally(node: &dyn NodeView) -> Findings {
+    let mut f = Findings::default();
+    let console = node.console();
+    let final_line = console
+        .lines()
+        .find(|l| l.contains("Cloud-init v. ") && l.contains(" finished at "))
+        .unwrap_or("<no final line>");
+    let missed: Vec<&str> = console
+        .lines()
+        .filter(|l| l.contains("when looking for data"))
+        .collect();
+    if !final_line.contains("Datasource DataSourceNoCloud [") || !missed.is_empty() {
+        f.add(format!(
+            "cloud-init: expected the NoCloud seed found by init-local (\"Datasource DataSourceNoCloud [\"), \
+             the node has {final_line:?} after {missed:?}"
+        ));
+    }
+    f
+}
+
 /// `ssh-keygen -lf` of key text (private or public).
 fn fingerprint(key: &str) -> Result<String> {
     let scratch = tempfile::tempdir()?;
@@ -1019,6 +1043,7 @@ fn assert_node_is_itself(booted: &BootedCard, card: &NodeCard, disks: &[&str]) {
     let mut all = Findings::default();
     for findings in [
         check_identity(booted, &exp, &card.instance_id, &card.machine_id),
+        check_seed_found_locally(booted),
         check_network(booted, &exp),
         check_ssh(booted, &exp, &card.secrets),
         check_secrets(booted, &card.secrets),
@@ -1236,6 +1261,7 @@ fn longhorn_titan_13_without_its_disk_holds_k3s_back_and_says_why() -> Result<()
     // Everything but k3s is in place.
     for findings in [
         check_identity(&booted, &exp, &card.instance_id, &card.machine_id),
+        check_seed_found_locally(&booted),
         check_network(&booted, &exp),
         check_ssh(&booted, &exp, &card.secrets),
         check_secrets(&booted, &card.secrets),
