@@ -1362,6 +1362,20 @@ fn a_node_with_other_values_than_rendered_fails_naming_both() {
     );
     assert!(identity.contains("/etc/hosts"), "{identity}");
 
+    // The seed-mount race, as a titan-04 boot once showed it.
+    let raced = FakeNode {
+        files: BTreeMap::new(),
+        console: "[   41.6] cloud-init[243]: util.py[WARNING]: Failed to mount /dev/vda1 when looking for data\n\
+                  [  111.2] cloud-init[527]: Cloud-init v. 22.4.2 finished at Wed, 25 Nov 2026 23:56:44 +0000. \
+                  Datasource DataSourceNoCloudNet [seed=/dev/vda1][dsmode=net].  Up 111.13 seconds\n"
+            .to_owned(),
+    };
+    let found = check_seed_found_locally(&raced).0.join("\n");
+    assert!(
+        found.contains("DataSourceNoCloudNet") && found.contains("Failed to mount /dev/vda1"),
+        "{found}"
+    );
+
     let secrets = test_secrets("titan-04").unwrap();
     let found = check_secrets(&node, &secrets).0.join("\n");
     assert!(
