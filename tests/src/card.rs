@@ -250,6 +250,19 @@ impl Card {
             })
     }
 
+    /// Modification time of `path` in ext4 partition `number` as debugfs
+    /// reports it (`0x<seconds>:<extra> -- <date>`), to tell whether a boot
+    /// rewrote a file.
+    pub fn ext4_mtime(&self, number: usize, path: &str) -> Result<String> {
+        let text = String::from_utf8(self.debugfs(number, &format!("stat {}", quote(path)))?)?;
+        parse_debugfs_mtime(&text).ok_or_else(|| {
+            anyhow!(
+                "debugfs stat of {path} in partition {number} of {} shows no mtime:\n{text}",
+                self.path.display()
+            )
+        })
+    }
+
     /// Whether `path` exists in ext4 partition `number`.
     pub fn ext4_exists(&self, number: usize, path: &str) -> Result<bool> {
         let (dir, name) = split_path(path)?;
@@ -423,6 +436,13 @@ fn split_path(path: &str) -> Result<(&str, &str)> {
     Ok((if dir.is_empty() { "/" } else { dir }, name))
 }
 
+/// The `mtime:` field of `debugfs stat` output.
+fn parse_debugfs_mtime(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|line| line.trim_start().strip_prefix("mtime:"))
+        .map(|value| value.trim().to_owned())
+}
+
 /// Quotes a path for debugfs's request parser.
 fn quote(path: &str) -> String {
     format!("\"{path}\"")
@@ -446,6 +466,20 @@ pub fn copy_sparse(source: &Path, dest: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debugfs_stat_mtime_is_found() {
+        let text = "Inode: 12   Type: regular    Mode:  0644   Flags: 0x80000\n \
+                    ctime: 0x6925d2b1:1a2b3c4d -- Wed Nov 25 23:10:41 2026\n \
+                    atime: 0x6925d2b0:00000000 -- Wed Nov 25 23:10:40 2026\n \
+                    mtime: 0x6925d2b1:1a2b3c4d -- Wed Nov 25 23:10:41 2026\n\
+                    crtime: 0x6925d2b0:00000000 -- Wed Nov 25 23:10:40 2026\n";
+        assert_eq!(
+            parse_debugfs_mtime(text).unwrap(),
+            "0x6925d2b1:1a2b3c4d -- Wed Nov 25 23:10:41 2026"
+        );
+        assert!(parse_debugfs_mtime("Inode: 12\n").is_none());
+    }
 
     #[test]
     fn debugfs_ls_lines_parse_files_and_directories() {

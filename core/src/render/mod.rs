@@ -88,6 +88,10 @@ pub mod paths {
     pub const STATUS: &str = "/var/lib/metis/bootstrap.json";
     /// systemd's machine id (written at build time).
     pub const MACHINE_ID: &str = "/etc/machine-id";
+    /// Orders cloud-init's local stage after the image's own mounts (written
+    /// at build time; Ubuntu and Armbian, whose seed is the boot partition).
+    pub const CLOUD_INIT_LOCAL_DROPIN: &str =
+        "/etc/systemd/system/cloud-init-local.service.d/60-metis-seed.conf";
     /// Armbian's first-run settings.
     pub const ARMBIAN_FIRSTRUN: &str = "/etc/default/armbian-firstrun";
     /// The journal tag (`SYSLOG_IDENTIFIER`) of every bootstrap message.
@@ -259,6 +263,7 @@ fn metis_owned(path: &str) -> bool {
         paths::K3S_PHASE,
         paths::STATUS,
         paths::MACHINE_ID,
+        paths::CLOUD_INIT_LOCAL_DROPIN,
     ]
     .contains(&path)
         || path == paths::k3s_unit_dropin("k3s.service")
@@ -356,11 +361,12 @@ pub fn render(inv: &Inventory, node: &str) -> Result<Rendered, RenderError> {
     );
 
     let machine_id = machine_id(&inv.lab.cluster.domain, &node.name);
-    let root_files = vec![RootFile {
+    let mut root_files = vec![RootFile {
         path: paths::MACHINE_ID.to_string(),
         content: format!("{machine_id}\n").into_bytes(),
         mode: 0o444,
     }];
+    root_files.extend(vendor::root_files(class, node));
     let root_edits = vendor::root_edits(class);
     let seed_edits = vendor::seed_edits(class, node);
 
@@ -399,6 +405,29 @@ pub fn render(inv: &Inventory, node: &str) -> Result<Rendered, RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ubuntu's and Armbian's seed is the boot partition their fstab also
+    /// mounts; cloud-init's local stage must wait for that mount or it may
+    /// miss the seed and bring the node up on DHCP. Debian cloud images keep
+    /// the seed on an unmounted CIDATA partition.
+    #[test]
+    fn cloud_init_local_waits_for_the_images_mounts_where_the_seed_is_mounted() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory");
+        let inv = crate::inventory::load(&dir).unwrap();
+        for (node, dropin) in [("titan-04", true), ("titan-13", true), ("titan-db", false)] {
+            let rendered = render(&inv, node).unwrap();
+            let file = rendered
+                .root_files
+                .iter()
+                .find(|f| f.path == paths::CLOUD_INIT_LOCAL_DROPIN);
+            assert_eq!(file.is_some(), dropin, "{node}");
+            if let Some(f) = file {
+                let text = String::from_utf8(f.content.clone()).unwrap();
+                assert!(text.contains("[Unit]\nAfter=local-fs.target\n"), "{text}");
+                assert_eq!(f.mode, 0o644);
+            }
+        }
+    }
 
     /// The scripts spell the node paths themselves; keep them in step.
     #[test]

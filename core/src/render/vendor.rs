@@ -1,8 +1,36 @@
 //! What a vendor image does at first boot that would undo the node's identity,
 //! and the edits that stop it.
 
-use super::{paths, KeyValueEdit};
+use super::{paths, KeyValueEdit, RootFile};
 use crate::inventory::{Class, Node, Os};
+
+/// Whole files for the root filesystem (written by the image engine at build time).
+pub(super) fn root_files(class: &Class, node: &Node) -> Vec<RootFile> {
+    match class.os {
+        // The seed is the boot partition, which the vendor's fstab also mounts
+        // (/boot/firmware, /boot). cloud-init-local is not ordered after that
+        // mount: when it probes the seed while systemd mounts it, its own mount
+        // fails ("Failed to mount … when looking for data"), NoCloud is found
+        // only in the network stage and the first boot runs on the fallback
+        // DHCP network instead of the node's static address (seen under QEMU,
+        // builder/tests/boot_render.rs; cloud-init issue #6614). nofail data
+        // disks are not ordered before local-fs.target, so a missing disk
+        // does not hold this up.
+        Os::Ubuntu | Os::Armbian => vec![RootFile {
+            path: paths::CLOUD_INIT_LOCAL_DROPIN.into(),
+            content: format!(
+                "# Rendered by Metis for node {}: find the seed only once the image's\n\
+                 # own mounts of it are done, so first boot gets the node's network.\n\
+                 [Unit]\n\
+                 After=local-fs.target\n",
+                node.name
+            )
+            .into_bytes(),
+            mode: 0o644,
+        }],
+        Os::Debian => Vec::new(),
+    }
+}
 
 /// Edits of files on the root filesystem (applied by the image engine at build time).
 pub(super) fn root_edits(class: &Class) -> Vec<KeyValueEdit> {
