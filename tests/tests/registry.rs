@@ -12,7 +12,7 @@ use metis_core::oci::{
     self, CredentialSource, Credentials, LayerFile, Layout, OciError, Progress, ProgressEvent,
     Published, PullOptions, Registry, RegistryOptions,
 };
-use metis_tests::registry::{workspace_binary, TestRegistry, PASSWORD, USER};
+use metis_tests::registry::{workspace_binary, Auth, TestRegistry, PASSWORD, USER};
 use metis_tests::tool;
 
 const MIB: u64 = 1 << 20;
@@ -524,4 +524,64 @@ fn flasher_pull_offline_and_fallback_to_cache() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("metis/nodes/titan-g:latest"));
+}
+
+#[test]
+fn bearer_token_flow_as_harbor_does_it() {
+    let reg = TestRegistry::start_with(Auth::Token).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::open(&reg.host(), &options(&reg)).unwrap();
+    let base = random_file(&work.path().join("base"), 4 * MIB, 19);
+    let files = node_files(work.path(), "titan-h", &base);
+    let published = publish(&registry, "titan-h", &files, "2");
+    // The second node of the class mounts the base with a two-repository token.
+    let second = publish(
+        &registry,
+        "titan-hh",
+        &node_files(work.path(), "titan-hh", &base),
+        "2",
+    );
+    assert_eq!(second.mounted_blobs, 1, "{second:?}");
+    assert!(second.uploaded_bytes < MIB, "{second:?}");
+    let cache = Layout::open_or_create(&work.path().join("cache")).unwrap();
+    let pulled = pull(&registry, &cache, "titan-h").unwrap();
+    assert_eq!(pulled.digest, published.digest);
+    let cached = cache.blob_path(&pulled.manifest.layers[0].digest).unwrap();
+    assert_eq!(
+        oci::hash_file(&cached).unwrap(),
+        oci::hash_file(&base).unwrap()
+    );
+    // Tokens were really issued, for push and pull scopes.
+    let issued = reg.token_log();
+    assert!(
+        issued.contains("GET /token?") && issued.contains("push"),
+        "{issued}"
+    );
+    assert!(reg.log().contains("token"), "registry not in token mode?");
+    let raw = skopeo_raw(
+        &reg,
+        &format!("docker://{}/metis/nodes/titan-h:2", reg.host()),
+    );
+    assert_eq!(raw, published.manifest);
+
+    let secret = "not-the-password-42";
+    let wrong = Registry::open(
+        &reg.host(),
+        &RegistryOptions {
+            credentials: Some(Credentials::basic(
+                CredentialSource::Environment,
+                USER.into(),
+                secret.into(),
+            )),
+            ..options(&reg)
+        },
+    )
+    .unwrap();
+    let err = pull(&wrong, &cache, "titan-h").unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, OciError::Unauthorized { .. }), "{text}");
+    assert!(
+        text.contains(&reg.host()) && !text.contains(secret),
+        "{text}"
+    );
 }
