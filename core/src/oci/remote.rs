@@ -46,7 +46,7 @@ pub struct Remote {
     http: reqwest::Client,
     auth: RegistryAuth,
     source: CredentialSource,
-    headers: tokio::sync::Mutex<HashMap<(String, bool), Option<String>>>,
+    headers: tokio::sync::Mutex<HashMap<(String, bool), (Option<String>, std::time::Instant)>>,
     /// What this client moved.
     pub counters: Arc<Counters>,
 }
@@ -301,8 +301,14 @@ impl Remote {
     ) -> Result<Option<String>, OciError> {
         let key = (repository.to_owned(), push);
         let mut cache = self.headers.lock().await;
-        if let Some(h) = cache.get(&key) {
-            return Ok(h.clone());
+        // Bearer tokens expire (distribution: 5 min, Harbor: 30 min); a
+        // registry checks them when a request starts, so renewing them after
+        // a minute keeps every request, however long, authorised.
+        if let Some((h, when)) = cache.get(&key) {
+            let bearer = h.as_deref().is_some_and(|h| h.starts_with("Bearer "));
+            if !bearer || when.elapsed() < std::time::Duration::from_secs(60) {
+                return Ok(h.clone());
+            }
         }
         let op = if push {
             RegistryOperation::Push
@@ -322,7 +328,7 @@ impl Remote {
             )),
             (None, _) => None,
         };
-        cache.insert(key, header.clone());
+        cache.insert(key, (header.clone(), std::time::Instant::now()));
         Ok(header)
     }
 
