@@ -38,6 +38,9 @@ pub struct Counters {
     pub present_blobs: AtomicU64,
 }
 
+/// Repository and whether for push: what an `Authorization` header is good for.
+type AuthKey = (String, bool);
+
 /// A registry reached over HTTPS (or loopback HTTP when asked).
 pub struct Remote {
     host: String,
@@ -46,7 +49,7 @@ pub struct Remote {
     http: reqwest::Client,
     auth: RegistryAuth,
     source: CredentialSource,
-    headers: tokio::sync::Mutex<HashMap<(String, bool), (Option<String>, std::time::Instant)>>,
+    headers: tokio::sync::Mutex<HashMap<AuthKey, (Option<String>, std::time::Instant)>>,
     /// What this client moved.
     pub counters: Arc<Counters>,
 }
