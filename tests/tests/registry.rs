@@ -51,6 +51,13 @@ fn options(reg: &TestRegistry) -> RegistryOptions {
     }
 }
 
+/// A seed distinct per node name (FNV-1a).
+fn seed(node: &str) -> u64 {
+    node.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 struct Node {
     layers: Vec<LayerFile>,
     config: Vec<u8>,
@@ -71,20 +78,12 @@ fn node_files(dir: &Path, node: &str, base: &Path) -> Node {
             ),
             layer(
                 oci::MEDIA_TYPE_PATCH,
-                random_file(
-                    &dir.join(format!("{node}.patch")),
-                    300_000,
-                    node.len() as u64,
-                ),
+                random_file(&dir.join(format!("{node}.patch")), 300_000, seed(node)),
                 None,
             ),
             layer(
                 oci::MEDIA_TYPE_SECRETS,
-                random_file(
-                    &dir.join(format!("{node}.age")),
-                    4_000,
-                    7 + node.len() as u64,
-                ),
+                random_file(&dir.join(format!("{node}.age")), 4_000, seed(node) ^ 7),
                 None,
             ),
         ],
@@ -584,4 +583,65 @@ fn bearer_token_flow_as_harbor_does_it() {
         text.contains(&reg.host()) && !text.contains(secret),
         "{text}"
     );
+}
+
+/// Copies `src` into `dest` recursively.
+fn copy_tree(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(src).unwrap().flatten() {
+        let to = dest.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn flasher_pull_all_from_the_inventory_registry() {
+    // The example lab publishes to `oci:../out/registry`, relative to the inventory.
+    let work = tempfile::tempdir().unwrap();
+    let inventory_dir = work.path().join("inventory");
+    copy_tree(
+        &metis_tests::workspace_root().join("inventory"),
+        &inventory_dir,
+    );
+    let inventory = metis_core::inventory::load(&inventory_dir).unwrap();
+    assert!(inventory.lab.registry.host.starts_with("oci:"));
+    let stick = inventory_dir.join(inventory.lab.registry.host.trim_start_matches("oci:"));
+    let registry = Registry::open(
+        &format!("oci:{}", stick.display()),
+        &RegistryOptions::default(),
+    )
+    .unwrap();
+    let base = random_file(&work.path().join("base"), MIB, 23);
+    for node in inventory.nodes.keys() {
+        publish(&registry, node, &node_files(work.path(), node, &base), "1");
+    }
+
+    let exe = workspace_binary("metis-flash", "metis-flash").unwrap();
+    let cache = work.path().join("cache");
+    let out = std::process::Command::new(&exe)
+        .args(["pull", "--all", "--inventory"])
+        .arg(&inventory_dir)
+        .arg("--cache")
+        .arg(&cache)
+        .env("HOME", work.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let cache = Layout::open_or_create(&cache).unwrap();
+    let refs = cache.refs().unwrap();
+    assert_eq!(refs.len(), inventory.nodes.len(), "{refs:?}");
+    // The shared base is stored once for all nodes.
+    let base_digest = oci::hash_file(&base).unwrap();
+    assert!(cache.has_blob(&base_digest, Some(MIB)));
+    let blobs = std::fs::read_dir(cache.dir().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    // Per node: manifest, config, patch, secrets; plus the one base.
+    assert_eq!(blobs, 4 * inventory.nodes.len() + 1);
+    assert!(cache.verify().unwrap().is_empty());
 }
