@@ -118,6 +118,12 @@ pub fn pull(args: PullArgs) -> Result<()> {
     } else {
         args.nodes.clone()
     };
+    if let Some(dir) = target.location.strip_prefix("oci:") {
+        // Opening a layout creates it; a mistyped path should not.
+        if !args.offline && !Path::new(dir).join("index.json").exists() {
+            bail!("{dir} is not an OCI image layout (no index.json); check --registry or the inventory's registry.host");
+        }
+    }
     let registry = if args.offline {
         None
     } else {
