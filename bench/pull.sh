@@ -73,10 +73,12 @@ done
 head -c "$size" /dev/zero | openssl enc -aes-128-ctr -pass pass:metis -nosalt -pbkdf2 >"$work/base" 2>/dev/null
 echo '{"node":"bench-node","class":"bench"}' >"$work/config.json"
 export METIS_REGISTRY_USERNAME=$user METIS_REGISTRY_PASSWORD=$password
-"$bin/metis-build" push-artifact --registry "127.0.0.1:$port" --repository metis/nodes/bench-node \
+p0=$(date +%s.%N)
+/usr/bin/time -v -o "$work/push-time.txt" "$bin/metis-build" push-artifact --registry "127.0.0.1:$port" --repository metis/nodes/bench-node \
     --tag 1 --tag latest --config "$work/config.json" \
     --layer "application/vnd.metis.base.v1.zstd-seekable=$work/base" \
     --ca-file "$work/certs/ca.crt" >/dev/null 2>"$work/push.log"
+p1=$(date +%s.%N)
 
 now() { date +%s.%N; }
 
@@ -100,3 +102,6 @@ awk -v m="$(echo "$t1 - $t0" | bc)" -v s="$(echo "$t2 - $t1" | bc)" -v l="$label
     'BEGIN { printf "| pull %s (%s build) | metis %.1fs | skopeo %.1fs | %.2fx | goal ≥ 1.0× |\n", l, p, m, s, s / m }'
 awk -v r="$rss_kib" -v l="$label" \
     'BEGIN { printf "| metis-flash peak RSS, pull %s | %.0f MiB | | | goal: bounded (≪ artifact) |\n", l, r / 1024 }'
+push_rss_kib=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/push-time.txt")
+awk -v r="$push_rss_kib" -v t="$(echo "$p1 - $p0" | bc)" -v l="$label" \
+    'BEGIN { printf "| metis-build push-artifact %s (hash + streaming upload) | %.1fs, peak RSS %.0f MiB | | | goal: bounded (≪ artifact) |\n", l, t, r / 1024 }'

@@ -20,12 +20,23 @@ struct Target {
     nodes: Option<Vec<String>>,
 }
 
-fn target(args: &RegistryArgs) -> Result<Target> {
+fn target(args: &RegistryArgs, offline: bool) -> Result<Target> {
     let inventory = if args.inventory.join("metis.yaml").exists() {
-        Some(
-            metis_core::inventory::load(&args.inventory)
-                .with_context(|| format!("loading the inventory {}", args.inventory.display()))?,
-        )
+        match metis_core::inventory::load(&args.inventory) {
+            Ok(inv) => Some(inv),
+            // With the registry on the command line the inventory is optional.
+            Err(e) if args.registry.is_some() || offline => {
+                eprintln!(
+                    "notice: ignoring the inventory {}: {e}",
+                    args.inventory.display()
+                );
+                None
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("loading the inventory {}", args.inventory.display()))
+            }
+        }
     } else {
         None
     };
@@ -48,6 +59,8 @@ fn target(args: &RegistryArgs) -> Result<Target> {
             let ca = reg.ca_file.as_ref().map(|f| inv.dir.join(f));
             (location, Some(reg.prefix.clone()), ca)
         }
+        // Offline, only the prefix matters.
+        (None, None) if offline => (String::new(), None, None),
         (None, None) => bail!(
             "no registry: pass --registry HOST/PREFIX (or oci:DIR), or --inventory DIR \
              with a metis.yaml (none at {})",
@@ -95,7 +108,7 @@ fn bar() -> ProgressBar {
 const MIB: f64 = (1u64 << 20) as f64;
 
 pub fn pull(args: PullArgs) -> Result<()> {
-    let target = target(&args.registry)?;
+    let target = target(&args.registry, args.offline)?;
     let cache = open_cache(args.cache.as_deref())?;
     let nodes: Vec<String> = if args.all {
         target
@@ -105,6 +118,12 @@ pub fn pull(args: PullArgs) -> Result<()> {
     } else {
         args.nodes.clone()
     };
+    if let Some(dir) = target.location.strip_prefix("oci:") {
+        // Opening a layout creates it; a mistyped path should not.
+        if !args.offline && !Path::new(dir).join("index.json").exists() {
+            bail!("{dir} is not an OCI image layout (no index.json); check --registry or the inventory's registry.host");
+        }
+    }
     let registry = if args.offline {
         None
     } else {

@@ -22,13 +22,64 @@ pub struct TestRegistry {
     dir: tempfile::TempDir,
     port: u16,
     child: Mutex<Option<Child>>,
+    token_server: Mutex<Option<Child>>,
 }
+
+/// How the test registry authenticates clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// HTTP Basic against an htpasswd file.
+    Htpasswd,
+    /// Bearer tokens (as Harbor does): a small token issuer on another
+    /// loopback port checks the password and signs RS256 JWTs that the
+    /// registry verifies (`auth: token`).
+    Token,
+}
+
+/// The token issuer: Basic-authenticated `GET /token?scope=…&service=…`
+/// answering `{"token": JWT}`, the JWT signed with `openssl dgst`.
+const TOKEN_SERVER: &str = r#"
+import base64, http.server, json, subprocess, sys, time, urllib.parse
+port, key, cert, user, password = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"], check=True, capture_output=True).stdout
+def b64u(b): return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        want = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if self.headers.get("Authorization") != want:
+            self.send_response(401); self.end_headers(); self.wfile.write(b'{"details":"bad credentials"}'); return
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        access = []
+        for scope in q.get("scope", []):
+            for one in scope.split(" "):
+                kind, _, rest = one.partition(":")
+                name, _, actions = rest.rpartition(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
+        claims = {"iss": "metis-test-issuer", "sub": user, "aud": q.get("service", [""])[0],
+                  "exp": now + 300, "nbf": now - 10, "iat": now, "jti": str(now) + self.path, "access": access}
+        signing = b64u(json.dumps(header).encode()) + "." + b64u(json.dumps(claims).encode())
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=signing.encode(),
+                             check=True, capture_output=True).stdout
+        token = signing + "." + b64u(sig)
+        body = json.dumps({"token": token, "expires_in": 300}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json"); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): sys.stderr.write(self.requestline + chr(10)); sys.stderr.flush()
+http.server.HTTPServer(("127.0.0.1", int(port)), H).serve_forever()
+"#;
 
 impl TestRegistry {
     /// Makes a CA and a server certificate (SAN IP:127.0.0.1), an htpasswd
     /// file, a config, starts the registry on a free port and waits until it
     /// accepts connections.
     pub fn start() -> Result<Self> {
+        Self::start_with(Auth::Htpasswd)
+    }
+
+    /// Like [`TestRegistry::start`], authenticating as `auth` says.
+    pub fn start_with(auth: Auth) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("metis-registry-")
             .tempdir()?;
@@ -87,6 +138,55 @@ impl TestRegistry {
         let htpasswd = tool::run(tool::command("htpasswd").args(["-Bbn", USER, PASSWORD]))?;
         std::fs::write(d.join("htpasswd"), &htpasswd.stdout)?;
         let port = free_port()?;
+        let mut token_server = None;
+        let auth_config = match auth {
+            Auth::Htpasswd => format!(
+                "auth:\n  htpasswd:\n    realm: metis-test\n    path: {}\n",
+                p("htpasswd")
+            ),
+            Auth::Token => {
+                tool::run(tool::command("openssl").args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=metis test token issuer",
+                    "-keyout",
+                    &p("token.key"),
+                    "-out",
+                    &p("token.crt"),
+                ]))?;
+                std::fs::write(d.join("token_server.py"), TOKEN_SERVER)?;
+                let token_port = free_port()?;
+                let log = std::fs::File::create(d.join("token.log"))?;
+                let child = tool::command("python3")
+                    .arg(d.join("token_server.py"))
+                    .args([
+                        &token_port.to_string(),
+                        &p("token.key"),
+                        &p("token.crt"),
+                        USER,
+                        PASSWORD,
+                    ])
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .spawn()
+                    .context("starting the token issuer (python3)")?;
+                token_server = Some(child);
+                wait_for_port(token_port, Duration::from_secs(10))?;
+                format!(
+                    "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    \
+                     service: metis-test-registry\n    issuer: metis-test-issuer\n    \
+                     rootcertbundle: {}\n",
+                    p("token.crt")
+                )
+            }
+        };
         std::fs::write(
             d.join("config.yml"),
             format!(
@@ -94,17 +194,17 @@ impl TestRegistry {
                  log:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
                  http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {crt}\n    key: {key}\n\
-                 auth:\n  htpasswd:\n    realm: metis-test\n    path: {htpasswd}\n",
+                 {auth_config}",
                 storage = p("storage"),
                 crt = p("server.crt"),
                 key = p("server.key"),
-                htpasswd = p("htpasswd"),
             ),
         )?;
         let registry = TestRegistry {
             dir,
             port,
             child: Mutex::new(None),
+            token_server: Mutex::new(token_server),
         };
         registry.restart()?;
         Ok(registry)
@@ -133,6 +233,11 @@ impl TestRegistry {
     /// Everything the registry logged so far (access log included).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// What the token issuer logged (token auth only).
+    pub fn token_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("token.log")).unwrap_or_default()
     }
 
     /// How many blob data files with `digest` the storage holds (0 or 1: the
@@ -203,7 +308,26 @@ impl TestRegistry {
 impl Drop for TestRegistry {
     fn drop(&mut self) {
         self.stop();
+        let token_server = self
+            .token_server
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(mut c) = token_server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
+}
+
+fn wait_for_port(port: u16, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listened on 127.0.0.1:{port} within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

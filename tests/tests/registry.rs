@@ -12,7 +12,7 @@ use metis_core::oci::{
     self, CredentialSource, Credentials, LayerFile, Layout, OciError, Progress, ProgressEvent,
     Published, PullOptions, Registry, RegistryOptions,
 };
-use metis_tests::registry::{workspace_binary, TestRegistry, PASSWORD, USER};
+use metis_tests::registry::{workspace_binary, Auth, TestRegistry, PASSWORD, USER};
 use metis_tests::tool;
 
 const MIB: u64 = 1 << 20;
@@ -51,6 +51,13 @@ fn options(reg: &TestRegistry) -> RegistryOptions {
     }
 }
 
+/// A seed distinct per node name (FNV-1a).
+fn seed(node: &str) -> u64 {
+    node.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 struct Node {
     layers: Vec<LayerFile>,
     config: Vec<u8>,
@@ -71,20 +78,12 @@ fn node_files(dir: &Path, node: &str, base: &Path) -> Node {
             ),
             layer(
                 oci::MEDIA_TYPE_PATCH,
-                random_file(
-                    &dir.join(format!("{node}.patch")),
-                    300_000,
-                    node.len() as u64,
-                ),
+                random_file(&dir.join(format!("{node}.patch")), 300_000, seed(node)),
                 None,
             ),
             layer(
                 oci::MEDIA_TYPE_SECRETS,
-                random_file(
-                    &dir.join(format!("{node}.age")),
-                    4_000,
-                    7 + node.len() as u64,
-                ),
+                random_file(&dir.join(format!("{node}.age")), 4_000, seed(node) ^ 7),
                 None,
             ),
         ],
@@ -524,4 +523,125 @@ fn flasher_pull_offline_and_fallback_to_cache() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("metis/nodes/titan-g:latest"));
+}
+
+#[test]
+fn bearer_token_flow_as_harbor_does_it() {
+    let reg = TestRegistry::start_with(Auth::Token).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::open(&reg.host(), &options(&reg)).unwrap();
+    let base = random_file(&work.path().join("base"), 4 * MIB, 19);
+    let files = node_files(work.path(), "titan-h", &base);
+    let published = publish(&registry, "titan-h", &files, "2");
+    // The second node of the class mounts the base with a two-repository token.
+    let second = publish(
+        &registry,
+        "titan-hh",
+        &node_files(work.path(), "titan-hh", &base),
+        "2",
+    );
+    assert_eq!(second.mounted_blobs, 1, "{second:?}");
+    assert!(second.uploaded_bytes < MIB, "{second:?}");
+    let cache = Layout::open_or_create(&work.path().join("cache")).unwrap();
+    let pulled = pull(&registry, &cache, "titan-h").unwrap();
+    assert_eq!(pulled.digest, published.digest);
+    let cached = cache.blob_path(&pulled.manifest.layers[0].digest).unwrap();
+    assert_eq!(
+        oci::hash_file(&cached).unwrap(),
+        oci::hash_file(&base).unwrap()
+    );
+    // Tokens were really issued, for push and pull scopes.
+    let issued = reg.token_log();
+    assert!(
+        issued.contains("GET /token?") && issued.contains("push"),
+        "{issued}"
+    );
+    assert!(reg.log().contains("token"), "registry not in token mode?");
+    let raw = skopeo_raw(
+        &reg,
+        &format!("docker://{}/metis/nodes/titan-h:2", reg.host()),
+    );
+    assert_eq!(raw, published.manifest);
+
+    let secret = "not-the-password-42";
+    let wrong = Registry::open(
+        &reg.host(),
+        &RegistryOptions {
+            credentials: Some(Credentials::basic(
+                CredentialSource::Environment,
+                USER.into(),
+                secret.into(),
+            )),
+            ..options(&reg)
+        },
+    )
+    .unwrap();
+    let err = pull(&wrong, &cache, "titan-h").unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, OciError::Unauthorized { .. }), "{text}");
+    assert!(
+        text.contains(&reg.host()) && !text.contains(secret),
+        "{text}"
+    );
+}
+
+/// Copies `src` into `dest` recursively.
+fn copy_tree(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(src).unwrap().flatten() {
+        let to = dest.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn flasher_pull_all_from_the_inventory_registry() {
+    // The example lab publishes to `oci:../out/registry`, relative to the inventory.
+    let work = tempfile::tempdir().unwrap();
+    let inventory_dir = work.path().join("inventory");
+    copy_tree(
+        &metis_tests::workspace_root().join("inventory"),
+        &inventory_dir,
+    );
+    let inventory = metis_core::inventory::load(&inventory_dir).unwrap();
+    assert!(inventory.lab.registry.host.starts_with("oci:"));
+    let stick = inventory_dir.join(inventory.lab.registry.host.trim_start_matches("oci:"));
+    let registry = Registry::open(
+        &format!("oci:{}", stick.display()),
+        &RegistryOptions::default(),
+    )
+    .unwrap();
+    let base = random_file(&work.path().join("base"), MIB, 23);
+    for node in inventory.nodes.keys() {
+        publish(&registry, node, &node_files(work.path(), node, &base), "1");
+    }
+
+    let exe = workspace_binary("metis-flash", "metis-flash").unwrap();
+    let cache = work.path().join("cache");
+    let out = std::process::Command::new(&exe)
+        .args(["pull", "--all", "--inventory"])
+        .arg(&inventory_dir)
+        .arg("--cache")
+        .arg(&cache)
+        .env("HOME", work.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let cache = Layout::open_or_create(&cache).unwrap();
+    let refs = cache.refs().unwrap();
+    assert_eq!(refs.len(), inventory.nodes.len(), "{refs:?}");
+    // The shared base is stored once for all nodes.
+    let base_digest = oci::hash_file(&base).unwrap();
+    assert!(cache.has_blob(&base_digest, Some(MIB)));
+    let blobs = std::fs::read_dir(cache.dir().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    // Per node: manifest, config, patch, secrets; plus the one base.
+    assert_eq!(blobs, 4 * inventory.nodes.len() + 1);
+    assert!(cache.verify().unwrap().is_empty());
 }

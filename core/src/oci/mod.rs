@@ -109,6 +109,22 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_only_to_loopback() {
+        let opts = RegistryOptions {
+            insecure_http: true,
+            credentials: Some(Credentials::anonymous()),
+            ..Default::default()
+        };
+        let err = Registry::open("harbor.lab.home.arpa", &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only allowed to a loopback registry"), "{err}");
+        assert!(Registry::open("127.0.0.1:5000", &opts).is_ok());
+        let err = Registry::open("oci:", &opts).unwrap_err().to_string();
+        assert!(err.contains("expected oci:DIR"), "{err}");
+    }
+
+    #[test]
     fn layout_round_trip_through_registry() {
         let dir = tempfile::tempdir().unwrap();
         let stick = dir.path().join("stick");

@@ -245,29 +245,36 @@ async fn fetch_blob(
         progress.advance(have);
     }
     let resumed_at = have;
-    let outcome = async {
+    // Chunks off the network are small (~16 KiB); writing them one by one
+    // through tokio's file would cost a thread hand-off each.
+    let mut out = tokio::io::BufWriter::with_capacity(4 << 20, file);
+    let full = |e| cache.write_error(&partial, &blob.digest, e);
+    let streamed = async {
         while let Some(chunk) = source.stream.try_next().await? {
             hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| cache.write_error(&partial, &blob.digest, e))?;
+            out.write_all(&chunk).await.map_err(full)?;
             have += chunk.len() as u64;
             progress.advance(chunk.len() as u64);
             if have > blob.size {
                 break;
             }
         }
-        file.flush()
-            .await
-            .map_err(|e| cache.write_error(&partial, &blob.digest, e))?;
-        file.sync_all()
-            .await
-            .map_err(|e| cache.write_error(&partial, &blob.digest, e))?;
         Ok::<(), OciError>(())
     }
     .await;
-    drop(file);
-    outcome?;
+    match streamed {
+        // Keep what arrived: the next attempt resumes after it.
+        Err(e @ OciError::Unreachable { .. }) => {
+            let _ = out.flush().await;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+        Ok(()) => {
+            out.flush().await.map_err(full)?;
+            out.get_mut().sync_all().await.map_err(full)?;
+        }
+    }
+    drop(out);
     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
     if actual != blob.digest || have != blob.size {
         let _ = tokio::fs::remove_file(&partial).await;

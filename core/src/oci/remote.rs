@@ -38,6 +38,9 @@ pub struct Counters {
     pub present_blobs: AtomicU64,
 }
 
+/// Repository and whether for push: what an `Authorization` header is good for.
+type AuthKey = (String, bool);
+
 /// A registry reached over HTTPS (or loopback HTTP when asked).
 pub struct Remote {
     host: String,
@@ -46,7 +49,7 @@ pub struct Remote {
     http: reqwest::Client,
     auth: RegistryAuth,
     source: CredentialSource,
-    headers: tokio::sync::Mutex<HashMap<(String, bool), Option<String>>>,
+    headers: tokio::sync::Mutex<HashMap<AuthKey, (Option<String>, std::time::Instant)>>,
     /// What this client moved.
     pub counters: Arc<Counters>,
 }
@@ -74,6 +77,30 @@ pub fn is_loopback(host: &str) -> bool {
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The parameters of a `WWW-Authenticate: Bearer k="v",k2="v2"` challenge.
+fn parse_challenge(params: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = params.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_owned();
+        let after = after.trim_start();
+        let (value, tail) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.split_once('"') {
+                Some((v, t)) => (v.to_owned(), t),
+                None => (quoted.to_owned(), ""),
+            }
+        } else {
+            match after.split_once(',') {
+                Some((v, t)) => (v.trim().to_owned(), t),
+                None => (after.trim().to_owned(), ""),
+            }
+        };
+        out.push((key, value));
+        rest = tail.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+    }
+    out
 }
 
 /// The full error chain of `e`, for messages.
@@ -277,8 +304,14 @@ impl Remote {
     ) -> Result<Option<String>, OciError> {
         let key = (repository.to_owned(), push);
         let mut cache = self.headers.lock().await;
-        if let Some(h) = cache.get(&key) {
-            return Ok(h.clone());
+        // Bearer tokens expire (distribution: 5 min, Harbor: 30 min); a
+        // registry checks them when a request starts, so renewing them after
+        // a minute keeps every request, however long, authorised.
+        if let Some((h, when)) = cache.get(&key) {
+            let bearer = h.as_deref().is_some_and(|h| h.starts_with("Bearer "));
+            if !bearer || when.elapsed() < std::time::Duration::from_secs(60) {
+                return Ok(h.clone());
+            }
         }
         let op = if push {
             RegistryOperation::Push
@@ -298,7 +331,7 @@ impl Remote {
             )),
             (None, _) => None,
         };
-        cache.insert(key, header.clone());
+        cache.insert(key, (header.clone(), std::time::Instant::now()));
         Ok(header)
     }
 
@@ -332,34 +365,99 @@ impl Remote {
 
     /// Mounts `digest` from `from` into `repository`; `false` when the
     /// registry declined (then the blob must be uploaded).
+    ///
+    /// Under Bearer-token auth (Harbor) a mount needs one token with push on
+    /// the target and pull on the source; oci-client asks for one repository
+    /// per token, so that token is fetched here.
     pub async fn mount_blob(
         &self,
         repository: &str,
         from: &str,
         digest: &str,
     ) -> Result<bool, OciError> {
-        // Make sure oci-client holds credentials for the push scope.
-        self.authorization(repository, true).await?;
-        match self
-            .client
-            .mount_blob(
-                &self.reference(repository, "latest"),
-                &self.reference(from, "latest"),
-                digest,
-            )
-            .await
-        {
-            Ok(()) => {
+        let header = match self.two_repository_token(repository, from).await? {
+            Some(token) => Some(format!("Bearer {token}")),
+            None => self.authorization(repository, true).await?,
+        };
+        let res = Self::with_auth(
+            self.http
+                .post(self.url(&format!("{repository}/blobs/uploads/")))
+                .query(&[("mount", digest), ("from", from)])
+                .header(reqwest::header::CONTENT_LENGTH, 0),
+            header,
+        )
+        .send()
+        .await
+        .map_err(|e| self.map_reqwest(&e))?;
+        match res.status().as_u16() {
+            201 => {
                 self.counters.mounted_blobs.fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
-            // 202: the registry opened an upload session instead of mounting.
-            Err(OciDistributionError::SpecViolationError(_)) => Ok(false),
-            Err(e) => match self.map_oci(e, repository, "mounting a blob") {
-                OciError::NotFound { .. } => Ok(false),
-                other => Err(other),
-            },
+            // 202: an upload session instead of a mount; 401/403/404: no
+            // access to the source. Either way the caller uploads.
+            202 | 401 | 403 | 404 => Ok(false),
+            s => {
+                let text = res.text().await.unwrap_or_default();
+                Err(self.status_error(repository, &format!("mounting blob {digest}"), s, text))
+            }
         }
+    }
+
+    /// A Bearer token for push on `repository` and pull on `from`, when the
+    /// registry uses Bearer tokens; `None` when it does not.
+    async fn two_repository_token(
+        &self,
+        repository: &str,
+        from: &str,
+    ) -> Result<Option<String>, OciError> {
+        let res = self
+            .http
+            .get(self.url(""))
+            .send()
+            .await
+            .map_err(|e| self.map_reqwest(&e))?;
+        let Some(challenge) = res
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(parse_challenge)
+        else {
+            return Ok(None);
+        };
+        let Some(realm) = challenge
+            .iter()
+            .find(|(k, _)| k == "realm")
+            .map(|(_, v)| v.clone())
+        else {
+            return Ok(None);
+        };
+        let mut query = vec![
+            (
+                "scope".to_owned(),
+                format!("repository:{repository}:pull,push"),
+            ),
+            ("scope".to_owned(), format!("repository:{from}:pull")),
+        ];
+        if let Some((_, service)) = challenge.iter().find(|(k, _)| k == "service") {
+            query.push(("service".to_owned(), service.clone()));
+        }
+        let mut req = self.http.get(&realm).query(&query);
+        if let RegistryAuth::Basic(u, p) = &self.auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        let res = req.send().await.map_err(|e| self.map_reqwest(&e))?;
+        if !res.status().is_success() {
+            return Err(self.unauthorized(repository, res.status().as_u16()));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let body: TokenResponse = res.json().await.map_err(|e| self.map_reqwest(&e))?;
+        Ok(body.token.or(body.access_token))
     }
 
     fn absolute(&self, location: &str) -> String {
@@ -565,5 +663,23 @@ impl Remote {
                     .boxed(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_challenge;
+
+    #[test]
+    fn bearer_challenge_parameters() {
+        let p = parse_challenge(
+            r#"realm="https://harbor.lab/service/token",service="harbor-registry",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(
+            p[0],
+            ("realm".into(), "https://harbor.lab/service/token".into())
+        );
+        assert_eq!(p[1], ("service".into(), "harbor-registry".into()));
+        assert_eq!(p[2], ("scope".into(), "repository:a/b:pull,push".into()));
     }
 }
