@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use super::{Backend, DeviceError, Disk};
+use super::{Backend, Candidate, DeviceError, Disk, Policy};
+use crate::flash::medium::Medium;
 
 /// The Windows backend.
 pub struct Windows;
@@ -13,6 +14,19 @@ impl Backend for Windows {
     }
 
     fn describe(&self, _device: &Path) -> Result<Disk, DeviceError> {
+        Err(DeviceError::Unsupported { os: "windows" })
+    }
+
+    fn inspect(
+        &self,
+        _device: &Path,
+        _image_size: u64,
+        _policy: Policy,
+    ) -> Result<Candidate, DeviceError> {
+        Err(DeviceError::Unsupported { os: "windows" })
+    }
+
+    fn open(&self, _candidate: &Candidate) -> Result<Box<dyn Medium>, DeviceError> {
         Err(DeviceError::Unsupported { os: "windows" })
     }
 }
