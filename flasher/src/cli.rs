@@ -103,7 +103,8 @@ fn parse_size(text: &str) -> Result<usize, String> {
         "M" | "m" | "MiB" => 20,
         _ => return Err(format!("unknown unit in {text}: use K or M")),
     };
-    n.checked_mul(1 << shift).ok_or_else(|| format!("too large: {text}"))
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("too large: {text}"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -63,7 +63,9 @@ impl Artifact {
         let base_table = write_base(
             &golden[..],
             File::create(&base).unwrap(),
-            &BaseOptions::default().with_chunk_size(MIB as u32).with_level(1),
+            &BaseOptions::default()
+                .with_chunk_size(MIB as u32)
+                .with_level(1),
         )
         .unwrap()
         .table;
@@ -214,7 +216,10 @@ struct Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.point.path()).status();
+        let _ = Command::new("umount")
+            .arg(self.point.path())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -326,7 +331,12 @@ fn a_chunk_failing_verification_writes_nothing_or_wipes() {
     let card_size = 72 * MIB;
     let backing = junk_file(work.path(), "card", card_size);
     let lo = Loop::attach(&backing, &[]);
-    let dev = ["--device", lo.dev.as_str(), "--yes", "--force-non-removable"];
+    let dev = [
+        "--device",
+        lo.dev.as_str(),
+        "--yes",
+        "--force-non-removable",
+    ];
 
     // The first chunk is wrong: it is checked before anything is written.
     let run = art.flash_table(&art.table_with_bad_hash(0), &dev);
@@ -455,10 +465,7 @@ fn unsafe_devices_are_refused_and_left_intact() {
     assert!(sfdisk.wait().unwrap().success());
     let lo = Loop::attach(&parted, &["-P"]);
     let part = format!("{}p1", lo.dev);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !Path::new(&part).exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _node = PartitionNode::ensure(&part);
     let run = art.flash(&["--device", &part, "--yes", "--force-non-removable"]);
     assert_eq!(run.code, 4, "{run:?}");
     assert!(
@@ -466,6 +473,47 @@ fn unsafe_devices_are_refused_and_left_intact() {
             .contains(&format!("partition of {}", lo.dev.as_str())),
         "{run:?}"
     );
+}
+
+/// The partition's device node; created from sysfs where no udev does it (containers),
+/// and removed again on drop.
+struct PartitionNode(Option<String>);
+
+impl PartitionNode {
+    fn ensure(part: &str) -> Self {
+        let name = part.trim_start_matches("/dev/");
+        let sys = format!("/sys/class/block/{name}/dev");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut added = false;
+        while !Path::new(&sys).exists() {
+            assert!(Instant::now() < deadline, "{sys} never appeared");
+            std::thread::sleep(Duration::from_millis(100));
+            if !added {
+                // Some kernels (containers) skip the scan `losetup -P` asks for.
+                let disk = part
+                    .trim_end_matches(char::is_numeric)
+                    .trim_end_matches('p');
+                let _ = Command::new("partx").args(["-a", disk]).status();
+                added = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200)); // let udev, if any, make it
+        if Path::new(part).exists() {
+            return Self(None);
+        }
+        let numbers = fs::read_to_string(&sys).unwrap();
+        let (major, minor) = numbers.trim().split_once(':').unwrap();
+        sh("mknod", &[part, "b", major, minor]);
+        Self(Some(part.to_string()))
+    }
+}
+
+impl Drop for PartitionNode {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 /// A card served by `fakecard.py` over FUSE with a loop device on top.
@@ -577,7 +625,11 @@ fn a_card_that_wraps_writes_around_is_caught_and_the_page_cache_would_not() {
         "{run:?}"
     );
     assert!(run.stderr.contains("wrap around"), "{run:?}");
-    assert_same(&read_range(&card.card(), 0, 8 * MIB), &before, "probe restore");
+    assert_same(
+        &read_range(&card.card(), 0, 8 * MIB),
+        &before,
+        "probe restore",
+    );
 
     // Without the probe, the cache-bypassing read-back catches it.
     let run = art.flash(&[

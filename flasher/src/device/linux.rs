@@ -109,7 +109,9 @@ fn unescape(field: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 4 <= bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
             let v = bytes[i + 1..i + 4]
                 .iter()
@@ -238,7 +240,11 @@ impl Backend for Linux {
             ));
         }
         let disk = disk_from_sysfs(&name).ok_or_else(|| {
-            refused(device, "sysfs does not describe it as a disk", "name a whole disk")
+            refused(
+                device,
+                "sysfs does not describe it as a disk",
+                "name a whole disk",
+            )
         })?;
         if disk.read_only {
             return Err(refused(
@@ -413,7 +419,9 @@ impl Backend for Linux {
         if logical > crate::flash::aligned::ALIGN as u64 {
             return Err(refused(
                 path,
-                format!("its logical block size is {logical} bytes; Metis writes in 4096-byte units"),
+                format!(
+                    "its logical block size is {logical} bytes; Metis writes in 4096-byte units"
+                ),
                 "use another card or adapter",
             ));
         }

@@ -239,7 +239,7 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
     request: FlashRequest,
 ) -> Result<FlashSummary, FlashError> {
     let block_size = request.block_size;
-    if !block_size.is_power_of_two() || block_size < ALIGN || block_size > (64 << 20) {
+    if !block_size.is_power_of_two() || !(ALIGN..=(64 << 20)).contains(&block_size) {
         return Err(FlashError::BadInput(format!(
             "block size {block_size} must be a power of two from 4096 to 64 MiB"
         )));
@@ -290,7 +290,9 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
                     claimed_gib: claimed as f64 / (1u64 << 30) as f64,
                     offset,
                     how: match aliased_with {
-                        Some(other) => format!("was overwritten by data written at byte {other} (writes wrap around)"),
+                        Some(other) => format!(
+                            "was overwritten by data written at byte {other} (writes wrap around)"
+                        ),
                         None => "did not read back".into(),
                     },
                 },
@@ -382,7 +384,12 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
 
     let started = Instant::now();
     progress.phase("write", image_size);
-    let mut writer = Writer::start(Arc::clone(medium), image_size, block_size, Arc::clone(state));
+    let mut writer = Writer::start(
+        Arc::clone(medium),
+        image_size,
+        block_size,
+        Arc::clone(state),
+    );
     let mut chunks = composer.chunks();
     while let Some(item) = chunks.next() {
         if interrupted() {
@@ -397,14 +404,13 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
             // The table hashes the zeroed slot; read-back compares what was written.
             expected[chunk.index] = ChunkHash::of(&chunk.data);
         }
-        let pushed = if mode == WriteMode::Sparse
-            && chunk.is_zero
-            && chunk.data.len() % ALIGN == 0
-        {
-            writer.push_zeros(chunk.offset, chunk.data.len() as u64)
-        } else {
-            writer.push(chunk.offset, &chunk.data)
-        };
+        let pushed =
+            if mode == WriteMode::Sparse && chunk.is_zero && chunk.data.len().is_multiple_of(ALIGN)
+            {
+                writer.push_zeros(chunk.offset, chunk.data.len() as u64)
+            } else {
+                writer.push(chunk.offset, &chunk.data)
+            };
         pushed.map_err(io_err("writing"))?;
         progress.set(state.done.load(Ordering::Relaxed));
         chunks.recycle(chunk);
@@ -467,7 +473,8 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
 /// flushed.
 pub fn wipe(medium: &dyn Medium, image_size: u64) -> io::Result<()> {
     let size = medium.size();
-    let mut ranges = vec![0..HEAD_BYTES.min(round_down(size))];
+    let mut ranges: Vec<Range<u64>> = Vec::with_capacity(3);
+    ranges.push(0..HEAD_BYTES.min(round_down(size)));
     for end in [image_size.min(size), size] {
         let end = if medium.is_direct() {
             round_down(end)

@@ -59,7 +59,9 @@ fn marker(nonce: &[u8; 16], index: u64, offset: u64) -> Vec<u8> {
 pub fn probe_offsets(size: u64) -> Vec<u64> {
     let mut offsets: Vec<u64> = (0..PROBES)
         .map(|i| round_down(size / PROBES * i + size / PROBES / 2))
-        .chain(std::iter::once(round_down(size.saturating_sub(ALIGN as u64))))
+        .chain(std::iter::once(round_down(
+            size.saturating_sub(ALIGN as u64),
+        )))
         .filter(|o| o + ALIGN as u64 <= size)
         .collect();
     offsets.sort_unstable();

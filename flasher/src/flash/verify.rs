@@ -68,7 +68,9 @@ pub fn read_back(
         std::thread::spawn(move || {
             let mut offset = 0u64;
             while offset < image_size {
-                let Ok(mut block) = free_rx.recv() else { return };
+                let Ok(mut block) = free_rx.recv() else {
+                    return;
+                };
                 let want = (image_size - offset).min(block.capacity() as u64);
                 // Direct reads need an aligned length; read the padding too and ignore it.
                 let len = round_up(want) as usize;

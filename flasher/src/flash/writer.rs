@@ -118,7 +118,8 @@ impl Writer {
         }
         self.flush_zero()?;
         while !bytes.is_empty() {
-            let contiguous = matches!(&self.current, Some((start, b)) if start + b.len() as u64 == offset);
+            let contiguous =
+                matches!(&self.current, Some((start, b)) if start + b.len() as u64 == offset);
             if !contiguous {
                 self.flush_current()?;
                 let block = self.take_block()?;
@@ -244,7 +245,7 @@ impl Drop for Writer {
 /// after it, read back first, so no byte past the image changes.
 fn write_block(medium: &dyn Medium, offset: u64, block: &AlignedBuf) -> io::Result<()> {
     let len = block.len();
-    if !medium.is_direct() || len % ALIGN == 0 {
+    if !medium.is_direct() || len.is_multiple_of(ALIGN) {
         return medium.write_at(block.filled(), offset);
     }
     let aligned = round_down(len as u64) as usize;
