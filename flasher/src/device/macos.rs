@@ -1,4 +1,8 @@
 //! MacOs backend: a stub until its own issue; it says so plainly.
+//!
+//! To do (see docs/flashing.md): write `/dev/rdiskN` (the raw, uncached node) after
+//! `diskutil unmountDisk /dev/diskN` (only after confirmation); `F_NOCACHE` for the
+//! read-back. The pipeline needs no change.
 
 use std::path::Path;
 

@@ -1,4 +1,10 @@
 //! Windows backend: a stub until its own issue; it says so plainly.
+//!
+//! To do (see docs/flashing.md): open `\\.\PhysicalDriveN`; lock
+//! (`FSCTL_LOCK_VOLUME`) and dismount (`FSCTL_DISMOUNT_VOLUME`) every volume on it
+//! for as long as the returned `Medium` lives, through write and verify; unbuffered
+//! write-through I/O (`FILE_FLAG_NO_BUFFERING | FILE_FLAG_WRITE_THROUGH`); bus and
+//! removability from `IOCTL_STORAGE_QUERY_PROPERTY`. The pipeline needs no change.
 
 use std::path::Path;
 
