@@ -223,6 +223,15 @@ impl Drop for Mounted {
     }
 }
 
+/// Swap on a device, turned off on drop.
+struct SwapOn(String);
+
+impl Drop for SwapOn {
+    fn drop(&mut self) {
+        let _ = Command::new("swapoff").arg(&self.0).status();
+    }
+}
+
 /// A sparse file of `size` bytes filled with junk, so a test sees every byte the
 /// flasher changes (or fails to).
 fn junk_file(dir: &Path, name: &str, size: usize) -> PathBuf {
@@ -427,6 +436,18 @@ fn unsafe_devices_are_refused_and_left_intact() {
     sh("umount", &[mounted.point.path().to_str().unwrap()]);
     sh("e2fsck", &["-fn", &lo.dev]);
     drop(mounted);
+    drop(lo);
+
+    // Active swap.
+    let swap_file = junk_file(work.path(), "swap", 40 * MIB);
+    let lo = Loop::attach(&swap_file, &[]);
+    sh("mkswap", &["-q", &lo.dev]);
+    sh("swapon", &[&lo.dev]);
+    let swap = SwapOn(lo.dev.clone());
+    let run = art.flash(&["--device", &lo.dev, "--yes", "--force-non-removable"]);
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stderr.contains("is active swap"), "{run:?}");
+    drop(swap);
     drop(lo);
 
     // Read-only.

@@ -279,3 +279,221 @@ pub fn write_zeros(medium: &dyn Medium, offset: u64, len: u64) -> io::Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Op {
+        Write(u64, usize),
+        Zero(u64, u64),
+        Sync,
+    }
+
+    /// An in-memory disk that records every operation and checks direct-I/O alignment.
+    struct MemDisk {
+        bytes: Mutex<Vec<u8>>,
+        ops: Mutex<Vec<Op>>,
+        direct: bool,
+        zero_out: bool,
+        path: PathBuf,
+    }
+
+    impl MemDisk {
+        fn new(size: usize, direct: bool, zero_out: bool) -> Self {
+            Self {
+                bytes: Mutex::new(vec![0xEE; size]),
+                ops: Mutex::new(Vec::new()),
+                direct,
+                zero_out,
+                path: PathBuf::from("mem"),
+            }
+        }
+    }
+
+    impl Medium for MemDisk {
+        fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            if self.direct {
+                assert_eq!(offset % ALIGN as u64, 0, "unaligned offset {offset}");
+                assert_eq!(buf.len() % ALIGN, 0, "unaligned length {}", buf.len());
+                assert_eq!(buf.as_ptr() as usize % ALIGN, 0, "unaligned buffer");
+            }
+            let mut bytes = self.bytes.lock().unwrap();
+            bytes[offset as usize..offset as usize + buf.len()].copy_from_slice(buf);
+            self.ops.lock().unwrap().push(Op::Write(offset, buf.len()));
+            Ok(())
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            let bytes = self.bytes.lock().unwrap();
+            let start = (offset as usize).min(bytes.len());
+            let n = buf.len().min(bytes.len() - start);
+            buf[..n].copy_from_slice(&bytes[start..start + n]);
+            Ok(n)
+        }
+        fn sync(&self) -> io::Result<()> {
+            self.ops.lock().unwrap().push(Op::Sync);
+            Ok(())
+        }
+        fn zero_range(&self, offset: u64, len: u64) -> io::Result<bool> {
+            if !self.zero_out {
+                return Ok(false);
+            }
+            self.bytes.lock().unwrap()[offset as usize..(offset + len) as usize].fill(0);
+            self.ops.lock().unwrap().push(Op::Zero(offset, len));
+            Ok(true)
+        }
+        fn size(&self) -> u64 {
+            self.bytes.lock().unwrap().len() as u64
+        }
+        fn is_direct(&self) -> bool {
+            self.direct
+        }
+        fn is_disk(&self) -> bool {
+            true
+        }
+        fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    fn image(size: usize) -> Vec<u8> {
+        // Data, then zero runs, then data: chunk-sized pieces of both kinds.
+        (0..size)
+            .map(|i| {
+                if (i / 65536) % 3 == 1 {
+                    0
+                } else {
+                    (i * 7 + i / 4096) as u8 | 1
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_every_byte_aligned_with_the_head_last_for_every_layout() {
+        let sizes = [
+            4096,
+            5000,
+            65536 * 5,
+            (1 << 20) + 65536 * 7 + 4096,
+            3 << 20,
+            (2 << 20) + 1000,
+        ];
+        for size in sizes {
+            for piece in [4096usize, 65536, 1 << 20] {
+                for block in [4096usize, 65536, 4 << 20] {
+                    for (direct, sparse, zero_out) in [
+                        (true, false, true),
+                        (true, true, true),
+                        (true, true, false),
+                        (false, true, true),
+                    ] {
+                        let what = format!(
+                            "size {size} piece {piece} block {block} direct {direct} sparse {sparse} zero-out {zero_out}"
+                        );
+                        let want = image(size);
+                        let disk = Arc::new(MemDisk::new(size + 8192, direct, zero_out));
+                        let state = Arc::new(WriteState::default());
+                        let mut w =
+                            Writer::start(disk.clone(), size as u64, block, Arc::clone(&state));
+                        for (i, p) in want.chunks(piece).enumerate() {
+                            let offset = (i * piece) as u64;
+                            if sparse && p.iter().all(|b| *b == 0) && p.len().is_multiple_of(ALIGN)
+                            {
+                                w.push_zeros(offset, p.len() as u64).unwrap();
+                            } else {
+                                w.push(offset, p).unwrap();
+                            }
+                        }
+                        w.finish().unwrap();
+                        let bytes = disk.bytes.lock().unwrap();
+                        assert!(bytes[..size] == want[..], "{what}: content");
+                        assert!(
+                            bytes[size..].iter().all(|b| *b == 0xEE),
+                            "{what}: bytes past the image changed"
+                        );
+                        let ops = disk.ops.lock().unwrap();
+                        let head = HEAD_BYTES.min(size as u64) as usize;
+                        // [... everything else ..., Sync, head write(s) from 0, Sync]
+                        let n = ops.len();
+                        assert_eq!(ops[n - 1], Op::Sync, "{what}: {ops:?}");
+                        let mut k = n - 1;
+                        while k > 0 && matches!(ops[k - 1], Op::Write(o, _) if o < head as u64) {
+                            k -= 1;
+                        }
+                        assert!(
+                            k >= 1 && k < n - 1 && ops[k - 1] == Op::Sync,
+                            "{what}: head not written last, after a flush: {ops:?}"
+                        );
+                        assert!(matches!(ops[k], Op::Write(0, _)), "{what}: {ops:?}");
+                        assert!(
+                            ops[..k - 1].iter().all(|op| match op {
+                                Op::Write(o, _) | Op::Zero(o, _) => *o >= head as u64,
+                                Op::Sync => true,
+                            }),
+                            "{what}: something wrote into the head area early: {ops:?}"
+                        );
+                        assert!(state.touched.load(Ordering::SeqCst));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_write_error_stops_the_writer() {
+        struct Failing(MemDisk);
+        impl Medium for Failing {
+            fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+                if offset >= 2 << 20 {
+                    return Err(io::Error::other("EIO at 2 MiB"));
+                }
+                self.0.write_at(buf, offset)
+            }
+            fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+                self.0.read_at(buf, offset)
+            }
+            fn sync(&self) -> io::Result<()> {
+                self.0.sync()
+            }
+            fn zero_range(&self, offset: u64, len: u64) -> io::Result<bool> {
+                self.0.zero_range(offset, len)
+            }
+            fn size(&self) -> u64 {
+                self.0.size()
+            }
+            fn is_direct(&self) -> bool {
+                true
+            }
+            fn is_disk(&self) -> bool {
+                true
+            }
+            fn path(&self) -> &Path {
+                self.0.path()
+            }
+        }
+        let size = 16 << 20;
+        let disk = Arc::new(Failing(MemDisk::new(size, true, true)));
+        let mut w = Writer::start(disk.clone(), size as u64, 1 << 20, Arc::default());
+        let data = vec![1u8; 1 << 20];
+        let mut failed = None;
+        for i in 0..16u64 {
+            if let Err(e) = w.push(i << 20, &data) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let err = match failed {
+            Some(e) => e,
+            None => w.finish().unwrap_err(),
+        };
+        assert!(err.to_string().contains("EIO at 2 MiB"), "{err}");
+        // The head was never written.
+        assert!(disk.0.bytes.lock().unwrap()[..1 << 20]
+            .iter()
+            .all(|b| *b == 0xEE));
+    }
+}
