@@ -26,10 +26,16 @@ pub enum Command {
         /// The whole-disk device, e.g. /dev/sdb or \\.\PhysicalDrive2.
         device: PathBuf,
     },
-    /// Low-level/dev entry: write a card from local artifact files (class base,
-    /// composed chunk table, node patch, secrets-slot bytes). Every chunk is
-    /// verified against the table before it is written and the card is read back.
+    /// Low-level/dev entry: write a card from local artifact files.
+    ///
+    /// Takes the class base, the composed chunk table, the node patch and the
+    /// decrypted secrets-slot bytes. Every chunk is verified against the table
+    /// before it is written, the partition-table area is written last, and the
+    /// card is read back bypassing the page cache before `insert and power on`.
     /// The node flow (`metis-flash NODE`) does the same from the registry.
+    ///
+    /// Exit status: 0 ok, 1 not confirmed, 2 bad input, 3 verification failed,
+    /// 4 device refused, 5 I/O error, 130 interrupted.
     Write(WriteArgs),
     /// Manage the public keys artifacts must be signed with.
     #[command(subcommand)]
@@ -78,7 +84,7 @@ pub struct WriteArgs {
     #[arg(long)]
     pub full: bool,
     /// Bytes per write (power of two, 4 KiB..64 MiB); K/M suffixes allowed.
-    #[arg(long, value_name = "SIZE", default_value_t = crate::flash::DEFAULT_BLOCK_SIZE, value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
     pub block_size: usize,
     /// No progress bar or messages on stderr (errors still are).
     #[arg(long, short = 'q')]
@@ -131,7 +137,7 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
-        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("4M"), Ok(crate::flash::DEFAULT_BLOCK_SIZE));
         assert_eq!(parse_size("64K"), Ok(64 << 10));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("4G").is_err());
