@@ -63,11 +63,12 @@ echo "card: $LOOP (direct-io ${LOOP_DIRECT_IO:-on})" >&2
 sync
 cat "$WORK/golden.img" "$WORK/art/base.zst" >/dev/null
 
+FLASH_ARGS=(write --base "$WORK/art/base.zst" --table "$WORK/art/node.json"
+    --patch "$WORK/art/node.patch" --slot-offset "$(cat "$WORK/art/slot")"
+    --slot-file "$WORK/art/bundle" --device "$LOOP" --yes --force-non-removable --json)
+# flash [ARGS...]: the full flash under /usr/bin/time, summary in $WORK/summary.json.
 flash() {
-    "$FLASH" write --base "$WORK/art/base.zst" --table "$WORK/art/node.json" \
-        --patch "$WORK/art/node.patch" --slot-offset "$(cat "$WORK/art/slot")" \
-        --slot-file "$WORK/art/bundle" --device "$LOOP" --yes --force-non-removable \
-        --json "$@" > "$WORK/summary.json"
+    measure sh -c '"$@" > "$0"' "$WORK/summary.json" "$FLASH" "${FLASH_ARGS[@]}" "$@"
 }
 json() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p" "$WORK/summary.json"; }
 
@@ -75,7 +76,7 @@ json() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p" "$WORK/summary.json"; }
 #    partition-table area last, fsync) vs dd of the raw image.
 measure dd if="$WORK/golden.img" of="$LOOP" bs=4M oflag=direct conv=fsync status=none
 DD_S=$SECONDS_TAKEN
-measure flash
+flash
 METIS_TOTAL=$SECONDS_TAKEN; METIS_RSS=$RSS_KB
 WRITE_S=$(json write_seconds); VERIFY_S=$(json verify_seconds)
 M=$(mib_s "$IMAGE_BYTES" "$WRITE_S"); D=$(mib_s "$IMAGE_BYTES" "$DD_S")
@@ -93,7 +94,7 @@ row "flash: peak RSS of the full flash; ref the goal" "$((METIS_RSS / 1024)) MiB
     "$(ratio "$METIS_RSS" 65536)" "<= 64 MiB"
 
 # 3. Sparse: zero chunks zeroed by BLKZEROOUT instead of written.
-measure flash --sparse
+flash --sparse
 WRITE_SP=$(json write_seconds)
 M=$(mib_s "$IMAGE_BYTES" "$WRITE_SP"); D=$(mib_s "$IMAGE_BYTES" "$DD_S")
 row "flash --sparse: write (zero chunks by BLKZEROOUT); ref dd bs=4M oflag=direct" \

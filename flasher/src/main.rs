@@ -149,10 +149,9 @@ fn write(args: cli::WriteArgs) -> exit::Exit {
     match outcome {
         Ok(summary) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&summary).expect("a summary serializes")
-                );
+                let mut value = serde_json::to_value(&summary).expect("a summary serializes");
+                value["ok"] = serde_json::Value::Bool(true);
+                println!("{value}");
             } else if !args.quiet {
                 eprintln!(
                     "{}: {} bytes written to {} in {:.1} s ({:.1} MiB/s), read back and verified in {:.1} s",

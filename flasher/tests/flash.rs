@@ -285,6 +285,7 @@ fn loop_device_full_sparse_and_output_file_hold_the_composed_card() {
     let run = art.flash(&[&dev[..], &["--json"]].concat());
     assert_eq!(run.code, 0, "{run:?}");
     let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["ok"], true);
     assert_eq!(summary["verified"], true);
     assert_eq!(summary["mode"], "full");
     assert_eq!(summary["node"], "titan-db");
