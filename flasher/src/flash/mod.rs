@@ -409,6 +409,8 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
             if mode == WriteMode::Sparse && chunk.is_zero && chunk.data.len().is_multiple_of(ALIGN)
             {
                 writer.push_zeros(chunk.offset, chunk.data.len() as u64)
+            } else if chunk.is_zero {
+                writer.push_zero_bytes(chunk.offset, chunk.data.len() as u64)
             } else {
                 writer.push(chunk.offset, &chunk.data)
             };

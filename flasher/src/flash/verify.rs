@@ -58,9 +58,11 @@ pub fn read_back(
     stop: &dyn Fn() -> bool,
 ) -> Result<(), ReadBackError> {
     let image_size = layout.image_size();
-    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(u64, AlignedBuf)>>(2);
+    // Enough blocks in flight that the reader keeps reading while the hasher waits
+    // for a CPU, and the other way round.
+    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(u64, AlignedBuf)>>(3);
     let (free_tx, free_rx) = mpsc::channel::<AlignedBuf>();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let _ = free_tx.send(AlignedBuf::new(block_size));
     }
     let reader = {

@@ -23,8 +23,9 @@ use super::medium::Medium;
 /// before the first partition that boot loaders use.
 pub const HEAD_BYTES: u64 = 1 << 20;
 
-/// Blocks queued for the writer thread besides the one being filled.
-const QUEUE_DEPTH: usize = 2;
+/// Blocks queued for the writer thread besides the one being filled. Deep enough
+/// that a stage waiting for a CPU on a busy machine does not stall the others.
+const QUEUE_DEPTH: usize = 3;
 
 enum Job {
     Write { offset: u64, block: AlignedBuf },
@@ -101,6 +102,21 @@ impl Writer {
             head_len,
             state,
         }
+    }
+
+    /// Queues `len` zero bytes for `offset`, to be written (not zeroed out). The
+    /// block is zero-filled instead of copied from a shared zero buffer, so the
+    /// zero chunks cost no resident memory.
+    pub fn push_zero_bytes(&mut self, mut offset: u64, len: u64) -> io::Result<()> {
+        const STEP: usize = 64 << 10;
+        static ZERO_STEP: [u8; STEP] = [0; STEP];
+        let end = offset + len;
+        while offset < end {
+            let n = ((end - offset) as usize).min(STEP);
+            self.push(offset, &ZERO_STEP[..n])?;
+            offset += n as u64;
+        }
+        Ok(())
     }
 
     /// Queues `bytes` for `offset`. Pieces must come in increasing offset order.
@@ -206,7 +222,7 @@ impl Writer {
     fn take_block(&mut self) -> io::Result<AlignedBuf> {
         let mut block = match self.free.try_recv() {
             Ok(b) => b,
-            Err(_) if self.allocated < QUEUE_DEPTH + 2 => {
+            Err(_) if self.allocated < QUEUE_DEPTH + 1 => {
                 self.allocated += 1;
                 AlignedBuf::new(self.block_size)
             }
