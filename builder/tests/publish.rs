@@ -243,7 +243,10 @@ fn read_index(reg: &TestRegistry, ca: &Path) -> Value {
         .args(["copy", "--src-cert-dir", reg.cert_dir().to_str().unwrap()])
         .args(["--src-creds", &format!("{USER}:{PASSWORD}")])
         .arg(format!("docker://{}/lab/metis/index:latest", reg.host()))
-        .arg(format!("oci:{}:lab/metis/index:latest", dir.path().display()))
+        .arg(format!(
+            "oci:{}:lab/metis/index:latest",
+            dir.path().display()
+        ))
         .output()
         .unwrap();
     let _ = ca;

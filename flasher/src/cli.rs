@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// Write a node's verified recovery card: `metis-flash titan-db`, insert the
 /// card, power on.
@@ -26,6 +26,17 @@ pub enum Command {
         /// The whole-disk device, e.g. /dev/sdb or \\.\PhysicalDrive2.
         device: PathBuf,
     },
+    /// Low-level/dev entry: write a card from local artifact files.
+    ///
+    /// Takes the class base, the composed chunk table, the node patch and the
+    /// decrypted secrets-slot bytes. Every chunk is verified against the table
+    /// before it is written, the partition-table area is written last, and the
+    /// card is read back bypassing the page cache before `insert and power on`.
+    /// The node flow (`metis-flash NODE`) does the same from the registry.
+    ///
+    /// Exit status: 0 ok, 1 not confirmed, 2 bad input, 3 verification failed,
+    /// 4 device refused, 5 I/O error, 130 interrupted.
+    Write(WriteArgs),
     /// Manage the public keys artifacts must be signed with.
     #[command(subcommand)]
     Trust(TrustCommand),
@@ -39,6 +50,77 @@ pub enum Command {
         #[arg(long, global = true)]
         cache: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["device", "output"])))]
+#[command(group(ArgGroup::new("zeros").args(["sparse", "full"])))]
+pub struct WriteArgs {
+    /// The class base (seekable zstd, BASE.zst).
+    #[arg(long, value_name = "BASE")]
+    pub base: PathBuf,
+    /// The composed chunk table (JSON), as in the node's signed config.
+    #[arg(long, value_name = "TABLE")]
+    pub table: PathBuf,
+    /// The node patch (METISPAT); without it the card is the base as is.
+    #[arg(long, value_name = "PATCH")]
+    pub patch: Option<PathBuf>,
+    /// Byte offset of the secrets slot in the image.
+    #[arg(long, value_name = "N", requires = "slot_file")]
+    pub slot_offset: Option<u64>,
+    /// The decrypted secrets bundle written into the slot.
+    #[arg(long, value_name = "BUNDLE", requires = "slot_offset")]
+    pub slot_file: Option<PathBuf>,
+    /// The whole disk to write (/dev/sdX, /dev/mmcblkN).
+    #[arg(long, value_name = "DEV")]
+    pub device: Option<PathBuf>,
+    /// Write an image file instead of a disk (for VMs and tests).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The node's name: shown, and typed to confirm.
+    #[arg(long, value_name = "NAME", default_value = "node")]
+    pub node: String,
+    /// Do not ask for the node name (only with an explicit --device).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Accept a disk the OS does not report as removable, USB or SD.
+    #[arg(long)]
+    pub force_non_removable: bool,
+    /// Skip all-zero chunks after zeroing them with the device's zero-out
+    /// (default for --output).
+    #[arg(long)]
+    pub sparse: bool,
+    /// Write every byte (default for --device).
+    #[arg(long)]
+    pub full: bool,
+    /// Bytes per write (power of two, 4 KiB..64 MiB); K/M suffixes allowed.
+    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
+    pub block_size: usize,
+    /// No progress bar or messages on stderr (errors still are).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Print one JSON summary on stdout (implies -q).
+    #[arg(long)]
+    pub json: bool,
+    /// Tests only: skip the counterfeit-capacity probe before writing.
+    #[arg(long, hide = true)]
+    pub skip_capacity_probe: bool,
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: usize = digits.parse().map_err(|_| format!("not a size: {text}"))?;
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "m" | "MiB" => 20,
+        _ => return Err(format!("unknown unit in {text}: use K or M")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("too large: {text}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,5 +203,14 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4M"), Ok(crate::flash::DEFAULT_BLOCK_SIZE));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("4G").is_err());
+        assert!(parse_size("M").is_err());
     }
 }

@@ -1,8 +1,13 @@
-//! `metis-flash`: thin dispatch over metis-core and the device backend.
-#![forbid(unsafe_code)]
+//! `metis-flash`: thin dispatch over metis-core, the device backend and the
+//! write pipeline (`flash`).
+// No unsafe code, except the block-device ioctls in `device/linux_ioctl.rs`,
+// which allows it for that module alone.
+#![deny(unsafe_code)]
 
 mod cli;
 mod device;
+mod exit;
+mod flash;
 mod pull;
 
 use std::process::ExitCode;
@@ -15,6 +20,9 @@ use device::Backend;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Write(args) = cli.command {
+        return write(args).into();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -48,6 +56,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Trust(command) => trust(command)?,
         Command::Pull(args) => pull::pull(args)?,
         Command::Cache { command, cache } => pull::cache(command, cache)?,
+        Command::Write(_) => unreachable!("dispatched in main"),
         Command::Probe { device } => {
             let d = backend
                 .describe(&device)
@@ -89,4 +98,112 @@ fn trust(command: cli::TrustCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `metis-flash write`: flash from local artifact files.
+fn write(args: cli::WriteArgs) -> exit::Exit {
+    let json = args.json;
+    let outcome = open_composer(&args).and_then(|composer| {
+        let verbosity = if args.quiet || json {
+            flash::Verbosity::Quiet
+        } else {
+            flash::Verbosity::Normal
+        };
+        let target = match (&args.device, &args.output) {
+            (Some(path), _) => flash::Target::Device {
+                path: path.clone(),
+                assume_yes: args.yes,
+                policy: device::Policy {
+                    force_non_removable: args.force_non_removable,
+                },
+            },
+            (None, Some(path)) => flash::Target::Output(path.clone()),
+            (None, None) => unreachable!("clap requires one"),
+        };
+        let slot = match (&args.slot_offset, &args.slot_file) {
+            (Some(offset), Some(file)) => Some((
+                *offset,
+                std::fs::read(file).map_err(|e| {
+                    flash::FlashError::BadInput(format!("reading {}: {e}", file.display()))
+                })?,
+            )),
+            _ => None,
+        };
+        let mode = if args.sparse {
+            Some(flash::WriteMode::Sparse)
+        } else if args.full {
+            Some(flash::WriteMode::Full)
+        } else {
+            None
+        };
+        flash::run(
+            composer,
+            flash::FlashRequest {
+                node: args.node.clone(),
+                slot,
+                target,
+                mode,
+                block_size: args.block_size,
+                verbosity,
+                probe_capacity: !args.skip_capacity_probe,
+            },
+        )
+    });
+    match outcome {
+        Ok(summary) => {
+            if json {
+                let mut value = serde_json::to_value(&summary).expect("a summary serializes");
+                value["ok"] = serde_json::Value::Bool(true);
+                println!("{value}");
+            } else if !args.quiet {
+                eprintln!(
+                    "{}: {} bytes written to {} in {:.1} s ({:.1} MiB/s), read back and verified in {:.1} s",
+                    summary.node,
+                    summary.image_bytes,
+                    summary.target.display(),
+                    summary.write_seconds,
+                    summary.write_bytes_per_second / (1u64 << 20) as f64,
+                    summary.verify_seconds,
+                );
+            }
+            if summary.target_kind == "device" && !json {
+                eprintln!("insert and power on");
+            }
+            exit::Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            let code = e.exit();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.to_string(), "exit_code": code as u8})
+                );
+            }
+            code
+        }
+    }
+}
+
+/// Opens base, table and patch; any problem with them is bad input.
+fn open_composer(
+    args: &cli::WriteArgs,
+) -> Result<metis_core::image::compose::Composer<std::fs::File>, flash::FlashError> {
+    use metis_core::image::chunks::ChunkTable;
+    use metis_core::image::compose::{ComposeOptions, Composer};
+    use metis_core::image::patch::Patch;
+    let bad = |what: &std::path::Path, e: &dyn std::fmt::Display| {
+        flash::FlashError::BadInput(format!("{}: {e}", what.display()))
+    };
+    let table: ChunkTable = std::fs::read(&args.table)
+        .map_err(|e| bad(&args.table, &e))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| bad(&args.table, &e)))?;
+    let patch = match &args.patch {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| bad(path, &e))
+            .and_then(|b| Patch::decode(&b).map_err(|e| bad(path, &e)))?,
+        None => Patch::empty(table.image_size()),
+    };
+    let base = std::fs::File::open(&args.base).map_err(|e| bad(&args.base, &e))?;
+    Composer::new(base, table, patch, ComposeOptions::default()).map_err(|e| bad(&args.base, &e))
 }

@@ -1,11 +1,26 @@
-//! Linux backend: discovery from sysfs.
+//! Linux backend: discovery from sysfs, the safety rules, and raw `O_DIRECT | O_EXCL`
+//! access to the chosen disk.
+//!
+//! A disk's *family* is the disk, its partitions and, recursively, every device
+//! stacked on any of them (`holders/`: device-mapper, LVM, md, dm-crypt). The disk is
+//! refused when any member of its family holds the running system, active swap, a
+//! stacked device, or (unless the disk is removable and the operator confirms) a
+//! mounted filesystem.
 
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Backend, DeviceError, Disk};
+use super::{linux_ioctl, Backend, Candidate, DeviceError, Disk, Partition, Policy};
+use crate::flash::medium::{read_full_at, write_all_at, Medium};
 
 /// The Linux backend.
 pub struct Linux;
+
+/// Mount points whose disk is the one this machine runs from.
+const SYSTEM_MOUNTS: &[&str] = &["/", "/boot", "/boot/efi", "/boot/firmware", "/usr", "/var"];
 
 fn sysfs(name: &str, attr: &str) -> Option<String> {
     std::fs::read_to_string(format!("/sys/class/block/{name}/{attr}"))
@@ -26,12 +41,14 @@ fn disk_from_sysfs(name: &str) -> Option<Disk> {
         .unwrap_or_default();
     let bus = if name.starts_with("loop") {
         "loop"
-    } else if name.starts_with("mmcblk") {
+    } else if link.contains("/usb") {
+        "usb"
+    } else if name.starts_with("mmcblk") || link.contains("/mmc") {
         "mmc"
     } else if name.starts_with("nvme") {
         "nvme"
-    } else if link.contains("/usb") {
-        "usb"
+    } else if name.starts_with("dm-") || name.starts_with("md") {
+        "virtual"
     } else {
         "sata"
     };
@@ -43,6 +60,107 @@ fn disk_from_sysfs(name: &str) -> Option<Disk> {
         removable: sysfs(name, "removable").as_deref() == Some("1"),
         read_only: sysfs(name, "ro").as_deref() == Some("1"),
     })
+}
+
+/// Whether the OS or the bus says this is a card or stick, not an internal disk.
+fn is_removable_like(disk: &Disk) -> bool {
+    disk.removable || disk.bus == "usb" || disk.bus == "mmc"
+}
+
+/// Partitions of disk `name` (sysfs names), in order.
+fn partitions_of(name: &str) -> Vec<String> {
+    let mut parts: Vec<String> = std::fs::read_dir(format!("/sys/block/{name}"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with(name) && sysfs(n, "partition").is_some())
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort_by_key(|n| sysfs(n, "partition").and_then(|p| p.parse::<u32>().ok()));
+    parts
+}
+
+/// Devices stacked on `name` (device-mapper, md, …), recursively.
+fn holders_of(name: &str, out: &mut BTreeSet<String>) {
+    let Ok(rd) = std::fs::read_dir(format!("/sys/class/block/{name}/holders")) else {
+        return;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let holder = e.file_name().to_string_lossy().to_string();
+        if out.insert(holder.clone()) {
+            holders_of(&holder, out);
+        }
+    }
+}
+
+/// One line of `/proc/self/mountinfo` that matters here.
+struct Mount {
+    devnum: String,
+    source: String,
+    point: PathBuf,
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 4 <= bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = bytes[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            out.push(v as u8);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let sep = fields.iter().position(|f| *f == "-")?;
+            Some(Mount {
+                devnum: fields.get(2)?.to_string(),
+                point: PathBuf::from(unescape(fields.get(4)?)),
+                source: unescape(fields.get(sep + 2)?),
+            })
+        })
+        .collect()
+}
+
+/// Device names (sysfs names) with active swap.
+fn swap_devices() -> BTreeSet<String> {
+    let text = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|p| std::fs::canonicalize(unescape(p)).ok())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+        .collect()
+}
+
+fn refused(device: &Path, reason: impl Into<String>, hint: impl Into<String>) -> DeviceError {
+    DeviceError::Refused {
+        device: device.to_path_buf(),
+        reason: reason.into(),
+        hint: hint.into(),
+    }
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 impl Backend for Linux {
@@ -79,5 +197,334 @@ impl Backend for Linux {
                 "not a whole disk (a partition, or not a block device); name the disk itself, e.g. /dev/sdb",
             ),
         })
+    }
+
+    fn inspect(
+        &self,
+        device: &Path,
+        image_size: u64,
+        policy: Policy,
+    ) -> Result<Candidate, DeviceError> {
+        let canon = std::fs::canonicalize(device).map_err(|source| DeviceError::Io {
+            op: "opening",
+            device: device.to_path_buf(),
+            source,
+        })?;
+        let is_block = std::fs::metadata(&canon)
+            .map(|m| m.file_type().is_block_device())
+            .unwrap_or(false);
+        let name = canon
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if !is_block || !Path::new(&format!("/sys/class/block/{name}")).exists() {
+            return Err(refused(
+                device,
+                "not a block device",
+                "name a whole disk such as /dev/sdb or /dev/mmcblk0 (`metis-flash devices` lists them), or write an image file with --output",
+            ));
+        }
+        if sysfs(&name, "partition").is_some() {
+            let parent = std::fs::read_link(format!("/sys/class/block/{name}"))
+                .ok()
+                .and_then(|p| {
+                    p.parent()
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().to_string())
+                })
+                .unwrap_or_else(|| "…".into());
+            return Err(refused(
+                device,
+                format!("it is a partition of /dev/{parent}, not a whole disk"),
+                format!("a card is written whole: use --device /dev/{parent}"),
+            ));
+        }
+        let disk = disk_from_sysfs(&name).ok_or_else(|| {
+            refused(
+                device,
+                "sysfs does not describe it as a disk",
+                "name a whole disk",
+            )
+        })?;
+        if disk.read_only {
+            return Err(refused(
+                device,
+                "the medium is read-only",
+                "slide the SD card's lock switch to unlocked (or use another card) and retry",
+            ));
+        }
+        if !is_removable_like(&disk) && !policy.force_non_removable {
+            return Err(refused(
+                device,
+                format!(
+                    "it is not a removable, USB or SD disk (bus {}): it may be one of this machine's own disks",
+                    disk.bus
+                ),
+                "check the path with `metis-flash devices`; if this really is the node's disk (e.g. in an adapter the OS does not flag), pass --force-non-removable",
+            ));
+        }
+        if disk.size < image_size {
+            return Err(refused(
+                device,
+                format!(
+                    "it holds {} bytes ({}), the image needs {} bytes ({})",
+                    disk.size,
+                    gib(disk.size),
+                    image_size,
+                    gib(image_size)
+                ),
+                "use a card at least as large as the image",
+            ));
+        }
+
+        let parts = partitions_of(&name);
+        let mut stacked = BTreeSet::new();
+        holders_of(&name, &mut stacked);
+        for p in &parts {
+            holders_of(p, &mut stacked);
+        }
+        let devnum = |n: &str| sysfs(n, "dev").unwrap_or_default();
+        let mounts = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").map_err(
+            |source| DeviceError::Io {
+                op: "reading mounts for",
+                device: device.to_path_buf(),
+                source,
+            },
+        )?);
+        let mounts_of = |n: &str| -> Vec<PathBuf> {
+            let num = devnum(n);
+            let dev = format!("/dev/{n}");
+            mounts
+                .iter()
+                .filter(|m| {
+                    (!num.is_empty() && m.devnum == num)
+                        || m.source == dev
+                        || std::fs::canonicalize(&m.source)
+                            .map(|c| c == Path::new(&dev))
+                            .unwrap_or(false)
+                })
+                .map(|m| m.point.clone())
+                .collect()
+        };
+        let swaps = swap_devices();
+        let members: Vec<&String> = std::iter::once(&name)
+            .chain(parts.iter())
+            .chain(stacked.iter())
+            .collect();
+        for member in &members {
+            for point in mounts_of(member) {
+                if SYSTEM_MOUNTS.iter().any(|s| Path::new(s) == point) {
+                    return Err(refused(
+                        device,
+                        format!(
+                            "it holds the running system: /dev/{member} is mounted on {}",
+                            point.display()
+                        ),
+                        "this is the disk this machine runs from; pick the card with `metis-flash devices`",
+                    ));
+                }
+            }
+            if swaps.contains(*member) {
+                return Err(refused(
+                    device,
+                    format!("/dev/{member} on it is active swap"),
+                    format!("if you really mean this disk, run `swapoff /dev/{member}` first"),
+                ));
+            }
+        }
+        if let Some(holder) = stacked.iter().next() {
+            let used: Vec<String> = stacked
+                .iter()
+                .flat_map(|h| mounts_of(h))
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(refused(
+                device,
+                format!(
+                    "/dev/{holder} (device-mapper, LVM, md or dm-crypt) is built on it{}",
+                    if used.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" and mounted on {}", used.join(", "))
+                    }
+                ),
+                "unmount it and take the stacked device down (`umount`, `vgchange -an`, `cryptsetup close` or `mdadm --stop`), then retry",
+            ));
+        }
+        let removable = is_removable_like(&disk);
+        let mut to_unmount = Vec::new();
+        for member in std::iter::once(&name).chain(parts.iter()) {
+            let points = mounts_of(member);
+            if points.is_empty() {
+                continue;
+            }
+            if !removable {
+                return Err(refused(
+                    device,
+                    format!(
+                        "/dev/{member} on it is mounted on {}",
+                        points
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    format!(
+                        "this is not a removable disk, so Metis does not unmount it for you: `umount {}` if you are sure, then retry",
+                        points[0].display()
+                    ),
+                ));
+            }
+            to_unmount.extend(points);
+        }
+        let partitions = parts
+            .iter()
+            .map(|p| Partition {
+                path: PathBuf::from(format!("/dev/{p}")),
+                size: sysfs(p, "size")
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 512,
+                mounts: mounts_of(p),
+            })
+            .collect();
+        Ok(Candidate {
+            disk,
+            partitions,
+            to_unmount,
+        })
+    }
+
+    fn open(&self, candidate: &Candidate) -> Result<Box<dyn Medium>, DeviceError> {
+        let path = &candidate.disk.path;
+        // Deepest mounts first, so nested mount points come off before their parents.
+        let mut points = candidate.to_unmount.clone();
+        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for point in points {
+            nix::mount::umount(&point).map_err(|e| {
+                refused(
+                    path,
+                    format!("could not unmount {}: {e}", point.display()),
+                    "close programs using files on the card (`fuser -vm` shows them) and retry",
+                )
+            })?;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let logical: u64 = sysfs(&name, "queue/logical_block_size")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(512);
+        if logical > crate::flash::aligned::ALIGN as u64 {
+            return Err(refused(
+                path,
+                format!(
+                    "its logical block size is {logical} bytes; Metis writes in 4096-byte units"
+                ),
+                "use another card or adapter",
+            ));
+        }
+        // O_EXCL on a block device: the kernel refuses the open while the disk is
+        // mounted or opened exclusively elsewhere, and refuses mounts while we hold it.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT | libc::O_EXCL)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EBUSY) => refused(
+                    path,
+                    "it is in use (mounted, or opened exclusively by another program)",
+                    "unmount its partitions and close programs using it, then retry",
+                ),
+                Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => refused(
+                    path,
+                    format!("it cannot be opened for writing ({e})"),
+                    "run as root (or a user in the `disk` group) and check the card's lock switch",
+                ),
+                _ => DeviceError::Io {
+                    op: "opening",
+                    device: path.clone(),
+                    source: e,
+                },
+            })?;
+        let size = sysfs(&name, "size")
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(|s| s * 512)
+            .unwrap_or(candidate.disk.size);
+        Ok(Box::new(LinuxDisk {
+            file,
+            size,
+            path: path.clone(),
+        }))
+    }
+}
+
+/// A whole disk opened `O_RDWR | O_DIRECT | O_EXCL`.
+struct LinuxDisk {
+    file: File,
+    size: u64,
+    path: PathBuf,
+}
+
+impl Medium for LinuxDisk {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        write_all_at(&self.file, buf, offset)
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        read_full_at(&self.file, buf, offset)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+    fn zero_range(&self, offset: u64, len: u64) -> io::Result<bool> {
+        // A discard lets the card's controller reclaim the blocks; it does not say
+        // what they read back as, so the zero-out that follows is what we rely on.
+        let _ = linux_ioctl::discard(&self.file, offset, len);
+        match linux_ioctl::zero_out(&self.file, offset, len) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn is_direct(&self) -> bool {
+        true
+    }
+    fn is_disk(&self) -> bool {
+        true
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_are_parsed_with_escapes() {
+        let text = "36 35 98:0 /mnt1 /mnt/my\\040card rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n\
+                    37 35 7:3 / / rw shared:1 - ext4 /dev/loop3 rw\n\
+                    garbage\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].devnum, "98:0");
+        assert_eq!(m[0].point, Path::new("/mnt/my card"));
+        assert_eq!(m[0].source, "/dev/root");
+        assert_eq!(m[1].point, Path::new("/"));
+        assert_eq!(unescape("a\\011b\\134"), "a\tb\\");
+        assert_eq!(unescape("trailing\\"), "trailing\\");
     }
 }

@@ -6,8 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::flash::medium::Medium;
+
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
+mod linux_ioctl;
 #[cfg(target_os = "linux")]
 pub use linux::Linux as Native;
 
@@ -49,6 +53,16 @@ pub enum DeviceError {
         /// The OS name.
         os: &'static str,
     },
+    /// The disk must not be written; `reason` says why, `hint` what to do.
+    #[error("refusing to write {device}: {reason}\n  hint: {hint}")]
+    Refused {
+        /// The device.
+        device: PathBuf,
+        /// Why it is refused.
+        reason: String,
+        /// What the operator can do.
+        hint: String,
+    },
     /// The OS refused or failed an operation on a device.
     #[error("{op} {device}: {source}")]
     Io {
@@ -61,10 +75,57 @@ pub enum DeviceError {
     },
 }
 
+/// A partition of a candidate disk, as the confirmation prompt shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Partition {
+    /// Its device path.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Where it is mounted now (unmounted only after confirmation).
+    pub mounts: Vec<PathBuf>,
+}
+
+/// A disk that passed every safety rule for an image, waiting for confirmation.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The disk.
+    pub disk: Disk,
+    /// Its current partitions.
+    pub partitions: Vec<Partition>,
+    /// Mount points (on this removable disk's own partitions) to unmount once the
+    /// operator has confirmed.
+    pub to_unmount: Vec<PathBuf>,
+}
+
+/// Overrides of the safety rules the operator asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// Accept a disk the OS does not report as removable, USB or SD (a loop device,
+    /// an internal disk in an adapter the OS does not flag).
+    pub force_non_removable: bool,
+}
+
 /// What the flasher needs from an operating system.
 pub trait Backend {
     /// Disks that could be written to (the picker filters further).
     fn list(&self) -> Result<Vec<Disk>, DeviceError>;
     /// Describes one device, failing if it is not a whole disk that can be opened.
     fn describe(&self, device: &Path) -> Result<Disk, DeviceError>;
+    /// Applies every safety rule for writing an `image_size`-byte image to `device`
+    /// and describes it for the confirmation prompt. Nothing is changed.
+    ///
+    /// # Errors
+    ///
+    /// [`DeviceError::Refused`] saying why and what to do.
+    fn inspect(
+        &self,
+        device: &Path,
+        image_size: u64,
+        policy: Policy,
+    ) -> Result<Candidate, DeviceError>;
+    /// After confirmation: unmounts the candidate's partitions, then opens the disk
+    /// exclusively for raw, cache-bypassing writes (Windows: dismounts and locks its
+    /// volumes for as long as the returned medium lives).
+    fn open(&self, candidate: &Candidate) -> Result<Box<dyn Medium>, DeviceError>;
 }

@@ -1,0 +1,134 @@
+//! What the pipeline writes to: a raw disk (from a device backend) or an image file.
+//!
+//! The pipeline only sees [`Medium`]; each OS backend hands out its own disk type
+//! (Linux: an `O_DIRECT | O_EXCL` block device), so Windows and macOS slot in without
+//! touching the write, verify or wipe stages.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A byte-addressed target the pipeline writes a card image to.
+pub trait Medium: Send + Sync {
+    /// Writes all of `buf` at `offset`. On a direct medium `buf`, `offset` and the
+    /// length are multiples of [`super::aligned::ALIGN`].
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Reads into `buf` at `offset` until it is full or the medium ends; returns the
+    /// bytes read. Bypasses the page cache on a direct medium.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Flushes everything written to stable storage.
+    fn sync(&self) -> io::Result<()>;
+    /// Makes `len` bytes at `offset` read back as zeros without sending them, where
+    /// the medium can guarantee that; `Ok(false)` when it cannot (the caller then
+    /// writes zeros).
+    fn zero_range(&self, offset: u64, len: u64) -> io::Result<bool>;
+    /// Capacity in bytes.
+    fn size(&self) -> u64;
+    /// Whether I/O bypasses the page cache (and so must be aligned).
+    fn is_direct(&self) -> bool;
+    /// Whether this is a disk (as opposed to an image file).
+    fn is_disk(&self) -> bool;
+    /// The path, for messages.
+    fn path(&self) -> &Path;
+}
+
+/// Positional write of the whole buffer.
+pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = std::os::windows::fs::FileExt::seek_write(
+                file,
+                &buf[done..],
+                offset + done as u64,
+            )?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// Positional read until `buf` is full or the file ends.
+pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        #[cfg(unix)]
+        let r = std::os::unix::fs::FileExt::read_at(file, &mut buf[done..], offset + done as u64);
+        #[cfg(windows)]
+        let r =
+            std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], offset + done as u64);
+        match r {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// A card image written to a regular file (`--output node.img`).
+///
+/// The file is truncated and extended to the image size when created, so every
+/// range the pipeline skips is a hole that reads back as zeros: zero chunks cost
+/// nothing on disk.
+pub struct ImageFile {
+    file: File,
+    size: u64,
+    path: PathBuf,
+}
+
+impl ImageFile {
+    /// Creates (or truncates) `path` as an all-zero file of `size` bytes.
+    pub fn create(path: &Path, size: u64) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        file.set_len(size)?;
+        Ok(Self {
+            file,
+            size,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Medium for ImageFile {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        write_all_at(&self.file, buf, offset)
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        read_full_at(&self.file, buf, offset)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+    fn zero_range(&self, _offset: u64, _len: u64) -> io::Result<bool> {
+        // Created all-holes and written once, front to back: a range never written
+        // is still a hole.
+        Ok(true)
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn is_direct(&self) -> bool {
+        false
+    }
+    fn is_disk(&self) -> bool {
+        false
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}

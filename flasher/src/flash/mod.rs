@@ -1,0 +1,563 @@
+//! Writing a verified card: from a [`Composer`] and a target to "insert and power on".
+//!
+//! ```text
+//! Composer (decode + verify each chunk against the signed table, worker threads)
+//!   ──► writer::Writer   aligned blocks, bounded queue, O_DIRECT writes on a thread;
+//!                        the first MiB held back and written last, then fsync
+//!   ──► verify           cache-bypassing read-back, SHA-256 per chunk
+//!   ──► FlashSummary
+//! ```
+//!
+//! Before the first write a device passes the backend's safety rules
+//! ([`crate::device::Backend::inspect`]), the operator's confirmation, an exclusive
+//! open and the counterfeit-capacity [`probe`]. After the first write, any failure
+//! (a chunk failing verification, an I/O error, a read-back mismatch, SIGINT or
+//! SIGTERM) wipes the partition-table area so the card cannot boot as a healthy node.
+//!
+//! The node flow calls [`run`]; `metis-flash write` is the same call from local files.
+
+pub mod aligned;
+pub mod medium;
+pub mod probe;
+pub mod progress;
+pub mod verify;
+pub mod writer;
+
+use std::io::{self, BufRead, Read, Seek, Write};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Instant;
+
+use metis_core::image::chunks::ChunkHash;
+use metis_core::image::compose::{ComposeError, Composer};
+
+use crate::device::{Backend, Candidate, DeviceError, Policy};
+use crate::exit::Exit;
+use aligned::{round_down, ALIGN};
+use medium::{ImageFile, Medium};
+pub use progress::Verbosity;
+use verify::ReadBackError;
+use writer::{WriteState, Writer, HEAD_BYTES};
+
+/// Default bytes per write (`--block-size 4M`), for the node flow's request.
+#[allow(dead_code)] // the node flow (not merged yet) and the CLI test use it
+pub const DEFAULT_BLOCK_SIZE: usize = 4 << 20;
+
+/// Sectors of a GPT backup (header and 128 entries) at a disk's end, wiped on failure.
+const GPT_BACKUP_BYTES: u64 = 33 * 512;
+
+/// Where the card image goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A whole disk, checked by the safety rules and confirmed by the operator.
+    Device {
+        /// The disk (`/dev/sdb`).
+        path: PathBuf,
+        /// Skip the typed confirmation. Only for a device named explicitly.
+        assume_yes: bool,
+        /// Safety-rule overrides.
+        policy: Policy,
+    },
+    /// An image file (`--output node.img`), for VMs and tests.
+    Output(PathBuf),
+}
+
+/// Whether zero chunks are written or skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// Write every byte (default for devices).
+    Full,
+    /// Zero the all-zero chunks without sending them (a device's zero-out command,
+    /// or holes in an image file; default for files).
+    Sparse,
+}
+
+/// Everything [`run`] needs besides the composer.
+#[derive(Debug)]
+pub struct FlashRequest {
+    /// The node's name: shown, and typed by the operator to confirm.
+    pub node: String,
+    /// The secrets slot: offset and decrypted bundle bytes, written over the
+    /// verified chunks.
+    pub slot: Option<(u64, Vec<u8>)>,
+    /// Where to write.
+    pub target: Target,
+    /// Full or sparse; `None` picks full for devices, sparse for files.
+    pub mode: Option<WriteMode>,
+    /// Bytes per write; a power of two, at least 4096.
+    pub block_size: usize,
+    /// Progress bar and messages, or quiet.
+    pub verbosity: Verbosity,
+    /// Run the counterfeit-capacity probe before writing a device (always, except
+    /// in the test that shows the read-back catches such a card on its own).
+    pub probe_capacity: bool,
+}
+
+/// What a successful flash did (`--json` prints it).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FlashSummary {
+    /// The node.
+    pub node: String,
+    /// The disk or file written.
+    pub target: PathBuf,
+    /// `device` or `file`.
+    pub target_kind: &'static str,
+    /// Full or sparse.
+    pub mode: WriteMode,
+    /// Image size in bytes.
+    pub image_bytes: u64,
+    /// Seconds spent writing (including the flushes).
+    pub write_seconds: f64,
+    /// Seconds spent reading back.
+    pub verify_seconds: f64,
+    /// Image bytes per second of the write phase.
+    pub write_bytes_per_second: f64,
+    /// Always true: a summary exists only for a card that read back correctly.
+    pub verified: bool,
+}
+
+/// Why a flash failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlashError {
+    /// The request itself is wrong (nothing written).
+    #[error("{0}")]
+    BadInput(String),
+    /// The device is refused by a safety rule or could not be opened (nothing written).
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The operator did not type the node name (nothing written).
+    #[error("not confirmed: nothing was written to {0}")]
+    NotConfirmed(PathBuf),
+    /// The pre-write probe found the card does not store what it claims.
+    #[error("this card does not hold what it claims: it reports {claimed} bytes ({claimed_gib:.1} GiB), but data written at byte {offset} {how}. It is most likely a counterfeit (fake-capacity) card; use another card. Nothing of the image was written.")]
+    Counterfeit {
+        /// Claimed capacity.
+        claimed: u64,
+        /// Claimed capacity in GiB.
+        claimed_gib: f64,
+        /// First offset that did not keep its data.
+        offset: u64,
+        /// How it failed, in words.
+        how: String,
+    },
+    /// A chunk failed verification against the signed chunk table before its write.
+    #[error("verification failed before writing: {0}")]
+    Compose(#[source] ComposeError),
+    /// The card read back differently from what was written.
+    #[error("read-back verification failed: chunk {chunk} at byte offset {offset} on {device} reads back differently from what was written (a failing or counterfeit card, or a bad reader)")]
+    ReadBack {
+        /// The device or file.
+        device: PathBuf,
+        /// Chunk index.
+        chunk: usize,
+        /// First bad offset (the chunk's start).
+        offset: u64,
+    },
+    /// An I/O error.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The device or file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// SIGINT or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+    /// A failure after the first write; the card was wiped (or the wipe failed too).
+    #[error("{cause}\n{}", match wipe_error {
+        None => format!("the partition table of {} was wiped so the card cannot boot as a half-written node; flash it again", target.display()),
+        Some(e) => format!("WIPING THE PARTITION TABLE OF {} FAILED TOO ({e}): do not boot this card; flash it again or erase it", target.display()),
+    })]
+    Wiped {
+        /// What failed.
+        cause: Box<FlashError>,
+        /// The device or file.
+        target: PathBuf,
+        /// Why the wipe failed, if it did.
+        wipe_error: Option<String>,
+    },
+}
+
+impl FlashError {
+    /// The process exit code for this failure.
+    pub fn exit(&self) -> Exit {
+        match self {
+            FlashError::BadInput(_) => Exit::BadInput,
+            FlashError::Device(DeviceError::Io { .. }) => Exit::Io,
+            FlashError::Device(_) | FlashError::Counterfeit { .. } => Exit::DeviceRefused,
+            FlashError::NotConfirmed(_) => Exit::Failure,
+            FlashError::Compose(_) | FlashError::ReadBack { .. } => Exit::Verification,
+            FlashError::Io { .. } => Exit::Io,
+            FlashError::Interrupted => Exit::Interrupted,
+            FlashError::Wiped { cause, .. } => cause.exit(),
+        }
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// From here on SIGINT/SIGTERM only set a flag the pipeline checks between chunks,
+/// so it can wipe the card instead of dying mid-write.
+fn catch_interrupts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    });
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Flashes the composed card to the target and reads it back; see the module docs.
+///
+/// `composer` is opened on the (signature-verified) base, composed chunk table and
+/// patch, without a slot: the slot comes in `request.slot`.
+///
+/// # Errors
+///
+/// [`FlashError`]; [`FlashError::exit`] gives the exit code. A failure after the
+/// first write comes as [`FlashError::Wiped`].
+pub fn run<R: Read + Seek + Send + 'static>(
+    composer: Composer<R>,
+    request: FlashRequest,
+) -> Result<FlashSummary, FlashError> {
+    run_with(&crate::device::Native, composer, request)
+}
+
+/// [`run`] with an explicit device backend.
+pub fn run_with<R: Read + Seek + Send + 'static>(
+    backend: &dyn Backend,
+    composer: Composer<R>,
+    request: FlashRequest,
+) -> Result<FlashSummary, FlashError> {
+    let block_size = request.block_size;
+    if !block_size.is_power_of_two() || !(ALIGN..=(64 << 20)).contains(&block_size) {
+        return Err(FlashError::BadInput(format!(
+            "block size {block_size} must be a power of two from 4096 to 64 MiB"
+        )));
+    }
+    let table = composer.table().clone();
+    let image_size = table.image_size();
+    let slot_range = request
+        .slot
+        .as_ref()
+        .map(|(offset, bytes)| *offset..offset.saturating_add(bytes.len() as u64));
+    let composer = match request.slot {
+        Some((offset, bytes)) => composer
+            .with_slot(offset, bytes)
+            .map_err(|e| FlashError::BadInput(e.to_string()))?,
+        None => composer,
+    };
+    let progress = progress::Progress::new(request.verbosity);
+
+    let (medium, mode): (Arc<dyn Medium>, WriteMode) = match &request.target {
+        Target::Device {
+            path,
+            assume_yes,
+            policy,
+        } => {
+            let candidate = backend.inspect(path, image_size, *policy)?;
+            confirm(&candidate, &request.node, *assume_yes, request.verbosity)?;
+            let medium: Arc<dyn Medium> = Arc::from(backend.open(&candidate)?);
+            catch_interrupts();
+            if request.probe_capacity {
+                progress.say("checking that the card holds what it claims…");
+            }
+            let probed = match request.probe_capacity {
+                true => probe::probe(&*medium),
+                false => Ok(()),
+            };
+            probed.map_err(|e| match e {
+                probe::ProbeError::Io(source) => FlashError::Io {
+                    op: "probing the capacity of",
+                    path: path.clone(),
+                    source,
+                },
+                probe::ProbeError::Counterfeit {
+                    claimed,
+                    offset,
+                    aliased_with,
+                } => FlashError::Counterfeit {
+                    claimed,
+                    claimed_gib: claimed as f64 / (1u64 << 30) as f64,
+                    offset,
+                    how: match aliased_with {
+                        Some(other) => format!(
+                            "was overwritten by data written at byte {other} (writes wrap around)"
+                        ),
+                        None => "did not read back".into(),
+                    },
+                },
+            })?;
+            (medium, request.mode.unwrap_or(WriteMode::Full))
+        }
+        Target::Output(path) => {
+            let file = ImageFile::create(path, image_size).map_err(|source| FlashError::Io {
+                op: "creating",
+                path: path.clone(),
+                source,
+            })?;
+            catch_interrupts();
+            (Arc::new(file), request.mode.unwrap_or(WriteMode::Sparse))
+        }
+    };
+    if interrupted() {
+        return Err(FlashError::Interrupted);
+    }
+
+    let state = Arc::new(WriteState::default());
+    let mut timings = (0.0, 0.0);
+    let result = write_and_verify(
+        composer,
+        &medium,
+        slot_range,
+        mode,
+        block_size,
+        &progress,
+        &state,
+        &mut timings,
+    );
+    match result {
+        Ok(()) => Ok(FlashSummary {
+            node: request.node,
+            target: medium.path().to_path_buf(),
+            target_kind: if medium.is_disk() { "device" } else { "file" },
+            mode,
+            image_bytes: image_size,
+            write_seconds: timings.0,
+            verify_seconds: timings.1,
+            write_bytes_per_second: image_size as f64 / timings.0.max(1e-9),
+            verified: true,
+        }),
+        Err(cause) => {
+            progress.abandon();
+            if !state.touched.load(Ordering::SeqCst) {
+                if !medium.is_disk() {
+                    let _ = std::fs::remove_file(medium.path());
+                }
+                return Err(cause);
+            }
+            let target = medium.path().to_path_buf();
+            let wipe_error = if medium.is_disk() {
+                wipe(&*medium, image_size).err().map(|e| e.to_string())
+            } else {
+                // An image file is not worth keeping half-written: remove it.
+                std::fs::remove_file(&target).err().map(|e| e.to_string())
+            };
+            Err(FlashError::Wiped {
+                cause: Box::new(cause),
+                target,
+                wipe_error,
+            })
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_and_verify<R: Read + Seek + Send + 'static>(
+    composer: Composer<R>,
+    medium: &Arc<dyn Medium>,
+    slot_range: Option<Range<u64>>,
+    mode: WriteMode,
+    block_size: usize,
+    progress: &progress::Progress,
+    state: &Arc<WriteState>,
+    timings: &mut (f64, f64),
+) -> Result<(), FlashError> {
+    let table = composer.table().clone();
+    let layout = table.layout();
+    let image_size = table.image_size();
+    let path = medium.path().to_path_buf();
+    let io_err = |op: &'static str| {
+        let path = path.clone();
+        move |source| FlashError::Io { op, path, source }
+    };
+    let mut expected: Vec<ChunkHash> = table.hashes().to_vec();
+
+    let started = Instant::now();
+    progress.phase("write", image_size);
+    let mut writer = Writer::start(
+        Arc::clone(medium),
+        image_size,
+        block_size,
+        Arc::clone(state),
+    );
+    let mut chunks = composer.chunks();
+    while let Some(item) = chunks.next() {
+        if interrupted() {
+            return Err(FlashError::Interrupted);
+        }
+        let chunk = item.map_err(FlashError::Compose)?;
+        let range = chunk.offset..chunk.offset + chunk.data.len() as u64;
+        if slot_range
+            .as_ref()
+            .is_some_and(|s| s.start < range.end && range.start < s.end)
+        {
+            // The table hashes the zeroed slot; read-back compares what was written.
+            expected[chunk.index] = ChunkHash::of(&chunk.data);
+        }
+        let pushed =
+            if mode == WriteMode::Sparse && chunk.is_zero && chunk.data.len().is_multiple_of(ALIGN)
+            {
+                writer.push_zeros(chunk.offset, chunk.data.len() as u64)
+            } else if chunk.is_zero {
+                writer.push_zero_bytes(chunk.offset, chunk.data.len() as u64)
+            } else {
+                writer.push(chunk.offset, &chunk.data)
+            };
+        pushed.map_err(io_err("writing"))?;
+        progress.set(state.done.load(Ordering::Relaxed));
+        chunks.recycle(chunk);
+    }
+    drop(chunks);
+    if interrupted() {
+        return Err(FlashError::Interrupted);
+    }
+    writer.finish().map_err(io_err("writing and flushing"))?;
+    progress.set(image_size);
+    progress.finish_phase();
+    timings.0 = started.elapsed().as_secs_f64();
+    if interrupted() {
+        return Err(FlashError::Interrupted);
+    }
+
+    let started = Instant::now();
+    progress.phase("read-back", image_size);
+    let done = AtomicU64::new(0);
+    let tick = || {
+        progress.set(done.load(Ordering::Relaxed));
+        interrupted()
+    };
+    verify::read_back(
+        Arc::clone(medium),
+        layout,
+        &expected,
+        block_size,
+        &done,
+        &tick,
+    )
+    .map_err(|e| match e {
+        ReadBackError::Io { offset, source } => FlashError::Io {
+            op: "reading back",
+            path: path.clone(),
+            source: io::Error::new(source.kind(), format!("at byte {offset}: {source}")),
+        },
+        ReadBackError::Short { offset } => FlashError::Io {
+            op: "reading back",
+            path: path.clone(),
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the medium ends at byte {offset}, before the image does"),
+            ),
+        },
+        ReadBackError::Mismatch { chunk, offset } => FlashError::ReadBack {
+            device: path.clone(),
+            chunk,
+            offset,
+        },
+        ReadBackError::Interrupted => FlashError::Interrupted,
+    })?;
+    progress.finish_phase();
+    timings.1 = started.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// Zeroes the partition-table areas: the first MiB, and the last GPT-backup sectors
+/// of both the image and the disk. Every byte is written explicitly (no discard) and
+/// flushed.
+pub fn wipe(medium: &dyn Medium, image_size: u64) -> io::Result<()> {
+    let size = medium.size();
+    let mut ranges: Vec<Range<u64>> = Vec::with_capacity(3);
+    ranges.push(0..HEAD_BYTES.min(round_down(size)));
+    for end in [image_size.min(size), size] {
+        let end = if medium.is_direct() {
+            round_down(end)
+        } else {
+            end
+        };
+        let start = round_down(end.saturating_sub(GPT_BACKUP_BYTES));
+        ranges.push(start..end);
+    }
+    let mut first_error = None;
+    for r in ranges {
+        if let Err(e) = writer::write_zeros(medium, r.start, r.end - r.start) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Err(e) = medium.sync() {
+        first_error.get_or_insert(e);
+    }
+    match first_error {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// Shows what will be erased and waits for the node name.
+fn confirm(
+    candidate: &Candidate,
+    node: &str,
+    assume_yes: bool,
+    verbosity: Verbosity,
+) -> Result<(), FlashError> {
+    let disk = &candidate.disk;
+    let mut text = format!(
+        "{}: {} {}, bus {}{}\n",
+        disk.path.display(),
+        if disk.model.is_empty() {
+            "(no model)"
+        } else {
+            &disk.model
+        },
+        size_text(disk.size),
+        disk.bus,
+        if disk.removable { ", removable" } else { "" }
+    );
+    if candidate.partitions.is_empty() {
+        text.push_str("  no partitions\n");
+    }
+    for p in &candidate.partitions {
+        text.push_str(&format!("  {}  {}", p.path.display(), size_text(p.size)));
+        for m in &p.mounts {
+            text.push_str(&format!("  mounted on {} (will be unmounted)", m.display()));
+        }
+        text.push('\n');
+    }
+    if assume_yes {
+        if verbosity == Verbosity::Normal {
+            eprint!("writing node {node} to\n{text}");
+        }
+        return Ok(());
+    }
+    eprint!(
+        "Everything on this disk will be lost:\n{text}Type the node name ({node}) to write it: "
+    );
+    let _ = io::stderr().flush();
+    let mut answer = String::new();
+    let read = io::stdin().lock().read_line(&mut answer);
+    if matches!(read, Ok(n) if n > 0) && answer.trim() == node {
+        Ok(())
+    } else {
+        if !matches!(read, Ok(n) if n > 0) {
+            eprintln!("\n(no answer on stdin; scripts pass --yes with an explicit --device)");
+        }
+        Err(FlashError::NotConfirmed(disk.path.clone()))
+    }
+}
