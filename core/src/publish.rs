@@ -437,6 +437,10 @@ pub struct NodeConfig {
     pub node: String,
     /// Class name.
     pub class: String,
+    /// k3s role (`server`, `agent`, `none`).
+    pub role: String,
+    /// For a k3s server: the commands to run on the live cluster before its card boots.
+    pub rejoin_commands: Vec<String>,
     /// Card image size in bytes.
     pub image_size: u64,
     /// Per-chunk SHA-256 of the class base (the golden image).
@@ -853,6 +857,12 @@ fn publish_node(
         version: NODE_CONFIG_VERSION,
         node: node.to_string(),
         class: class.clone(),
+        role: inv.nodes[node].role.to_string(),
+        rejoin_commands: img
+            .rendered
+            .server_rejoin_commands
+            .clone()
+            .unwrap_or_default(),
         image_size: img.personalised.image_size,
         base_table: base.table.clone(),
         composed_table: composed,

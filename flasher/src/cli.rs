@@ -15,6 +15,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Flash a node's verified card: pull (or use the cache), verify the
+    /// signature and every digest, decrypt the secrets, write, read back.
+    ///
+    /// Exit status: 0 written and verified ("insert and power on"); 2 bad input
+    /// (no node, no target, wrong identity); 3 verification failed (nothing
+    /// written, or the card wiped); 4 device refused; 5 I/O error; 130
+    /// interrupted.
+    Flash(FlashArgs),
     /// List the disks this machine could write a card to.
     Devices {
         /// Print as JSON on stdout.
@@ -213,4 +221,57 @@ mod tests {
         assert!(parse_size("4G").is_err());
         assert!(parse_size("M").is_err());
     }
+}
+
+/// `metis-flash flash`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("flash_target").args(["device", "output"])))]
+pub struct FlashArgs {
+    /// The node, e.g. titan-db.
+    pub node: Option<String>,
+    /// The whole disk to write (/dev/sdX, /dev/mmcblkN).
+    #[arg(long, value_name = "DEV")]
+    pub device: Option<PathBuf>,
+    /// Write an image file instead of a disk (for VMs and tests).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Never open a network connection: use only the cache.
+    #[arg(long)]
+    pub offline: bool,
+    /// The operator's age identity or SSH private key
+    /// [default: <config dir>/metis/identity.txt, then ~/.ssh/id_ed25519]
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Also trust this cosign public key (besides the pinned ones).
+    #[arg(long, value_name = "FILE")]
+    pub trust_key: Vec<PathBuf>,
+    /// Accept an artifact older than the newest already seen for this node.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Do not ask for the node name (only with an explicit --device).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Accept a disk the OS does not report as removable, USB or SD.
+    #[arg(long)]
+    pub force_non_removable: bool,
+    /// Skip all-zero chunks after zeroing them with the device's zero-out.
+    #[arg(long, conflicts_with = "full")]
+    pub sparse: bool,
+    /// Write every byte (default for --device).
+    #[arg(long)]
+    pub full: bool,
+    /// Bytes per write (power of two, 4 KiB..64 MiB); K/M suffixes allowed.
+    #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
+    pub block_size: usize,
+    /// Cache directory [default: $METIS_CACHE, else ~/.cache/metis]
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// No progress bar or messages on stderr (errors still are).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Print one JSON summary on stdout (implies -q).
+    #[arg(long)]
+    pub json: bool,
 }

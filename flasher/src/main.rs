@@ -8,6 +8,7 @@ mod cli;
 mod device;
 mod exit;
 mod flash;
+mod node;
 mod pull;
 
 use std::process::ExitCode;
@@ -22,6 +23,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Write(args) = cli.command {
         return write(args).into();
+    }
+    if let Command::Flash(args) = cli.command {
+        return node::flash_node(args).into();
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,7 +60,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Trust(command) => trust(command)?,
         Command::Pull(args) => pull::pull(args)?,
         Command::Cache { command, cache } => pull::cache(command, cache)?,
-        Command::Write(_) => unreachable!("dispatched in main"),
+        Command::Write(_) | Command::Flash(_) => unreachable!("dispatched in main"),
         Command::Probe { device } => {
             let d = backend
                 .describe(&device)
@@ -149,13 +153,23 @@ fn write(args: cli::WriteArgs) -> exit::Exit {
             },
         )
     });
+    finish(outcome, json, args.quiet)
+}
+
+/// Prints the outcome of a flash for humans or scripts and picks the exit code.
+/// The success line is printed only after the read-back verified the card.
+fn finish(
+    outcome: Result<flash::FlashSummary, flash::FlashError>,
+    json: bool,
+    quiet: bool,
+) -> exit::Exit {
     match outcome {
         Ok(summary) => {
             if json {
                 let mut value = serde_json::to_value(&summary).expect("a summary serializes");
                 value["ok"] = serde_json::Value::Bool(true);
                 println!("{value}");
-            } else if !args.quiet {
+            } else if !quiet {
                 eprintln!(
                     "{}: {} bytes written to {} in {:.1} s ({:.1} MiB/s), read back and verified in {:.1} s",
                     summary.node,

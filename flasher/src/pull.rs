@@ -12,15 +12,15 @@ use metis_core::oci::{
 use crate::cli::{CacheCommand, PullArgs, RegistryArgs};
 
 /// The registry location, prefix and options, from the flags or the inventory.
-struct Target {
-    location: String,
-    prefix: String,
-    options: RegistryOptions,
+pub(crate) struct Target {
+    pub(crate) location: String,
+    pub(crate) prefix: String,
+    pub(crate) options: RegistryOptions,
     /// Node names of the inventory, when it could be loaded.
     nodes: Option<Vec<String>>,
 }
 
-fn target(args: &RegistryArgs, offline: bool) -> Result<Target> {
+pub(crate) fn target(args: &RegistryArgs, offline: bool) -> Result<Target> {
     let inventory = if args.inventory.join("metis.yaml").exists() {
         match metis_core::inventory::load(&args.inventory) {
             Ok(inv) => Some(inv),
@@ -88,7 +88,7 @@ fn target(args: &RegistryArgs, offline: bool) -> Result<Target> {
     })
 }
 
-fn open_cache(dir: Option<&Path>) -> Result<Layout> {
+pub(crate) fn open_cache(dir: Option<&Path>) -> Result<Layout> {
     let dir = oci::cache_dir(dir)?;
     Layout::open_or_create(&dir).with_context(|| format!("opening the cache {}", dir.display()))
 }
@@ -160,7 +160,7 @@ fn use_cached(cache: &Layout, repository: &str, node: &str, tag: &str) -> Result
     }))
 }
 
-fn pull_one(
+pub(crate) fn pull_one(
     registry: Option<&Registry>,
     cache: &Layout,
     repository: &str,
@@ -205,6 +205,19 @@ fn pull_one(
                 p.downloaded_bytes as f64 / MIB,
                 p.reused_bytes as f64 / MIB
             );
+            // The signature travels with the artifact, so offline flashing can verify it.
+            if let Some(sig_tag) = metis_core::trust::signature_tag(&p.digest) {
+                oci::block_on(oci::pull_into(
+                    registry,
+                    cache,
+                    repository,
+                    &sig_tag,
+                    &PullOptions::default(),
+                ))
+                .map_err(|e| {
+                    anyhow::anyhow!("{node}: fetching the signature {repository}:{sig_tag}: {e}")
+                })?;
+            }
             Ok(())
         }
         Err(e) if e.is_unreachable() => match use_cached(cache, repository, node, tag)? {

@@ -1,0 +1,260 @@
+//! `metis-flash flash NODE`: the operator's whole job. Resolve the node, use the
+//! cache or pull, verify signature and every digest offline against the pinned
+//! keys, decrypt the secrets with the operator's identity, compose base + patch
+//! + secrets chunk by chunk (each chunk checked against the signed table), write,
+//! read back, and only then say `insert and power on`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use metis_core::image::compose::{ComposeOptions, Composer};
+use metis_core::image::patch::Patch;
+use metis_core::oci::{self, ImageManifest, Registry};
+use metis_core::publish::NodeConfig;
+use metis_core::trust::{
+    self, BlobContent, HeldArtifact, HeldBlob, HeldSignature, SeenRevisions, TrustedKeys,
+};
+
+use crate::cli::FlashArgs;
+use crate::{device, exit, flash, pull};
+
+/// A verified node artifact in the cache, ready to compose.
+struct Verified {
+    config: NodeConfig,
+    base: PathBuf,
+    patch: Vec<u8>,
+    secrets: Vec<u8>,
+    digest: String,
+    revision: u64,
+    key: String,
+}
+
+fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
+    let target = pull::target(&args.registry, args.offline)?;
+    let cache = pull::open_cache(args.cache.as_deref())?;
+    let repo = oci::node_repository(&target.prefix, node);
+    let registry = if args.offline {
+        None
+    } else {
+        Some(
+            Registry::open(&target.location, &target.options)
+                .with_context(|| format!("opening the registry {}", target.location))?,
+        )
+    };
+    pull::pull_one(registry.as_ref(), &cache, &repo, node, "latest")?;
+
+    let latest = oci::cached(&cache, &repo, "latest")?.with_context(|| {
+        format!(
+            "{repo}:latest is not in the cache {}",
+            cache.dir().display()
+        )
+    })?;
+    let digest = latest.manifest.digest.clone();
+    let manifest_bytes = cache.read_blob(&digest)?;
+    let sig_tag =
+        trust::signature_tag(&digest).context("the cached manifest digest is not sha256")?;
+    let sig_ref = oci::cached(&cache, &repo, &sig_tag)?.with_context(|| {
+        format!(
+            "{node}: the artifact {digest} has no signature in the cache ({repo}:{sig_tag}); \
+             pull it again online — an unsigned artifact is never written"
+        )
+    })?;
+    let sig_manifest = cache.read_blob(&sig_ref.manifest.digest)?;
+    let payloads: Vec<Vec<u8>> = trust::signature_payloads(&sig_manifest)?
+        .iter()
+        .map(|d| cache.read_blob(&d.digest))
+        .collect::<Result<_, _>>()?;
+    let payload_refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+
+    let manifest = ImageManifest::parse(&manifest_bytes)
+        .map_err(|e| anyhow::anyhow!("{node}: the cached manifest is malformed: {e}"))?;
+    let paths: Vec<(String, String, PathBuf)> = manifest
+        .blobs()
+        .map(|d| {
+            Ok((
+                d.media_type.clone(),
+                d.digest.clone(),
+                cache.blob_path(&d.digest)?,
+            ))
+        })
+        .collect::<Result<_, oci::OciError>>()?;
+    let held: Vec<HeldBlob> = paths
+        .iter()
+        .map(|(mt, d, p)| HeldBlob {
+            media_type: mt,
+            digest: d,
+            content: BlobContent::File(p),
+        })
+        .collect();
+
+    let keys = trusted_keys(args)?;
+    let mut seen = SeenRevisions::load(cache.dir())?;
+    let verified = trust::verify_node(
+        &keys,
+        &HeldSignature {
+            manifest: &sig_manifest,
+            payloads: &payload_refs,
+        },
+        &HeldArtifact {
+            manifest: &manifest_bytes,
+            blobs: &held,
+        },
+        node,
+        &mut seen,
+        args.allow_downgrade,
+    )
+    .with_context(|| format!("verifying {node}'s artifact {digest}: nothing was written"))?;
+
+    let blob = |media_type: &str| -> Result<PathBuf> {
+        paths
+            .iter()
+            .find(|(mt, _, _)| mt == media_type)
+            .map(|(_, _, p)| p.clone())
+            .with_context(|| format!("{node}: the artifact has no {media_type} layer"))
+    };
+    let config: NodeConfig =
+        serde_json::from_slice(&std::fs::read(cache.blob_path(&manifest.config.digest)?)?)
+            .with_context(|| format!("{node}: the signed config is not a Metis node config"))?;
+    if config.node != node {
+        bail!(
+            "{node}: the signed config is for {}; nothing was written",
+            config.node
+        );
+    }
+    Ok(Verified {
+        base: blob(oci::MEDIA_TYPE_BASE)?,
+        patch: std::fs::read(blob(oci::MEDIA_TYPE_PATCH)?)?,
+        secrets: std::fs::read(blob(oci::MEDIA_TYPE_SECRETS)?)?,
+        config,
+        digest,
+        revision: verified.metadata.revision,
+        key: verified.key_fingerprint,
+    })
+}
+
+/// The pinned keys: the operator's (`metis-flash trust add`) and any given with --trust-key.
+fn trusted_keys(args: &FlashArgs) -> Result<TrustedKeys> {
+    let mut keys = match TrustedKeys::default_dir() {
+        Some(dir) if dir.is_dir() => TrustedKeys::load_dir(&dir)?.keys().to_vec(),
+        _ => Vec::new(),
+    };
+    for k in &args.trust_key {
+        keys.push(trust::PublicKey::read(k).with_context(|| format!("reading {}", k.display()))?);
+    }
+    if keys.is_empty() {
+        bail!(
+            "no trusted signing key: pin the lab's key once with `metis-flash trust add cosign.pub` \
+             (or pass --trust-key FILE); nothing was written"
+        );
+    }
+    Ok(TrustedKeys::new(keys))
+}
+
+/// Runs the whole flow and returns the exit code.
+pub fn flash_node(args: FlashArgs) -> exit::Exit {
+    let json = args.json;
+    let quiet = args.quiet || json;
+    let Some(node) = args.node.clone() else {
+        eprintln!("error: name the node to flash, e.g. `metis-flash flash titan-db` (`metis-flash cache ls` lists cached nodes)");
+        return exit::Exit::BadInput;
+    };
+    let verified = match load_verified(&args, &node) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": format!("{e:#}"), "exit_code": 3})
+                );
+            }
+            return exit::Exit::Verification;
+        }
+    };
+    if !quiet {
+        eprintln!(
+            "{node}: revision {} ({}) verified with key {}",
+            verified.revision, verified.digest, verified.key
+        );
+    }
+    let identities = match metis_core::secrets::Identities::for_operator(args.identity.as_deref()) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e:#}; nothing was written");
+            return exit::Exit::BadInput;
+        }
+    };
+    let bundle = match metis_core::secrets::open_node_bundle(&verified.secrets, &identities) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {node}: {e:#}; nothing was written");
+            return exit::Exit::BadInput;
+        }
+    };
+    if verified.config.slot.len != bundle.len() as u64 {
+        eprintln!(
+            "error: {node}: the secrets bundle is {} bytes but the card's slot is {}; nothing was written",
+            bundle.len(),
+            verified.config.slot.len
+        );
+        return exit::Exit::Verification;
+    }
+    if !verified.config.rejoin_commands.is_empty() && !quiet {
+        eprintln!("{node} is a k3s server with embedded etcd: before its card boots, remove its old etcd member and node from the live cluster:");
+        for c in &verified.config.rejoin_commands {
+            eprintln!("    {c}");
+        }
+    }
+    let composer = Path::new(&verified.base);
+    let outcome = (|| {
+        let patch = Patch::decode(&verified.patch)
+            .map_err(|e| flash::FlashError::BadInput(format!("{node}: the node patch: {e}")))?;
+        let base = std::fs::File::open(composer)
+            .map_err(|e| flash::FlashError::BadInput(format!("{}: {e}", composer.display())))?;
+        let c = Composer::new(
+            base,
+            verified.config.composed_table.clone(),
+            patch,
+            ComposeOptions::default(),
+        )
+        .map_err(|e| flash::FlashError::BadInput(format!("{node}: {e}")))?;
+        let target = match (&args.device, &args.output) {
+            (Some(path), _) => flash::Target::Device {
+                path: path.clone(),
+                assume_yes: args.yes,
+                policy: device::Policy {
+                    force_non_removable: args.force_non_removable,
+                },
+            },
+            (None, Some(path)) => flash::Target::Output(path.clone()),
+            (None, None) => {
+                return Err(flash::FlashError::BadInput(
+                    "name where to write: --device /dev/sdX (the card) or --output FILE.img".into(),
+                ))
+            }
+        };
+        flash::run(
+            c,
+            flash::FlashRequest {
+                node: node.clone(),
+                slot: Some((verified.config.slot.offset, bundle.to_vec())),
+                target,
+                mode: if args.sparse {
+                    Some(flash::WriteMode::Sparse)
+                } else if args.full {
+                    Some(flash::WriteMode::Full)
+                } else {
+                    None
+                },
+                block_size: args.block_size,
+                verbosity: if quiet {
+                    flash::Verbosity::Quiet
+                } else {
+                    flash::Verbosity::Normal
+                },
+                probe_capacity: true,
+            },
+        )
+    })();
+    crate::finish(outcome, json, args.quiet)
+}
