@@ -711,32 +711,34 @@ fn work_dd_direct(dev: &str, len: usize) -> Vec<u8> {
 }
 
 #[test]
-fn sigint_mid_write_wipes_the_card() {
+fn sigint_or_sigterm_mid_write_wipes_the_card() {
     assert!(have_fusepy(), "needs python3-fusepy and /dev/fuse");
     let art = Artifact::new(32 * MIB);
     let size = 40 * MIB;
-    let card = FakeCard::start(size, &["--delay-ms".into(), "20".into()]);
-    let start_written = card.written();
-    let child = Command::new(BIN)
-        .args(art.args(&art.table))
-        .args(["--device", card.dev(), "--yes", "--force-non-removable"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while card.written() < start_written + 8 * MIB as u64 {
-        assert!(Instant::now() < deadline, "the flash never got going");
-        std::thread::sleep(Duration::from_millis(10));
+    for signal in ["-INT", "-TERM"] {
+        let card = FakeCard::start(size, &["--delay-ms".into(), "20".into()]);
+        let start_written = card.written();
+        let child = Command::new(BIN)
+            .args(art.args(&art.table))
+            .args(["--device", card.dev(), "--yes", "--force-non-removable"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while card.written() < start_written + 8 * MIB as u64 {
+            assert!(Instant::now() < deadline, "the flash never got going");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sh("kill", &[signal, &child.id().to_string()]);
+        let run = Run::from(child.wait_with_output().unwrap());
+        assert_eq!(run.code, 130, "{signal}: {run:?}");
+        assert!(run.stderr.contains("interrupted"), "{signal}: {run:?}");
+        assert!(
+            card.written() < start_written + 30 * MIB as u64,
+            "{signal}: the flash ran to the end before the signal"
+        );
+        assert_wiped(&run, &card.card(), 32 * MIB, size);
     }
-    sh("kill", &["-INT", &child.id().to_string()]);
-    let run = Run::from(child.wait_with_output().unwrap());
-    assert_eq!(run.code, 130, "{run:?}");
-    assert!(run.stderr.contains("interrupted"), "{run:?}");
-    assert!(
-        card.written() < start_written + 30 * MIB as u64,
-        "the flash ran to the end before the signal"
-    );
-    assert_wiped(&run, &card.card(), 32 * MIB, size);
 }
