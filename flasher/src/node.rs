@@ -1,7 +1,7 @@
 //! `metis-flash flash NODE`: the operator's whole job. Resolve the node, use the
 //! cache or pull, verify signature and every digest offline against the pinned
-//! keys, decrypt the secrets with the operator's identity, compose base + patch
-//! + secrets chunk by chunk (each chunk checked against the signed table), write,
+//! keys, decrypt the secrets with the operator's identity, compose base, patch
+//! and secrets chunk by chunk (each chunk checked against the signed table), write,
 //! read back, and only then say `insert and power on`.
 
 use std::path::{Path, PathBuf};

@@ -58,9 +58,14 @@ use super::base::{decode_frame, default_threads, new_decompressor, BaseError, Ba
 use super::chunks::{is_all_zero, ChunkHash, ChunkLayout, ChunkTable, ZeroHashes, MAX_CHUNK_SIZE};
 use super::patch::{Patch, PatchError};
 
-/// The bytes of every all-zero chunk handed out without decoding. Zero-initialised
-/// static memory: untouched or only read, it costs no resident memory.
-static ZEROS: [u8; MAX_CHUNK_SIZE as usize] = [0; MAX_CHUNK_SIZE as usize];
+/// The bytes of every all-zero chunk handed out without decoding. Allocated on
+/// first use with calloc (`vec![0; n]`), so untouched pages cost no resident
+/// memory — and unlike a zero-filled `static` array, nothing lands in the
+/// binary's read-only data (a 16 MiB static made the flasher 16 MiB larger).
+fn zeros() -> &'static [u8] {
+    static ZEROS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ZEROS.get_or_init(|| vec![0; MAX_CHUNK_SIZE as usize])
+}
 
 /// Decoded bytes compose keeps in flight, besides the chunk the caller holds: with 4 MiB
 /// chunks, 6 chunks (plus at most as many compressed frames).
@@ -248,7 +253,7 @@ impl Plan {
         let range = layout.chunk_range(index);
         let len = layout.chunk_len(index);
         let (mut data, actual) = match frame {
-            None => (Cow::Borrowed(&ZEROS[..len]), self.zero_hash(len)),
+            None => (Cow::Borrowed(&zeros()[..len]), self.zero_hash(len)),
             Some(frame) => {
                 let mut data = buffer();
                 decode_frame(decoder, layout, index, frame, &mut data)?;
