@@ -1,0 +1,292 @@
+//! The operator's job end to end, as a new user would do it: the example lab is
+//! published (signed, secrets sealed) into an `oci:` registry, `metis-flash pull`
+//! caches a node, the registry goes away, and `metis-flash flash NODE --offline
+//! --device /dev/loopN` writes a card that is byte for byte the node's image with
+//! its secrets in the slot. A wrong key or a tampered artifact writes nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use metis_core::inventory;
+use metis_core::publish::{self, PublishOptions, SealedSecrets};
+use metis_core::secrets::Identities;
+use metis_core::trust::PrivateKey;
+use sha2::{Digest, Sha256};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn demo(file: &str) -> PathBuf {
+    root().join("inventory/demo-keys").join(file)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() == "golden" {
+            continue;
+        }
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The example lab published into `oci:<dir>/registry`.
+fn published(dir: &Path) -> (PathBuf, PathBuf) {
+    let inv_dir = dir.join("inventory");
+    copy_dir(&root().join("inventory"), &inv_dir);
+    let gen = Command::new(root().join("tests/golden/gen.sh"))
+        .arg(inv_dir.join("golden"))
+        .env(
+            "PATH",
+            format!(
+                "/usr/sbin:/sbin:{}",
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "gen.sh: {}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let inv = inventory::load(&inv_dir).unwrap();
+    let reg_dir = dir.join("registry");
+    let registry =
+        metis_core::oci::Registry::open(&format!("oci:{}", reg_dir.display()), &Default::default())
+            .unwrap();
+    let key = PrivateKey::from_encrypted_pem(
+        &std::fs::read_to_string(demo("cosign.key")).unwrap(),
+        b"demo",
+    )
+    .unwrap();
+    let ci = Identities::from_file(&demo("builder.agekey")).unwrap();
+    let secrets = SealedSecrets::new(Some(ci));
+    let plan = publish::plan(&inv, &registry, &secrets).unwrap();
+    let report = publish::publish(
+        &inv,
+        &registry,
+        &key,
+        &secrets,
+        &plan,
+        &PublishOptions {
+            only: vec!["titan-13".into()],
+            jobs: 1,
+            dry_run: false,
+            partial: true,
+            revision: None,
+            work_dir: dir.join("work"),
+            built: "2026-11-25T00:00:00Z".into(),
+            source: "test".into(),
+        },
+    )
+    .unwrap();
+    assert!(!report.failed(), "{report:?}");
+    (inv_dir, reg_dir)
+}
+
+fn flash(cache: &Path, config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metis-flash"))
+        .args(args)
+        .env("METIS_CACHE", cache)
+        .env("XDG_CONFIG_HOME", config)
+        .env(
+            "PATH",
+            format!(
+                "/usr/sbin:/sbin:{}",
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap()
+}
+
+fn sha(path: &Path, len: u64) -> String {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path).unwrap().take(len);
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    hex::encode(h.finalize())
+}
+
+struct Loop(String);
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+#[test]
+fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
+    let work = tempfile::tempdir().unwrap();
+    let (inv_dir, reg_dir) = published(work.path());
+    let cache = work.path().join("cache");
+    let config = work.path().join("config");
+    let reg = format!("oci:{}", reg_dir.display());
+    let pubkey = demo("cosign.pub");
+    let operator = demo("operator.agekey");
+
+    let o = flash(&cache, &config, &["pull", "titan-13", "--registry", &reg]);
+    assert!(
+        o.status.success(),
+        "pull: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = flash(&cache, &config, &["trust", "add", pubkey.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "trust add: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The registry is gone: everything below works from the cache alone.
+    std::fs::rename(&reg_dir, work.path().join("registry-gone")).unwrap();
+
+    // The card: a loop device over a file holding old data.
+    let card = work.path().join("card.raw");
+    std::fs::write(&card, vec![0xA5u8; 256 << 20]).unwrap();
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&card)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = Loop(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let untouched = sha(&card, 256 << 20);
+
+    let common = [
+        "--offline",
+        "--registry",
+        reg.as_str(),
+        "--inventory",
+        inv_dir.to_str().unwrap(),
+    ];
+    // A key that is not an operator's (the CI builder's) opens nothing and writes nothing.
+    let wrong = demo("builder.agekey");
+    let mut args = vec![
+        "flash",
+        "titan-13",
+        "--device",
+        dev.0.as_str(),
+        "--yes",
+        "--force-non-removable",
+    ];
+    args.extend_from_slice(&common);
+    let mut a = args.clone();
+    a.extend(["--identity", wrong.to_str().unwrap()]);
+    let o = flash(&cache, &config, &a);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a wrong identity flashed:\n{stderr}");
+    assert!(
+        stderr.contains("not a recipient") || stderr.contains("not encrypted to your key"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("insert and power on"));
+    assert_eq!(
+        sha(&card, 256 << 20),
+        untouched,
+        "a refused flash changed the card"
+    );
+
+    // The real flash.
+    let mut a = args.clone();
+    a.extend(["--identity", operator.to_str().unwrap()]);
+    let o = flash(&cache, &config, &a);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "flash failed:\n{stderr}");
+    assert!(stderr.contains("insert and power on"), "{stderr}");
+    assert!(stderr.contains("verified with key"), "{stderr}");
+
+    // --output gives the same bytes; both are the node's image with its secrets in the slot.
+    let img = work.path().join("titan-13.img");
+    let mut a = vec!["flash", "titan-13", "--output", img.to_str().unwrap()];
+    a.extend_from_slice(&common);
+    a.extend(["--identity", operator.to_str().unwrap()]);
+    let o = flash(&cache, &config, &a);
+    assert!(
+        o.status.success(),
+        "flash --output: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let size = std::fs::metadata(&img).unwrap().len();
+    assert_eq!(
+        sha(&card, size),
+        sha(&img, size),
+        "the card differs from --output"
+    );
+    let inv = inventory::load(&inv_dir).unwrap();
+    let reference = work.path().join("ref.img");
+    let built =
+        metis_core::image::node::write_node_image(&inv, "titan-13", &reference, None).unwrap();
+    let (slot_at, slot_len) = (
+        built.personalised.slot.offset as usize,
+        built.personalised.slot.len as usize,
+    );
+    let (a, b) = (
+        std::fs::read(&reference).unwrap(),
+        std::fs::read(&img).unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    assert!(
+        a[..slot_at] == b[..slot_at] && a[slot_at + slot_len..] == b[slot_at + slot_len..],
+        "outside the slot the card is not the node's image"
+    );
+    assert!(
+        b[slot_at..slot_at + slot_len].iter().any(|x| *x != 0),
+        "the secrets slot is empty"
+    );
+    // The slot holds the node's bundle (a tar archive; the boot tests check its content).
+    assert!(
+        b[slot_at..slot_at + 512]
+            .windows(8)
+            .any(|w| w == b"manifest"),
+        "slot does not hold a bundle"
+    );
+
+    // Tampered: one byte of the cached patch changed → refused, card untouched.
+    std::fs::write(&card, vec![0x5Au8; 256 << 20]).unwrap();
+    let before = sha(&card, 256 << 20);
+    let layout = metis_core::oci::Layout::open_or_create(&cache).unwrap();
+    let r = layout
+        .resolve("metis/nodes/titan-13", "latest")
+        .unwrap()
+        .unwrap();
+    let m = layout.manifest(&r.manifest.digest).unwrap();
+    let patch = m
+        .layers
+        .iter()
+        .find(|l| l.media_type == metis_core::oci::MEDIA_TYPE_PATCH)
+        .unwrap();
+    let p = layout.blob_path(&patch.digest).unwrap();
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&p, bytes).unwrap();
+    let mut a = args.clone();
+    a.extend(["--identity", operator.to_str().unwrap()]);
+    let o = flash(&cache, &config, &a);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a tampered artifact was not refused:\n{stderr}"
+    );
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    assert_eq!(
+        sha(&card, 256 << 20),
+        before,
+        "a refused flash changed the card"
+    );
+}
