@@ -74,7 +74,7 @@ fn make_lab() -> Result<Lab> {
         .prefix("metis-boot-lab-")
         .tempdir()?
         .keep();
-    copy_dir(&workspace_root().join("inventory"), &dir)?;
+    metis_tests::copy_example_inventory(&dir);
     let rpi = images.rpi_ubuntu().image;
     let amd64 = images.amd64().image;
     let pin = |image: &Path| -> Result<String> {
@@ -142,22 +142,6 @@ fn replace_golden(text: &str, pin: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        if entry.file_name() == "golden" {
-            continue;
-        }
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()))?;
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
-        }
-    }
-    Ok(())
 }
 
 /// At most two guests at once, whatever `--test-threads` says: each takes

@@ -21,28 +21,13 @@ fn lab() -> Lab {
         .tempdir()
         .unwrap();
     let inv = dir.path().join("inventory");
-    copy_dir(&workspace_root().join("inventory"), &inv);
+    metis_tests::copy_example_inventory(&inv);
     metis_tests::golden::generate_standins(&inv.join("golden")).unwrap();
     let work = dir.path().join("work");
     Lab {
         _dir: dir,
         inv,
         work,
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "golden" {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }
 

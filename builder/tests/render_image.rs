@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 
 use metis_tests::card::Card;
 use metis_tests::golden::generate_standins;
-use metis_tests::workspace_root;
 
 /// A copy of the example inventory with the stand-ins generated into its golden/.
 fn lab() -> &'static Path {
@@ -21,25 +20,10 @@ fn lab() -> &'static Path {
             .tempdir()
             .unwrap()
             .keep();
-        copy_dir(&workspace_root().join("inventory"), &dir);
+        metis_tests::copy_example_inventory(&dir);
         generate_standins(&dir.join("golden")).expect("gen.sh");
         dir
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "golden" {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn metis_build(args: &[&str]) -> std::process::Output {
@@ -268,7 +252,7 @@ fn armbian_cards_keep_their_host_keys_and_mac() {
 fn a_corrupted_golden_image_is_refused_with_both_digests() {
     let src = lab();
     let inv = tempfile::tempdir().unwrap();
-    copy_dir(src, inv.path());
+    metis_tests::copy_example_inventory(inv.path());
     std::fs::create_dir_all(inv.path().join("golden")).unwrap();
     for f in ["rpi-ubuntu.img", "armbian.img", "amd64.img"] {
         std::fs::copy(

@@ -24,25 +24,10 @@ fn demo(file: &str) -> PathBuf {
     root().join("inventory/demo-keys").join(file)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "golden" {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// The example lab published into `oci:<dir>/registry`.
 fn published(dir: &Path) -> (PathBuf, PathBuf) {
     let inv_dir = dir.join("inventory");
-    copy_dir(&root().join("inventory"), &inv_dir);
+    metis_tests::copy_example_inventory(&inv_dir);
     let gen = Command::new(root().join("tests/golden/gen.sh"))
         .arg(inv_dir.join("golden"))
         .env(

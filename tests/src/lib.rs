@@ -18,3 +18,24 @@ pub fn workspace_root() -> PathBuf {
         .expect("tests crate lives inside the workspace")
         .to_path_buf()
 }
+
+/// Copies the example inventory (`inventory/`, without generated golden
+/// images) to `to`, for tests that change or publish it.
+pub fn copy_example_inventory(to: &std::path::Path) {
+    copy_tree(&workspace_root().join("inventory"), to);
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("creating the inventory copy");
+    for e in std::fs::read_dir(from).expect("reading the example inventory") {
+        let e = e.expect("reading the example inventory");
+        if e.file_name() == "golden" {
+            continue;
+        }
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copying the example inventory");
+        }
+    }
+}
