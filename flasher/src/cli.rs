@@ -15,6 +15,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List the lab's nodes from the signed lab index: class, revision,
+    /// whether each is cached (or stale) and whether its signature verifies.
+    List(ListArgs),
     /// Flash a node's verified card: pull (or use the cache), verify the
     /// signature and every digest, decrypt the secrets, write, read back.
     ///
@@ -272,6 +275,25 @@ pub struct FlashArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
     /// Print one JSON summary on stdout (implies -q).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `metis-flash list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Use only the cache (never open a network connection).
+    #[arg(long)]
+    pub offline: bool,
+    /// Also trust this cosign public key (besides the pinned ones).
+    #[arg(long, value_name = "FILE")]
+    pub trust_key: Vec<PathBuf>,
+    /// Cache directory [default: $METIS_CACHE, else ~/.cache/metis]
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -8,6 +8,7 @@ mod cli;
 mod device;
 mod exit;
 mod flash;
+mod list;
 mod node;
 mod pull;
 
@@ -59,6 +60,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Trust(command) => trust(command)?,
         Command::Pull(args) => pull::pull(args)?,
+        Command::List(args) => list::list(args)?,
         Command::Cache { command, cache } => pull::cache(command, cache)?,
         Command::Write(_) | Command::Flash(_) => unreachable!("dispatched in main"),
         Command::Probe { device } => {

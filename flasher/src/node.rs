@@ -87,7 +87,7 @@ fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
         })
         .collect();
 
-    let keys = trusted_keys(args)?;
+    let keys = trusted_keys(&args.trust_key)?;
     let mut seen = SeenRevisions::load(cache.dir())?;
     let verified = trust::verify_node(
         &keys,
@@ -133,12 +133,12 @@ fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
 }
 
 /// The pinned keys: the operator's (`metis-flash trust add`) and any given with --trust-key.
-fn trusted_keys(args: &FlashArgs) -> Result<TrustedKeys> {
+pub(crate) fn trusted_keys(extra: &[PathBuf]) -> Result<TrustedKeys> {
     let mut keys = match TrustedKeys::default_dir() {
         Some(dir) if dir.is_dir() => TrustedKeys::load_dir(&dir)?.keys().to_vec(),
         _ => Vec::new(),
     };
-    for k in &args.trust_key {
+    for k in extra {
         keys.push(trust::PublicKey::read(k).with_context(|| format!("reading {}", k.display()))?);
     }
     if keys.is_empty() {

@@ -132,6 +132,22 @@ fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
         "trust add: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // The signed lab index lists the node as cached, with a signature that verifies.
+    let o = flash(&cache, &config, &["list", "--registry", &reg, "--json"]);
+    assert!(
+        o.status.success(),
+        "list: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t13 = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "titan-13")
+        .unwrap();
+    assert_eq!(t13["cache"], "cached", "{listed:#}");
+    assert_eq!(t13["verifies"], true, "{listed:#}");
     // The registry is gone: everything below works from the cache alone.
     std::fs::rename(&reg_dir, work.path().join("registry-gone")).unwrap();
 
