@@ -21,19 +21,19 @@ METIS_AGE_IDENTITY="$(cat inventory/demo-keys/builder.agekey)"
 export METIS_AGE_IDENTITY
 pub() {
     "$bin" publish --inventory "$work/inventory" --registry "oci:$work/reg" \
-        --key inventory/demo-keys/cosign.key --work-dir "$work/work" --json "$@"
+        --key inventory/demo-keys/cosign.key --work-dir "$work/work" --json
 }
 now() { date +%s.%N; }
 bytes() { python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["base_bytes_uploaded"]+sum(n["uploaded_bytes"] for n in r["nodes"]))'; }
 
 t0=$(now); full_bytes=$(pub | bytes); t1=$(now)
-full=$(echo "$t1 - $t0" | bc)
-nodes=$(ls "$work/inventory/nodes" | wc -l)
+full=$(python3 -c "print(round($t1 - $t0, 2))")
+nodes=$(find "$work/inventory/nodes" -name "*.yaml" | wc -l)
 
 # One node's label changes.
 sed -i 's#lab.home.arpa/board=rpi4$#lab.home.arpa/board=rpi4b#' "$work/inventory/nodes/titan-13.yaml"
 t0=$(now); one_bytes=$(pub | bytes); t1=$(now)
-one=$(echo "$t1 - $t0" | bc)
+one=$(python3 -c "print(round($t1 - $t0, 2))")
 
 # Naive: every node's full image, compressed, uploaded as its own blob.
 t0=$(now); naive_bytes=0
@@ -48,7 +48,7 @@ for f in "$work"/inventory/nodes/*.yaml; do
     rm -f "$work/$n.img" "$work/$n.img.zst"
 done
 t1=$(now)
-naive=$(echo "$t1 - $t0" | bc)
+naive=$(python3 -c "print(round($t1 - $t0, 2))")
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}x')"; }
 echo "| publish $nodes nodes (full build) | ${full}s, $full_bytes B | naive ${naive}s, $naive_bytes B | time $(ratio "$full" "$naive"), bytes $(ratio "$full_bytes" "$naive_bytes") | bytes ≤ bases + 1 MiB/node |"
