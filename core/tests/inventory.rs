@@ -459,3 +459,9 @@ fn demo_keys_warn_outside_test_registries() {
     }
     assert!(!inventory::is_test_registry("192.168.22.5:443"));
 }
+
+#[test]
+fn the_demo_key_fingerprint_constant_matches_the_demo_key() {
+    let key = metis_core::trust::PublicKey::read(&example().join("demo-keys/cosign.pub")).unwrap();
+    assert_eq!(key.fingerprint(), metis_core::trust::DEMO_KEY_FINGERPRINT);
+}

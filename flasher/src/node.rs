@@ -177,6 +177,13 @@ pub fn flash_node(args: FlashArgs) -> exit::Exit {
             verified.revision, verified.digest, verified.key
         );
     }
+    if verified.key == trust::DEMO_KEY_FINGERPRINT && !demo_ok(&args) {
+        eprintln!(
+            "WARNING: {node}'s artifact is signed with the example lab's DEMO key, whose private half is \
+             public: anyone could have signed it. Replace the demo keys (inventory/demo-keys/README.md) \
+             before using a real registry."
+        );
+    }
     let identities = match metis_core::secrets::Identities::for_operator(args.identity.as_deref()) {
         Ok(i) => i,
         Err(e) => {
@@ -257,4 +264,11 @@ pub fn flash_node(args: FlashArgs) -> exit::Exit {
         )
     })();
     crate::finish(outcome, json, args.quiet)
+}
+
+/// Whether the demo key is acceptable: the registry is an `oci:` directory or on loopback.
+fn demo_ok(args: &FlashArgs) -> bool {
+    pull::target(&args.registry, true)
+        .map(|t| metis_core::inventory::is_test_registry(&t.location))
+        .unwrap_or(false)
 }

@@ -84,3 +84,9 @@ pub use signature::{
 pub use verify::{
     signature_payloads, verify_node, verify_signature, HeldArtifact, HeldSignature, Verified,
 };
+
+/// Fingerprint of the example lab's DEMO signing key (`inventory/demo-keys/cosign.pub`),
+/// whose private half is public: the flasher warns loudly when an artifact verifies with
+/// it anywhere but a loopback or `oci:` registry.
+pub const DEMO_KEY_FINGERPRINT: &str =
+    "de61bbfc11e58cefda6a136ab7e09d39c78b9048657d972b7ba5b10ba86fa1bc";
