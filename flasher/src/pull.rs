@@ -206,17 +206,26 @@ pub(crate) fn pull_one(
                 p.reused_bytes as f64 / MIB
             );
             // The signature travels with the artifact, so offline flashing can verify it.
+            // An unsigned artifact is cached all the same (pull moves bytes;
+            // `flash` refuses to write it), with a notice saying so.
             if let Some(sig_tag) = metis_core::trust::signature_tag(&p.digest) {
-                oci::block_on(oci::pull_into(
+                match oci::block_on(oci::pull_into(
                     registry,
                     cache,
                     repository,
                     &sig_tag,
                     &PullOptions::default(),
-                ))
-                .map_err(|e| {
-                    anyhow::anyhow!("{node}: fetching the signature {repository}:{sig_tag}: {e}")
-                })?;
+                )) {
+                    Ok(_) => {}
+                    Err(oci::OciError::NotFound { .. }) => eprintln!(
+                        "notice: {node}: {repository}:{tag} has no signature; metis-flash will refuse to write it"
+                    ),
+                    Err(e) => {
+                        return Err(anyhow::anyhow!(
+                            "{node}: fetching the signature {repository}:{sig_tag}: {e}"
+                        ))
+                    }
+                }
             }
             Ok(())
         }
