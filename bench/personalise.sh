@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 size_gib="${BENCH_SIZE_GIB:-4}"
-data_mib="${BENCH_DATA_MIB:-1024}"
+# Data must fit the ext4 root: at most a quarter of the image unless set explicitly.
+data_mib="${BENCH_DATA_MIB:-$(( size_gib * 256 < 1024 ? size_gib * 256 : 1024 ))}"
 work="$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/metis-bench-personalise.XXXXXX")"
 loopdev=""
 cleanup() {
