@@ -139,6 +139,7 @@ fn skopeo_raw(reg: &TestRegistry, image: &str) -> Vec<u8> {
 fn oras_python() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("METIS_ORAS_PYTHON").map(PathBuf::from),
+        Some(PathBuf::from("/opt/metis-oras/bin/python")),
         Some(PathBuf::from("/tmp/oras-venv/bin/python")),
         Some(PathBuf::from("python3")),
     ];
