@@ -2,37 +2,19 @@
 //! cache (and current), and whether the cached artifact's signature verifies.
 
 use anyhow::{Context, Result};
-use metis_core::oci::{self, ImageManifest, Layout, Registry};
+use metis_core::oci::{self, ImageManifest};
 use metis_core::trust::{self, HeldSignature, SeenRevisions};
 
 use crate::cli::ListArgs;
 use crate::{node, pull};
-
-/// The signature of `repo`'s manifest `digest`, as held in the cache.
-fn cached_signature(cache: &Layout, repo: &str, digest: &str) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
-    let tag = trust::signature_tag(digest).context("not a sha256 digest")?;
-    let r = oci::cached(cache, repo, &tag)?
-        .with_context(|| format!("{repo}: no signature for {digest} in the cache"))?;
-    let manifest = cache.read_blob(&r.manifest.digest)?;
-    let payloads = trust::signature_payloads(&manifest)?
-        .iter()
-        .map(|d| cache.read_blob(&d.digest))
-        .collect::<Result<_, _>>()?;
-    Ok((manifest, payloads))
-}
 
 /// Lists the lab's nodes from the verified index.
 pub fn list(args: ListArgs) -> Result<()> {
     let target = pull::target(&args.registry, args.offline)?;
     let cache = pull::open_cache(args.cache.as_deref())?;
     let repo = oci::index_repository(&target.prefix);
-    if !args.offline {
-        let registry = Registry::open(&target.location, &target.options)
-            .with_context(|| format!("opening the registry {}", target.location))?;
-        pull::pull_one(Some(&registry), &cache, &repo, "lab index", "latest")?;
-    } else {
-        pull::pull_one(None, &cache, &repo, "lab index", "latest")?;
-    }
+    let registry = pull::open_registry(&target, args.offline)?;
+    pull::pull_one(registry.as_ref(), &cache, &repo, "lab index", "latest")?;
     let keys = node::trusted_keys(&args.trust_key)?;
     let latest =
         oci::cached(&cache, &repo, "latest")?.context("the lab index is not in the cache")?;
@@ -45,7 +27,8 @@ pub fn list(args: ListArgs) -> Result<()> {
         .first()
         .context("the lab index manifest has no layer")?;
     let doc = cache.read_blob(&layer.digest)?;
-    let (sig, payloads) = cached_signature(&cache, &repo, &latest.manifest.digest)?;
+    let (sig, payloads) =
+        pull::cached_signature(&cache, &repo, &latest.manifest.digest, "lab index")?;
     let payload_refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
     let mut seen = SeenRevisions::load(cache.dir())?;
     let (index, verified) = trust::verify_index(
@@ -73,7 +56,7 @@ pub fn list(args: ListArgs) -> Result<()> {
         };
         // The signature only (blobs are checked at flash time): cheap enough for a list.
         let verifies = match &cached {
-            Some(r) => cached_signature(&cache, &node_repo, &r.manifest.digest)
+            Some(r) => pull::cached_signature(&cache, &node_repo, &r.manifest.digest, name)
                 .ok()
                 .and_then(|(sig, payloads)| {
                     let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();

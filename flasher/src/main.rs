@@ -115,17 +115,13 @@ fn write(args: cli::WriteArgs) -> exit::Exit {
         } else {
             flash::Verbosity::Normal
         };
-        let target = match (&args.device, &args.output) {
-            (Some(path), _) => flash::Target::Device {
-                path: path.clone(),
-                assume_yes: args.yes,
-                policy: device::Policy {
-                    force_non_removable: args.force_non_removable,
-                },
-            },
-            (None, Some(path)) => flash::Target::Output(path.clone()),
-            (None, None) => unreachable!("clap requires one"),
-        };
+        let target = flash::Target::from_flags(
+            args.device.as_deref(),
+            args.output.as_deref(),
+            args.yes,
+            args.force_non_removable,
+        )
+        .expect("clap requires --device or --output");
         let slot = match (&args.slot_offset, &args.slot_file) {
             (Some(offset), Some(file)) => Some((
                 *offset,
@@ -135,13 +131,7 @@ fn write(args: cli::WriteArgs) -> exit::Exit {
             )),
             _ => None,
         };
-        let mode = if args.sparse {
-            Some(flash::WriteMode::Sparse)
-        } else if args.full {
-            Some(flash::WriteMode::Full)
-        } else {
-            None
-        };
+        let mode = flash::WriteMode::from_flags(args.sparse, args.full);
         flash::run(
             composer,
             flash::FlashRequest {

@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use metis_core::image::compose::{ComposeOptions, Composer};
 use metis_core::image::patch::Patch;
-use metis_core::oci::{self, ImageManifest, Registry};
+use metis_core::oci::{self, ImageManifest};
 use metis_core::publish::NodeConfig;
 use metis_core::trust::{
     self, BlobContent, HeldArtifact, HeldBlob, HeldSignature, SeenRevisions, TrustedKeys,
 };
 
 use crate::cli::FlashArgs;
-use crate::{device, exit, flash, pull};
+use crate::{exit, flash, pull};
 
 /// A verified node artifact in the cache, ready to compose.
 struct Verified {
@@ -33,14 +33,7 @@ fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
     let target = pull::target(&args.registry, args.offline)?;
     let cache = pull::open_cache(args.cache.as_deref())?;
     let repo = oci::node_repository(&target.prefix, node);
-    let registry = if args.offline {
-        None
-    } else {
-        Some(
-            Registry::open(&target.location, &target.options)
-                .with_context(|| format!("opening the registry {}", target.location))?,
-        )
-    };
+    let registry = pull::open_registry(&target, args.offline)?;
     pull::pull_one(registry.as_ref(), &cache, &repo, node, "latest")?;
 
     let latest = oci::cached(&cache, &repo, "latest")?.with_context(|| {
@@ -51,19 +44,7 @@ fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
     })?;
     let digest = latest.manifest.digest.clone();
     let manifest_bytes = cache.read_blob(&digest)?;
-    let sig_tag =
-        trust::signature_tag(&digest).context("the cached manifest digest is not sha256")?;
-    let sig_ref = oci::cached(&cache, &repo, &sig_tag)?.with_context(|| {
-        format!(
-            "{node}: the artifact {digest} has no signature in the cache ({repo}:{sig_tag}); \
-             pull it again online — an unsigned artifact is never written"
-        )
-    })?;
-    let sig_manifest = cache.read_blob(&sig_ref.manifest.digest)?;
-    let payloads: Vec<Vec<u8>> = trust::signature_payloads(&sig_manifest)?
-        .iter()
-        .map(|d| cache.read_blob(&d.digest))
-        .collect::<Result<_, _>>()?;
+    let (sig_manifest, payloads) = pull::cached_signature(&cache, &repo, &digest, node)?;
     let payload_refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
 
     let manifest = ImageManifest::parse(&manifest_bytes)
@@ -225,34 +206,24 @@ pub fn flash_node(args: FlashArgs) -> exit::Exit {
             ComposeOptions::default(),
         )
         .map_err(|e| flash::FlashError::BadInput(format!("{node}: {e}")))?;
-        let target = match (&args.device, &args.output) {
-            (Some(path), _) => flash::Target::Device {
-                path: path.clone(),
-                assume_yes: args.yes,
-                policy: device::Policy {
-                    force_non_removable: args.force_non_removable,
-                },
-            },
-            (None, Some(path)) => flash::Target::Output(path.clone()),
-            (None, None) => {
-                return Err(flash::FlashError::BadInput(
-                    "name where to write: --device /dev/sdX (the card) or --output FILE.img".into(),
-                ))
-            }
-        };
+        let target = flash::Target::from_flags(
+            args.device.as_deref(),
+            args.output.as_deref(),
+            args.yes,
+            args.force_non_removable,
+        )
+        .ok_or_else(|| {
+            flash::FlashError::BadInput(
+                "name where to write: --device /dev/sdX (the card) or --output FILE.img".into(),
+            )
+        })?;
         flash::run(
             c,
             flash::FlashRequest {
                 node: node.clone(),
                 slot: Some((verified.config.slot.offset, bundle.to_vec())),
                 target,
-                mode: if args.sparse {
-                    Some(flash::WriteMode::Sparse)
-                } else if args.full {
-                    Some(flash::WriteMode::Full)
-                } else {
-                    None
-                },
+                mode: flash::WriteMode::from_flags(args.sparse, args.full),
                 block_size: args.block_size,
                 verbosity: if quiet {
                     flash::Verbosity::Quiet

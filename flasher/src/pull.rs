@@ -88,6 +88,40 @@ pub(crate) fn target(args: &RegistryArgs, offline: bool) -> Result<Target> {
     })
 }
 
+/// The registry to pull from; `None` when offline (no socket is ever opened).
+pub(crate) fn open_registry(target: &Target, offline: bool) -> Result<Option<Registry>> {
+    if offline {
+        return Ok(None);
+    }
+    Registry::open(&target.location, &target.options)
+        .map(Some)
+        .with_context(|| format!("opening the registry {}", target.location))
+}
+
+/// The cached signature of `repository`'s manifest `digest`: the signature
+/// manifest and its simple-signing payloads. `what` names the artifact in errors.
+pub(crate) fn cached_signature(
+    cache: &Layout,
+    repository: &str,
+    digest: &str,
+    what: &str,
+) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
+    let tag = metis_core::trust::signature_tag(digest)
+        .with_context(|| format!("{what}: the cached manifest digest {digest} is not sha256"))?;
+    let sig_ref = oci::cached(cache, repository, &tag)?.with_context(|| {
+        format!(
+            "{what}: the artifact {digest} has no signature in the cache ({repository}:{tag}); \
+             pull it again online — an unsigned artifact is never written"
+        )
+    })?;
+    let manifest = cache.read_blob(&sig_ref.manifest.digest)?;
+    let payloads = metis_core::trust::signature_payloads(&manifest)?
+        .iter()
+        .map(|d| cache.read_blob(&d.digest))
+        .collect::<Result<_, _>>()?;
+    Ok((manifest, payloads))
+}
+
 pub(crate) fn open_cache(dir: Option<&Path>) -> Result<Layout> {
     let dir = oci::cache_dir(dir)?;
     Layout::open_or_create(&dir).with_context(|| format!("opening the cache {}", dir.display()))
@@ -124,14 +158,7 @@ pub fn pull(args: PullArgs) -> Result<()> {
             bail!("{dir} is not an OCI image layout (no index.json); check --registry or the inventory's registry.host");
         }
     }
-    let registry = if args.offline {
-        None
-    } else {
-        Some(
-            Registry::open(&target.location, &target.options)
-                .with_context(|| format!("opening the registry {}", target.location))?,
-        )
-    };
+    let registry = open_registry(&target, args.offline)?;
     let mut failed = 0;
     for node in &nodes {
         let repository = oci::node_repository(&target.prefix, node);

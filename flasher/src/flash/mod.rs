@@ -25,7 +25,7 @@ pub mod writer;
 
 use std::io::{self, BufRead, Read, Seek, Write};
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Instant;
@@ -64,6 +64,29 @@ pub enum Target {
     Output(PathBuf),
 }
 
+impl Target {
+    /// The target the command-line flags name: `--device` wins over `--output`;
+    /// `None` when neither is given.
+    pub fn from_flags(
+        device: Option<&Path>,
+        output: Option<&Path>,
+        assume_yes: bool,
+        force_non_removable: bool,
+    ) -> Option<Self> {
+        match (device, output) {
+            (Some(path), _) => Some(Target::Device {
+                path: path.to_path_buf(),
+                assume_yes,
+                policy: Policy {
+                    force_non_removable,
+                },
+            }),
+            (None, Some(path)) => Some(Target::Output(path.to_path_buf())),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Whether zero chunks are written or skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,6 +96,19 @@ pub enum WriteMode {
     /// Zero the all-zero chunks without sending them (a device's zero-out command,
     /// or holes in an image file; default for files).
     Sparse,
+}
+
+impl WriteMode {
+    /// The mode `--sparse`/`--full` ask for; `None` picks the target's default.
+    pub fn from_flags(sparse: bool, full: bool) -> Option<Self> {
+        if sparse {
+            Some(WriteMode::Sparse)
+        } else if full {
+            Some(WriteMode::Full)
+        } else {
+            None
+        }
+    }
 }
 
 /// Everything [`run`] needs besides the composer.
