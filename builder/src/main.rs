@@ -409,29 +409,22 @@ fn lab_registry(
     mut inv: metis_core::inventory::Inventory,
     arg: &cli::RegistryArg,
 ) -> Result<(metis_core::inventory::Inventory, metis_core::oci::Registry)> {
-    if let Some(r) = &arg.registry {
-        match r.strip_prefix("oci:") {
-            Some(_) => inv.lab.registry.host = r.clone(),
-            None => match r.split_once('/') {
-                Some((host, prefix)) => {
-                    inv.lab.registry.host = host.to_string();
-                    inv.lab.registry.prefix = prefix.to_string();
-                }
-                None => inv.lab.registry.host = r.clone(),
-            },
+    let location = match &arg.registry {
+        Some(r) => {
+            let (location, prefix) = metis_core::oci::parse_registry_arg(r);
+            inv.lab.registry.host = location.clone();
+            if let Some(prefix) = prefix {
+                inv.lab.registry.prefix = prefix;
+            }
+            location
         }
-    }
-    let host = &inv.lab.registry.host;
-    let location = match host.strip_prefix("oci:") {
-        // A relative layout directory is relative to the inventory.
-        Some(dir) if arg.registry.is_none() => format!("oci:{}", inv.dir.join(dir).display()),
-        _ => host.clone(),
+        None => metis_core::oci::lab_location(&inv),
     };
     let options = metis_core::oci::RegistryOptions {
         ca_file: arg
             .ca_file
             .clone()
-            .or_else(|| inv.lab.registry.ca_file.as_ref().map(|f| inv.dir.join(f))),
+            .or_else(|| metis_core::oci::lab_ca_file(&inv)),
         insecure_http: arg.insecure_http,
         ..Default::default()
     };

@@ -44,21 +44,15 @@ pub(crate) fn target(args: &RegistryArgs, offline: bool) -> Result<Target> {
         .as_ref()
         .map(|i| i.nodes.keys().cloned().collect());
     let (location, mut prefix, mut ca_file) = match (&args.registry, &inventory) {
-        (Some(r), _) if r.starts_with("oci:") => (r.clone(), None, None),
-        (Some(r), _) => match r.split_once('/') {
-            Some((host, prefix)) => (host.to_owned(), Some(prefix.to_owned()), None),
-            None => (r.clone(), None, None),
-        },
-        (None, Some(inv)) => {
-            let reg = &inv.lab.registry;
-            let location = match reg.host.strip_prefix("oci:") {
-                // A relative layout directory is relative to the inventory.
-                Some(dir) => format!("oci:{}", inv.dir.join(dir).display()),
-                None => reg.host.clone(),
-            };
-            let ca = reg.ca_file.as_ref().map(|f| inv.dir.join(f));
-            (location, Some(reg.prefix.clone()), ca)
+        (Some(r), _) => {
+            let (location, prefix) = oci::parse_registry_arg(r);
+            (location, prefix, None)
         }
+        (None, Some(inv)) => (
+            oci::lab_location(inv),
+            Some(inv.lab.registry.prefix.clone()),
+            oci::lab_ca_file(inv),
+        ),
         // Offline, only the prefix matters.
         (None, None) if offline => (String::new(), None, None),
         (None, None) => bail!(

@@ -67,6 +67,33 @@ fn join(prefix: &str, rest: &str) -> String {
     }
 }
 
+/// Splits a `--registry` argument: `HOST[:PORT][/PREFIX]` gives the host and
+/// the prefix when one is written; `oci:DIR` is a location of its own.
+pub fn parse_registry_arg(arg: &str) -> (String, Option<String>) {
+    if arg.starts_with("oci:") {
+        return (arg.to_owned(), None);
+    }
+    match arg.split_once('/') {
+        Some((host, prefix)) => (host.to_owned(), Some(prefix.to_owned())),
+        None => (arg.to_owned(), None),
+    }
+}
+
+/// Where the inventory's registry is, for [`Registry::open`]: an `oci:` directory
+/// written relative is relative to the inventory directory.
+pub fn lab_location(inv: &crate::inventory::Inventory) -> String {
+    let host = &inv.lab.registry.host;
+    match host.strip_prefix("oci:") {
+        Some(dir) => format!("oci:{}", inv.dir.join(dir).display()),
+        None => host.clone(),
+    }
+}
+
+/// The inventory's extra CA file, relative to the inventory directory.
+pub fn lab_ca_file(inv: &crate::inventory::Inventory) -> Option<std::path::PathBuf> {
+    inv.lab.registry.ca_file.as_ref().map(|f| inv.dir.join(f))
+}
+
 /// Runs `future` to completion on Metis's shared tokio runtime (created on
 /// first use). Registry clients keep connection pools tied to this runtime,
 /// so every call into them must go through it.
@@ -96,6 +123,22 @@ mod tests {
             "lab/metis/golden/rpi5"
         );
         assert_eq!(index_repository(""), "index");
+    }
+
+    #[test]
+    fn registry_arguments() {
+        assert_eq!(
+            parse_registry_arg("oci:out/reg"),
+            ("oci:out/reg".into(), None)
+        );
+        assert_eq!(
+            parse_registry_arg("127.0.0.1:5000/lab/metis"),
+            ("127.0.0.1:5000".into(), Some("lab/metis".into()))
+        );
+        assert_eq!(
+            parse_registry_arg("harbor.lab"),
+            ("harbor.lab".into(), None)
+        );
     }
 
     #[test]
