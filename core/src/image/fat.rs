@@ -230,15 +230,7 @@ pub fn inject_seed<T: Read + Write + Seek>(
     // Directories fatfs created, whose "." and ".." entries need fixing.
     let mut new_dirs: Vec<[u8; 11]> = Vec::new();
     let short_name = {
-        let view = PartitionView::new(&mut *card, seed.start, seed.len);
-        let options = FsOptions::new()
-            .time_provider(&FIXED_TIME)
-            .update_accessed_date(false);
-        let fs = FileSystem::new(view, options).map_err(|source| FatError::Open {
-            image: image.to_owned(),
-            number,
-            source,
-        })?;
+        let fs = open_seed_fs(card, seed, image)?;
         let root = fs.root_dir();
         let write_err = |path: &str, source: io::Error| FatError::Write {
             image: image.to_owned(),
@@ -722,6 +714,24 @@ impl Volume {
     }
 }
 
+/// The FAT filesystem of partition `seed` of `card`, with the fixed clock that
+/// keeps writes reproducible. `image` names the card in errors.
+fn open_seed_fs<'a, T: Read + Write + Seek>(
+    card: &'a mut T,
+    seed: &Partition,
+    image: &Path,
+) -> Result<FileSystem<PartitionView<'a, T>>, FatError> {
+    let view = PartitionView::new(card, seed.start, seed.len);
+    let options = FsOptions::new()
+        .time_provider(&FIXED_TIME)
+        .update_accessed_date(false);
+    FileSystem::new(view, options).map_err(|source| FatError::Open {
+        image: image.to_owned(),
+        number: seed.number,
+        source,
+    })
+}
+
 /// Reads one file of the FAT partition `seed` of `card` (for edits of a file
 /// the golden image ships, such as Armbian's `armbianEnv.txt`). `Ok(None)` when
 /// the file does not exist.
@@ -732,15 +742,7 @@ pub fn read_seed_file<T: Read + Write + Seek>(
     image: &Path,
 ) -> Result<Option<Vec<u8>>, FatError> {
     let number = seed.number;
-    let view = PartitionView::new(&mut *card, seed.start, seed.len);
-    let options = FsOptions::new()
-        .time_provider(&FIXED_TIME)
-        .update_accessed_date(false);
-    let fs = FileSystem::new(view, options).map_err(|source| FatError::Open {
-        image: image.to_owned(),
-        number,
-        source,
-    })?;
+    let fs = open_seed_fs(card, seed, image)?;
     let mut file = match fs.root_dir().open_file(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
