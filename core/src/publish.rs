@@ -283,7 +283,11 @@ fn fetch_blob(registry: &Registry, repo: &str, digest: &str) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
-fn published_node(registry: &Registry, repo: &str) -> Result<Option<PublishedNode>, PublishError> {
+/// `repo`'s published `latest` manifest and its digest; `None` when there is none.
+fn published_latest(
+    registry: &Registry,
+    repo: &str,
+) -> Result<Option<(String, ImageManifest)>, PublishError> {
     let (bytes, digest) = match block_on(registry.pull_manifest_raw(repo, "latest")) {
         Ok(m) => m,
         Err(oci::OciError::NotFound { .. }) => return Ok(None),
@@ -293,7 +297,14 @@ fn published_node(registry: &Registry, repo: &str) -> Result<Option<PublishedNod
         node: repo.to_string(),
         message: format!("published manifest is malformed: {reason}"),
     })?;
-    let ann = manifest.annotations.clone();
+    Ok(Some((digest, manifest)))
+}
+
+fn published_node(registry: &Registry, repo: &str) -> Result<Option<PublishedNode>, PublishError> {
+    let Some((digest, manifest)) = published_latest(registry, repo)? else {
+        return Ok(None);
+    };
+    let ann = &manifest.annotations;
     let revision = ann
         .get(REVISION_ANNOTATION)
         .and_then(|r| r.parse().ok())
@@ -322,15 +333,9 @@ fn published_node(registry: &Registry, repo: &str) -> Result<Option<PublishedNod
 
 fn published_index(registry: &Registry, prefix: &str) -> Result<Option<LabIndex>, PublishError> {
     let repo = oci::index_repository(prefix);
-    let (bytes, _) = match block_on(registry.pull_manifest_raw(&repo, "latest")) {
-        Ok(m) => m,
-        Err(oci::OciError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some((_, manifest)) = published_latest(registry, &repo)? else {
+        return Ok(None);
     };
-    let manifest = ImageManifest::parse(&bytes).map_err(|reason| PublishError::Node {
-        node: repo.clone(),
-        message: format!("published index manifest is malformed: {reason}"),
-    })?;
     let Some(layer) = manifest.layers.first() else {
         return Ok(None);
     };
