@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -20,7 +20,7 @@ use crate::image::base::{write_base, BaseOptions};
 use crate::image::chunks::{ChunkTable, CHUNK_TABLE_VERSION, DEFAULT_CHUNK_SIZE};
 use crate::image::compose::compose_table;
 use crate::image::golden::GoldenImage;
-use crate::image::node::{golden_path, node_image};
+use crate::image::node::{node_image_with, open_class_golden};
 use crate::image::patch::PATCH_VERSION;
 use crate::inventory::Inventory;
 use crate::oci::{self, block_on, ImageManifest, LayerFile, NodeProvenance, Progress, Registry};
@@ -535,11 +535,8 @@ struct Base {
     table: ChunkTable,
 }
 
-fn class_base(inv: &Inventory, class: &str, work: &Path) -> Result<Base, PublishError> {
-    let (golden, sha) = golden_path(inv, class).map_err(|e| PublishError::Node {
-        node: class.to_string(),
-        message: e.to_string(),
-    })?;
+fn class_base(golden: &GoldenImage, class: &str, work: &Path) -> Result<Base, PublishError> {
+    let sha = golden.sha256();
     let dir = work.join("bases");
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let path = dir.join(format!("{sha}-{DEFAULT_CHUNK_SIZE}.zst"));
@@ -549,18 +546,6 @@ fn class_base(inv: &Inventory, class: &str, work: &Path) -> Result<Base, Publish
             return Ok(Base { path, table });
         }
     }
-    // The golden image's digest is checked before it is read.
-    let golden = GoldenImage::open_with(
-        &golden,
-        &sha,
-        &crate::image::golden::GoldenOptions {
-            cache_dir: Some(work.join("golden-raw")),
-        },
-    )
-    .map_err(|e| PublishError::Node {
-        node: class.to_string(),
-        message: e.to_string(),
-    })?;
     let raw = golden.raw_path();
     let tmp = path.with_extension("zst.part");
     let summary = write_base(
@@ -653,13 +638,22 @@ pub fn publish(
 
     let prefix = &inv.lab.registry.prefix;
     // Class bases first, once per class, so the parallel node builds only mount them.
+    // Each class's golden image is opened (its digest checked) once, for its base
+    // and for all its nodes.
     let mut bases: BTreeMap<String, Base> = BTreeMap::new();
+    let mut goldens: BTreeMap<String, Arc<GoldenImage>> = BTreeMap::new();
     let mut base_bytes_uploaded = 0;
     for n in &to_build {
         if bases.contains_key(&n.class) {
             continue;
         }
-        let base = class_base(inv, &n.class, &opts.work_dir)?;
+        let golden = open_class_golden(inv, &n.class, Some(&opts.work_dir.join("golden-raw")))
+            .map_err(|e| PublishError::Node {
+                node: n.class.clone(),
+                message: e.to_string(),
+            })?;
+        let base = class_base(&golden, &n.class, &opts.work_dir)?;
+        goldens.insert(n.class.clone(), Arc::new(golden));
         let golden_repo = oci::golden_repository(prefix, &n.class);
         let digest = oci::hash_file(&base.path)?;
         let exists = block_on(registry.blob_exists(&golden_repo, &digest))?;
@@ -694,6 +688,7 @@ pub fn publish(
                     secrets,
                     n,
                     &bases[&n.class],
+                    Arc::clone(&goldens[&n.class]),
                     revision,
                     opts,
                 );
@@ -824,6 +819,7 @@ fn publish_node(
     secrets: &dyn SecretsSource,
     planned: &PlannedNode,
     base: &Base,
+    golden: Arc<GoldenImage>,
     revision: u64,
     opts: &PublishOptions,
 ) -> Result<(String, u64), PublishError> {
@@ -836,8 +832,7 @@ fn publish_node(
         .inputs
         .clone()
         .ok_or_else(|| fail("no inputs planned".into()))?;
-    let img = node_image(inv, node, Some(&opts.work_dir.join("golden-raw")))
-        .map_err(|e| fail(e.to_string()))?;
+    let img = node_image_with(inv, node, golden).map_err(|e| fail(e.to_string()))?;
     let patch = img.patch().map_err(|e| fail(e.to_string()))?;
     let composed = compose_table(
         std::fs::File::open(&base.path).map_err(io_err(&base.path))?,

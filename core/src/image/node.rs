@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -67,8 +68,8 @@ pub struct NodeImage {
     pub rendered: Rendered,
     /// The golden image plus the node's changes.
     pub personalised: Personalised,
-    /// The golden image it was made from.
-    pub golden: GoldenImage,
+    /// The golden image it was made from (shared by the nodes of its class).
+    pub golden: Arc<GoldenImage>,
 }
 
 impl NodeImage {
@@ -118,6 +119,23 @@ pub fn golden_path(inv: &Inventory, class: &str) -> Result<(PathBuf, String), No
     }
 }
 
+/// Opens `class`'s golden image, checking its pinned digest before anything
+/// else reads it. `cache_dir` keeps decompressed `.zst`/`.xz` golden images.
+pub fn open_class_golden(
+    inv: &Inventory,
+    class: &str,
+    cache_dir: Option<&Path>,
+) -> Result<GoldenImage, NodeImageError> {
+    let (path, sha256) = golden_path(inv, class)?;
+    Ok(GoldenImage::open_with(
+        &path,
+        &sha256,
+        &GoldenOptions {
+            cache_dir: cache_dir.map(Path::to_path_buf),
+        },
+    )?)
+}
+
 /// Builds `node`'s card image. The golden image's digest is checked before
 /// anything else reads it. `cache_dir` keeps decompressed `.zst`/`.xz` golden images.
 pub fn node_image(
@@ -125,17 +143,27 @@ pub fn node_image(
     node: &str,
     cache_dir: Option<&Path>,
 ) -> Result<NodeImage, NodeImageError> {
+    let n = inv
+        .nodes
+        .get(node)
+        .ok_or_else(|| RenderError::UnknownNode {
+            node: node.to_string(),
+        })?;
+    let golden = open_class_golden(inv, &inv.class_of(n).name, cache_dir)?;
+    node_image_with(inv, node, Arc::new(golden))
+}
+
+/// Builds `node`'s card image on its class golden image, already opened (and
+/// so verified) by [`open_class_golden`] — the publisher opens each class's
+/// golden image once for all its nodes instead of hashing it again per node.
+pub fn node_image_with(
+    inv: &Inventory,
+    node: &str,
+    golden: Arc<GoldenImage>,
+) -> Result<NodeImage, NodeImageError> {
     let rendered = render::render(inv, node)?;
     let n = &inv.nodes[node];
     let class = inv.class_of(n);
-    let (path, sha256) = golden_path(inv, &class.name)?;
-    let golden = GoldenImage::open_with(
-        &path,
-        &sha256,
-        &GoldenOptions {
-            cache_dir: cache_dir.map(Path::to_path_buf),
-        },
-    )?;
     let image = golden.source().to_path_buf();
     let seed_sel = PartitionSelector::Label(class.seed.label.clone());
     let root_sel = PartitionSelector::Label(class.root_label.clone());
