@@ -72,6 +72,8 @@ pub struct BootableImage {
     pub initrd: PathBuf,
     /// Label of the ext4 root file system (`root=LABEL=…`).
     pub root_label: &'static str,
+    /// Label of the NoCloud seed partition (FAT).
+    pub seed_label: &'static str,
     /// 1-based number of the NoCloud seed partition (FAT).
     pub seed_partition: usize,
     /// 1-based number of the root partition (ext4).
@@ -81,18 +83,19 @@ pub struct BootableImage {
 impl BootableImages {
     /// The Ubuntu-for-Raspberry-Pi layout: MBR, `system-boot` + `writable`.
     pub fn rpi_ubuntu(&self) -> BootableImage {
-        self.image("rpi-ubuntu-boot", "writable", 1, 2)
+        self.image("rpi-ubuntu-boot", "writable", "system-boot", 1, 2)
     }
 
     /// The amd64 cloud layout: GPT, ESP + `CIDATA` + `rootfs`.
     pub fn amd64(&self) -> BootableImage {
-        self.image("amd64-boot", "rootfs", 2, 3)
+        self.image("amd64-boot", "rootfs", "CIDATA", 2, 3)
     }
 
     fn image(
         &self,
         stem: &str,
         root_label: &'static str,
+        seed_label: &'static str,
         seed_partition: usize,
         root_partition: usize,
     ) -> BootableImage {
@@ -101,6 +104,7 @@ impl BootableImages {
             kernel: self.dir.join(format!("{stem}.vmlinuz")),
             initrd: self.dir.join(format!("{stem}.initrd")),
             root_label,
+            seed_label,
             seed_partition,
             root_partition,
         }

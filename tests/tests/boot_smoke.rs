@@ -4,11 +4,22 @@
 //! matched by MAC — as a node will with a seed Metis renders. The amd64 boot
 //! also starts the golden image's k3s stand-in the way Metis's bootstrap will
 //! (`systemctl enable --now` from runcmd) and checks what it recorded.
+//!
+//! The seed is laid in by Metis's image engine (`personalise`), with the one
+//! root file every Raspberry Pi card gets (see [`smoke`]); nothing else of a
+//! node is rendered here.
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
-use metis_tests::card::{copy_sparse, Card};
+use metis_core::image::fat::SlotSpec;
+use metis_core::image::golden::{file_sha256, GoldenImage};
+use metis_core::image::partition::{Filesystem, PartitionSelector};
+use metis_core::image::personalise::{self, PersonaliseRequest};
+use metis_core::image::rootfs::RootFile;
+use metis_core::render;
 use metis_tests::golden::{self, BootableImage};
 use metis_tests::qemu;
 
@@ -57,21 +68,45 @@ network:
 /// `start_k3s`, also what the k3s stand-in recorded.
 fn smoke(golden: &BootableImage, start_k3s: bool) -> Result<()> {
     let scratch = tempfile::Builder::new().prefix("metis-smoke.").tempdir()?;
-    let card_path = copy_sparse(&golden.image, &scratch.path().join("card.img"))?;
-
-    let card = Card::open(&card_path)?;
-    card.fat_write(golden.seed_partition, "/meta-data", META_DATA.as_bytes())?;
+    let card_path = scratch.path().join("card.img");
     let user_data = if start_k3s {
         format!("{USER_DATA}{K3S_USER_DATA}")
     } else {
         USER_DATA.to_owned()
     };
-    card.fat_write(golden.seed_partition, "/user-data", user_data.as_bytes())?;
-    card.fat_write(
-        golden.seed_partition,
-        "/network-config",
-        NETWORK_CONFIG.as_bytes(),
-    )?;
+    let seed_files: BTreeMap<String, Vec<u8>> = [
+        ("meta-data", META_DATA.as_bytes()),
+        ("user-data", user_data.as_bytes()),
+        ("network-config", NETWORK_CONFIG.as_bytes()),
+    ]
+    .into_iter()
+    .map(|(name, bytes)| (name.to_owned(), bytes.to_vec()))
+    .collect();
+    // The Raspberry Pi layout's seed is the boot partition its fstab also
+    // mounts; cloud-init's local stage races that mount unless ordered after
+    // it (cloud-init #6614), which made this boot fail now and then with
+    // "Failed to mount boot-firmware.mount". Every Metis card carries the
+    // drop-in that orders it, so the seeded stand-in does too.
+    let root_files = if golden.root_label == "writable" {
+        let dropin = render::cloud_init_local_dropin("smoke");
+        vec![RootFile {
+            path: dropin.path,
+            bytes: dropin.content,
+            mode: dropin.mode,
+        }]
+    } else {
+        Vec::new()
+    };
+    let image = GoldenImage::open(&golden.image, &file_sha256(&golden.image)?)?;
+    let request = PersonaliseRequest {
+        seed: PartitionSelector::Label(golden.seed_label.to_owned()),
+        seed_filesystem: Filesystem::Vfat,
+        root: Some(PartitionSelector::Label(golden.root_label.to_owned())),
+        seed_files,
+        slot: SlotSpec::default(),
+        root_files,
+    };
+    personalise::write_image(&personalise::personalise(&image, &request)?, &card_path)?;
 
     let node = qemu::boot_card(&card_path, golden, MAC)?;
     eprintln!(

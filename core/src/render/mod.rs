@@ -46,6 +46,7 @@ pub use bundle::{
     bundle, NodeSecrets, RegistryAuth, SshHostKey, SshKeyType, BUNDLE_FORMAT, SLOT_FILE, SLOT_SIZE,
 };
 pub use identity::machine_id;
+pub use vendor::cloud_init_local_dropin;
 
 /// Where rendered things live: on the seed partition (relative paths) and on
 /// the node (absolute paths). The phase scripts spell the same paths; a test

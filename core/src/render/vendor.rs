@@ -16,19 +16,25 @@ pub(super) fn root_files(class: &Class, node: &Node) -> Vec<RootFile> {
         // builder/tests/boot_render.rs; cloud-init issue #6614). nofail data
         // disks are not ordered before local-fs.target, so a missing disk
         // does not hold this up.
-        Os::Ubuntu | Os::Armbian => vec![RootFile {
-            path: paths::CLOUD_INIT_LOCAL_DROPIN.into(),
-            content: format!(
-                "# Rendered by Metis for node {}: find the seed only once the image's\n\
-                 # own mounts of it are done, so first boot gets the node's network.\n\
-                 [Unit]\n\
-                 After=local-fs.target\n",
-                node.name
-            )
-            .into_bytes(),
-            mode: 0o644,
-        }],
+        Os::Ubuntu | Os::Armbian => vec![cloud_init_local_dropin(&node.name)],
         Os::Debian => Vec::new(),
+    }
+}
+
+/// The systemd drop-in that starts cloud-init's local stage only after
+/// `local-fs.target`, so it finds the seed through the image's own mount of the
+/// boot partition instead of racing it (see [`root_files`]).
+pub fn cloud_init_local_dropin(node: &str) -> RootFile {
+    RootFile {
+        path: paths::CLOUD_INIT_LOCAL_DROPIN.into(),
+        content: format!(
+            "# Rendered by Metis for node {node}: find the seed only once the image's\n\
+             # own mounts of it are done, so first boot gets the node's network.\n\
+             [Unit]\n\
+             After=local-fs.target\n"
+        )
+        .into_bytes(),
+        mode: 0o644,
     }
 }
 
