@@ -36,6 +36,9 @@ pub enum Command {
     /// Manage the cosign signing key pair.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Keep a prepared vendor image as a class's golden image.
+    #[command(subcommand)]
+    Golden(GoldenCommand),
     /// Push one artifact from files (development and benchmarks; the real
     /// `publish` builds its inputs from the inventory).
     #[command(hide = true)]
@@ -212,6 +215,35 @@ pub struct IdentityArg {
     /// $METIS_AGE_IDENTITY).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GoldenCommand {
+    /// Check FILE against --sha256 and the golden-image contract for CLASS
+    /// (its seed and root partitions, cloud-init, k3s installed but not
+    /// enabled, no SSH host keys, an empty machine id), then keep it as
+    /// <inventory>/golden/CLASS-<sha256 prefix>.img[.zst|.xz]. With --pin, also
+    /// point classes/CLASS.yaml's `golden:` at it; without, print the block.
+    ///
+    /// Nothing is kept when a check fails. Exit status: 0 imported, 1 on any
+    /// error.
+    Import(GoldenImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GoldenImportArgs {
+    /// The class, e.g. rpi5-ubuntu.
+    pub class: String,
+    /// The prepared image: raw, .zst or .xz.
+    pub file: PathBuf,
+    /// The image's SHA-256 (the vendor's SHA256SUMS, or yours).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: String,
+    /// Rewrite the class's `golden:` block to pin the kept image.
+    #[arg(long)]
+    pub pin: bool,
+    #[command(flatten)]
+    pub inventory: InventoryArg,
 }
 
 #[derive(Debug, Subcommand)]

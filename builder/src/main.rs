@@ -28,6 +28,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Nodes(args) => nodes(args),
         Command::Render(args) => render(args),
         Command::Keys(cli::KeysCommand::Generate { out }) => keys_generate(&out),
+        Command::Golden(cli::GoldenCommand::Import(args)) => golden_import(args),
         Command::PushArtifact(args) => push_artifact(args),
         Command::Secrets(cmd) => secrets(cmd),
         Command::Plan(args) => plan(args),
@@ -265,6 +266,52 @@ fn write_render_dir(rendered: &node_render::Rendered, out: &std::path::Path) -> 
     );
     Ok(())
 }
+fn golden_import(args: cli::GoldenImportArgs) -> Result<ExitCode> {
+    use metis_core::image::import;
+    let inv = inventory::load(&args.inventory.inventory)?;
+    eprintln!(
+        "checking {} (sha256, then the golden-image contract for class {}) ...",
+        args.file.display(),
+        args.class
+    );
+    let imported = import::import_golden(&inv, &args.class, &args.file, &args.sha256)?;
+    let kept = inv.dir.join(&imported.path);
+    eprintln!(
+        "{} {} ({:.1} MiB){}",
+        if imported.already_kept {
+            "already kept as"
+        } else {
+            "kept as"
+        },
+        kept.display(),
+        imported.size as f64 / f64::from(1u32 << 20),
+        if imported.already_kept {
+            "; nothing copied"
+        } else {
+            ""
+        }
+    );
+    if args.pin {
+        let file = import::pin_golden(&inv, &args.class, &imported)?;
+        eprintln!(
+            "pinned class {} to it in {}; `metis-build plan` shows the nodes it rebuilds",
+            args.class,
+            file.display()
+        );
+    } else {
+        eprintln!(
+            "pin it in classes/{}.yaml (or run again with --pin):",
+            args.class
+        );
+        println!(
+            "golden:\n  path: {}\n  sha256: {}",
+            imported.path.display(),
+            imported.sha256
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn keys_generate(out: &std::path::Path) -> Result<ExitCode> {
     let password = metis_core::trust::password_from_env()?;
     let public = metis_core::trust::generate_key_pair(out, password.as_bytes())

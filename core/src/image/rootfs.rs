@@ -359,6 +359,36 @@ pub fn read_root_file(
     }
 }
 
+/// Which of `paths` exist in the ext4 partition `root` of `raw_image` (a
+/// symlink counts as existing; it is not followed), in one debugfs run.
+pub fn root_paths_exist(
+    raw_image: &Path,
+    root: &Partition,
+    paths: &[&str],
+) -> Result<Vec<bool>, RootfsError> {
+    let ctx = Ctx {
+        image: raw_image,
+        number: root.number,
+    };
+    let mut owned = Vec::with_capacity(paths.len());
+    for p in paths {
+        let file = RootFile {
+            path: (*p).to_owned(),
+            bytes: Vec::new(),
+            mode: 0,
+        };
+        file.components()?;
+        owned.push(file.path);
+    }
+    let mut device = raw_image.as_os_str().to_owned();
+    device.push(format!("?offset={}", root.start));
+    let work = tempfile::tempdir().map_err(|e| ctx.io(e))?;
+    Ok(probe(&ctx, &device, &owned, work.path())?
+        .iter()
+        .map(Option::is_some)
+        .collect())
+}
+
 /// Writes `files` into the ext4 partition `root` of the golden image
 /// `raw_image`, folding every changed block into `overlay`.
 ///

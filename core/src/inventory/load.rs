@@ -72,13 +72,34 @@ impl Checked {
 #[non_exhaustive]
 pub enum InventoryError {
     /// The inventory has errors; each names its file and line.
-    #[error("the inventory at {dir} has {} error(s); run `metis-build check --inventory {dir}` to see them", .diagnostics.iter().filter(|d| d.severity == Severity::Error).count())]
+    #[error("{}", invalid_message(dir, diagnostics))]
     Invalid {
         /// The inventory directory.
         dir: String,
         /// All findings.
         diagnostics: Vec<Diagnostic>,
     },
+}
+
+/// The inventory's errors (the first few, each with file and line) and how to
+/// see them all.
+fn invalid_message(dir: &str, diagnostics: &[Diagnostic]) -> String {
+    const SHOWN: usize = 5;
+    let errors: Vec<&Diagnostic> = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    let mut text = format!("the inventory at {dir} has {} error(s):", errors.len());
+    for d in errors.iter().take(SHOWN) {
+        text.push_str(&format!("\n{d}"));
+    }
+    if errors.len() > SHOWN {
+        text.push_str(&format!("\n… and {} more", errors.len() - SHOWN));
+    }
+    text.push_str(&format!(
+        "\nrun `metis-build check --inventory {dir}` to see every finding"
+    ));
+    text
 }
 
 /// Loads and validates an inventory, failing on any error.

@@ -13,7 +13,7 @@ pub(super) fn root_files(class: &Class, node: &Node) -> Vec<RootFile> {
         // fails ("Failed to mount … when looking for data"), NoCloud is found
         // only in the network stage and the first boot runs on the fallback
         // DHCP network instead of the node's static address (seen under QEMU,
-        // builder/tests/boot_render.rs; cloud-init issue #6614). nofail data
+        // builder/tests/boot_chain.rs; cloud-init issue #6614). nofail data
         // disks are not ordered before local-fs.target, so a missing disk
         // does not hold this up.
         Os::Ubuntu | Os::Armbian => vec![cloud_init_local_dropin(&node.name)],

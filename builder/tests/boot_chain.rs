@@ -1,14 +1,22 @@
-//! A card Metis really renders boots under QEMU and the node comes up as
-//! itself.
+//! The whole chain, with the project's own commands only: a card Metis
+//! publishes and flashes boots under QEMU and the node comes up as itself.
 //!
-//! Each scenario copies the example inventory, pins its classes to the
-//! bootable stand-ins (`tests/golden/gen.sh --bootable`), builds the node's
-//! card with `metis-build render NODE --image`, fills the secrets slot with
-//! the bytes of `metis_core::render::bundle` at the offset the build reports
-//! (as the flasher will), boots the card with the node's own MAC and checks
-//! offline what the node got: identity, network, SSH host keys, secrets,
+//! The lab is a copy of the example inventory whose classes are given the
+//! bootable stand-ins (`tests/golden/gen.sh --bootable`) with
+//! `metis-build golden import --pin`, and whose test nodes get their own
+//! sealed secrets (real SSH host keys, unique marker strings) sealed to the
+//! demo keys. Each scenario starts a real registry on loopback (TLS +
+//! password), runs `metis-build publish NODE` with the demo signing key,
+//! `metis-flash pull NODE`, stops the registry, and runs
+//! `metis-flash flash NODE --offline --device /dev/loopN` with the demo
+//! operator identity onto a loop device over a card file. The card file is
+//! then booted with the node's own MAC and checked offline: identity,
+//! network, SSH host keys from the sealed source, node password and token,
 //! k3s in its role, journald and kubelet limits, the bootstrap status, the
 //! zeroed slot, Longhorn disk handling and that a reboot changes nothing.
+//! titan-04's card is then flashed again with a newer build (the registry
+//! back, online this time) and first boot runs again; a byte of the patch
+//! changed in the registry's storage is refused and leaves the card as it was.
 //!
 //! There is no bootable Armbian stand-in: the Armbian Longhorn class is laid
 //! out here as the Ubuntu-for-Raspberry-Pi stand-in (seed `system-boot`, root
@@ -21,21 +29,23 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use anyhow::{bail, ensure, Context, Result};
 use metis_core::inventory::{self, Inventory, Role};
-use metis_core::render::{self, NodeSecrets, RegistryAuth, SshHostKey, SshKeyType};
-use metis_tests::card::Card;
+use metis_core::render;
 use metis_tests::golden::{self, BootableImage, BootableImages};
 use metis_tests::qemu::{self, BootedCard};
+use metis_tests::registry::{workspace_binary, TestRegistry, PASSWORD, USER};
 use metis_tests::{tool, workspace_root};
-use zeroize::Zeroizing;
 
-/// Registry host the test lab publishes to, so the bundle carries
-/// `registries.yaml` with credentials (the example lab uses an `oci:` dir).
-/// Nothing connects to it: the guest's network is QEMU's `restrict=on`.
+/// The lab's registry in `metis.yaml`, so the bundle carries a
+/// `registries.yaml` with credentials (the example lab's `oci:` directory gets
+/// none). Publish is given the loopback test registry with `--registry`, and a
+/// node pulls through the registry it was published to, so that is what the
+/// booted nodes name. Nothing connects to either from a guest: its network is
+/// QEMU's `restrict=on`.
 const REGISTRY_HOST: &str = "harbor.lab.home.arpa";
 
 /// How long the k3s phase waits for a missing Longhorn disk in these boots
@@ -45,13 +55,18 @@ const DISK_TIMEOUT_SEC: u32 = 20;
 /// The k3s stand-in's record directory (tests/golden/gen.sh).
 const STANDIN: &str = "/var/lib/metis-k3s-standin";
 
+/// The nodes the scenarios flash; each gets its own sealed test secrets.
+const TEST_NODES: [&str; 3] = ["titan-04", "titan-db", "titan-13"];
+
 // --- The test lab ------------------------------------------------------------
 
-/// A copy of the example inventory whose classes pin the bootable stand-ins.
+/// A copy of the example inventory whose classes are the bootable stand-ins.
 struct Lab {
     dir: PathBuf,
     inv: Inventory,
     images: BootableImages,
+    /// The secrets sealed for each of [`TEST_NODES`].
+    secrets: BTreeMap<&'static str, TestSecrets>,
 }
 
 fn lab() -> &'static Lab {
@@ -59,13 +74,37 @@ fn lab() -> &'static Lab {
     LAB.get_or_init(|| make_lab().expect("setting up the boot-test inventory"))
 }
 
-fn sha256_of(file: &Path) -> Result<String> {
-    let out = tool::run_stdout(tool::command("sha256sum").arg(file))?;
-    Ok(out
-        .split_whitespace()
-        .next()
-        .context("sha256sum printed nothing")?
-        .to_owned())
+fn demo(file: &str) -> PathBuf {
+    workspace_root().join("inventory/demo-keys").join(file)
+}
+
+/// `metis-build ARGS --inventory DIR` with the CI's secrets in its environment.
+fn metis_build(inv: &Path, args: &[&str]) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_metis-build"))
+        .args(args)
+        .arg("--inventory")
+        .arg(inv)
+        .env("PATH", tool::search_path())
+        .env("COSIGN_PASSWORD", "demo")
+        .env(
+            "METIS_AGE_IDENTITY",
+            std::fs::read_to_string(demo("builder.agekey"))?,
+        )
+        .env("METIS_REGISTRY_USERNAME", USER)
+        .env("METIS_REGISTRY_PASSWORD", PASSWORD)
+        .output()?)
+}
+
+/// Runs `metis-build ARGS`; its stderr, or an error naming the step.
+fn metis_build_ok(inv: &Path, args: &[&str]) -> Result<String> {
+    let out = metis_build(inv, args)?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(
+        out.status.success(),
+        "`metis-build {}` failed:\n{stderr}",
+        args.join(" ")
+    );
+    Ok(stderr)
 }
 
 fn make_lab() -> Result<Lab> {
@@ -75,36 +114,21 @@ fn make_lab() -> Result<Lab> {
         .tempdir()?
         .keep();
     metis_tests::copy_example_inventory(&dir);
-    let rpi = images.rpi_ubuntu().image;
-    let amd64 = images.amd64().image;
-    let pin = |image: &Path| -> Result<String> {
-        Ok(format!(
-            "golden:\n  path: {}\n  sha256: {}\n",
-            image.display(),
-            sha256_of(image)?
-        ))
-    };
-    let (rpi_pin, amd64_pin) = (pin(&rpi)?, pin(&amd64)?);
-
     let classes = dir.join("classes");
-    for (class, golden_pin) in [("rpi5-ubuntu", &rpi_pin), ("amd64-agents", &amd64_pin)] {
-        let file = classes.join(format!("{class}.yaml"));
-        let text = std::fs::read_to_string(&file)?;
-        std::fs::write(&file, replace_golden(&text, golden_pin))?;
-    }
     // No bootable Armbian stand-in: lay the Longhorn class out as the
-    // Ubuntu-for-Raspberry-Pi one.
+    // Ubuntu-for-Raspberry-Pi one (its golden image is imported below).
     std::fs::write(
         classes.join("rpi4-armbian-longhorn.yaml"),
         format!(
             "description: Raspberry Pi 4 Longhorn workers, laid out as the bootable rpi-ubuntu stand-in (boot tests)\n\
              architecture: arm64\n\
              os: ubuntu\n\
-             {rpi_pin}\
+             golden:\n  path: golden/not-imported-yet.img\n  sha256: {}\n\
              seed:\n  label: system-boot\n  filesystem: vfat\n\
              root:\n  label: writable\n\
              k3s: true\n\
-             defaults:\n  disk_timeout_sec: {DISK_TIMEOUT_SEC}\n"
+             defaults:\n  disk_timeout_sec: {DISK_TIMEOUT_SEC}\n",
+            "0".repeat(64)
         ),
     )?;
     let metis = dir.join("metis.yaml");
@@ -120,28 +144,58 @@ fn make_lab() -> Result<Lab> {
             &format!("host: {REGISTRY_HOST}"),
         ),
     )?;
+
+    // The operator's step: each class's prepared image, imported and pinned.
+    let (rpi, amd64) = (images.rpi_ubuntu().image, images.amd64().image);
+    let (rpi_sha, amd64_sha) = (sha256_of(&rpi)?, sha256_of(&amd64)?);
+    for (class, image, sha) in [
+        ("rpi5-ubuntu", &rpi, &rpi_sha),
+        ("rpi4-armbian-longhorn", &rpi, &rpi_sha),
+        ("amd64-agents", &amd64, &amd64_sha),
+    ] {
+        let image = image.to_str().context("image path")?;
+        metis_build_ok(
+            &dir,
+            &["golden", "import", class, image, "--sha256", sha, "--pin"],
+        )?;
+    }
     let inv = inventory::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
-    Ok(Lab { dir, inv, images })
+    for class in ["rpi5-ubuntu", "rpi4-armbian-longhorn", "amd64-agents"] {
+        ensure!(
+            matches!(&inv.classes[class].golden, inventory::Golden::Path { path, .. } if path.starts_with("golden")),
+            "golden import --pin did not pin class {class}: {:?}",
+            inv.classes[class].golden
+        );
+    }
+
+    // The test nodes' own secrets, sealed as `metis-build secrets` would.
+    let recipients = metis_core::secrets::source_recipients(&inv)?;
+    let mut secrets = BTreeMap::new();
+    for node in TEST_NODES {
+        let s = test_secrets(node)?;
+        let sealed = metis_core::secrets::seal(&s.sealed_source(), &recipients, true)?;
+        std::fs::write(metis_core::secrets::sealed_path(&inv, node), sealed)?;
+        secrets.insert(node, s);
+    }
+    Ok(Lab {
+        dir,
+        inv,
+        images,
+        secrets,
+    })
 }
 
-/// `text` with its `golden:` block replaced by `pin`.
-fn replace_golden(text: &str, pin: &str) -> String {
-    let mut out = String::new();
-    let mut in_golden = false;
-    for line in text.lines() {
-        if line == "golden:" {
-            in_golden = true;
-            out.push_str(pin);
-            continue;
-        }
-        if in_golden && (line.starts_with(' ') || line.is_empty()) {
-            continue;
-        }
-        in_golden = false;
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
+fn sha256_of(file: &Path) -> Result<String> {
+    Ok(metis_core::image::golden::file_sha256(file)?)
+}
+
+/// Replaces `path` whole (write, then rename), so a scenario reading the
+/// inventory meanwhile sees the old file or the new one, never half.
+fn replace_file(path: &Path, text: &str) -> Result<()> {
+    let temp = path.with_extension("yaml.new");
+    std::fs::write(&temp, text)?;
+    std::fs::rename(&temp, path)?;
+    Ok(())
 }
 
 /// At most two guests at once, whatever `--test-threads` says: each takes
@@ -167,7 +221,6 @@ fn boot_slot() -> impl Drop {
 
 /// A node's test secrets: real SSH host keys and unique marker strings.
 struct TestSecrets {
-    secrets: NodeSecrets,
     /// Key type → (private key, public key line).
     keys: BTreeMap<&'static str, (String, String)>,
     node_password: String,
@@ -179,12 +232,7 @@ struct TestSecrets {
 fn test_secrets(node: &str) -> Result<TestSecrets> {
     let scratch = tempfile::tempdir()?;
     let mut keys = BTreeMap::new();
-    let mut ssh_host_keys = Vec::new();
-    for (name, key_type, bits) in [
-        ("ed25519", SshKeyType::Ed25519, None),
-        ("ecdsa", SshKeyType::Ecdsa, None),
-        ("rsa", SshKeyType::Rsa, Some("2048")),
-    ] {
+    for (name, bits) in [("ed25519", None), ("ecdsa", None), ("rsa", Some("2048"))] {
         let file = scratch.path().join(format!("ssh_host_{name}_key"));
         let mut cmd = tool::command("ssh-keygen");
         cmd.args(["-q", "-t", name, "-N", "", "-C", &format!("root@{node}")]);
@@ -194,29 +242,13 @@ fn test_secrets(node: &str) -> Result<TestSecrets> {
         tool::run(cmd.arg("-f").arg(&file))?;
         let private = std::fs::read_to_string(&file)?;
         let public = std::fs::read_to_string(file.with_extension("pub"))?;
-        ssh_host_keys.push(SshHostKey {
-            key_type,
-            private_pem: Zeroizing::new(private.clone()),
-            public: public.trim_end().to_owned(),
-        });
         keys.insert(name, (private, public.trim_end().to_owned()));
     }
     let node_password = format!("node-password-marker-{node}-5b9e1c");
     let k3s_token = format!("K10marker{node}token::server:3f7d2a");
     let registry_user = format!("robot-metis-{node}");
     let registry_password = format!("registry-password-marker-{node}-c0ffee");
-    let secrets = NodeSecrets {
-        ssh_host_keys,
-        node_password: Some(Zeroizing::new(node_password.clone())),
-        k3s_token: Some(Zeroizing::new(k3s_token.clone())),
-        registry_auth: Some(RegistryAuth {
-            username: registry_user.clone(),
-            password: Zeroizing::new(registry_password.clone()),
-        }),
-        extra: BTreeMap::new(),
-    };
     Ok(TestSecrets {
-        secrets,
         keys,
         node_password,
         k3s_token,
@@ -225,97 +257,210 @@ fn test_secrets(node: &str) -> Result<TestSecrets> {
     })
 }
 
-// --- Building and booting a card ---------------------------------------------
+impl TestSecrets {
+    /// The plaintext of the node's sealed source (docs/secrets.md).
+    fn sealed_source(&self) -> Vec<u8> {
+        let mut keys = serde_json::Map::new();
+        for (name, (private, public)) in &self.keys {
+            keys.insert(
+                (*name).to_owned(),
+                serde_json::json!({ "private": private, "public": public }),
+            );
+        }
+        serde_json::to_vec(&serde_json::json!({
+            "metis_secrets": 1,
+            "ssh_host_keys": keys,
+            "node_password": self.node_password,
+            "k3s_token": self.k3s_token,
+            "registry": { "username": self.registry_user, "password": self.registry_password },
+        }))
+        .expect("JSON of strings")
+    }
+}
 
-/// A node's card, built and with its secrets slot filled.
+// --- Publishing, flashing and booting a card ---------------------------------
+
+/// A loop device, detached on drop.
+struct Loop(String);
+
+impl Loop {
+    fn attach(file: &Path) -> Result<Loop> {
+        let dev = tool::run_stdout(tool::command("losetup").args(["-f", "--show"]).arg(file))?;
+        Ok(Loop(dev.trim().to_owned()))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+/// One node published to its own registry, pulled into its own cache.
+struct Published {
+    node: String,
+    registry: TestRegistry,
+    /// `--registry` for publish and the flasher.
+    location: String,
+    cache: PathBuf,
+    config: PathBuf,
+    work: PathBuf,
+    scratch: tempfile::TempDir,
+}
+
+/// `metis-build publish NODE` to a fresh loopback registry, then
+/// `metis-flash pull NODE`; the registry is left running.
+fn publish_and_pull(node: &str) -> Result<Published> {
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("metis-chain-{node}-"))
+        .tempdir()?;
+    let registry = TestRegistry::start()?;
+    let p = Published {
+        node: node.to_owned(),
+        location: format!("{}/metis", registry.host()),
+        registry,
+        cache: scratch.path().join("cache"),
+        config: scratch.path().join("config"),
+        work: scratch.path().join("work"),
+        scratch,
+    };
+    p.publish()?;
+    let out = p.flash_cmd(&["pull", node])?;
+    ensure!(
+        out.status.success(),
+        "`metis-flash pull {node}` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(p)
+}
+
+impl Published {
+    fn publish(&self) -> Result<String> {
+        let ca = self.registry.ca_file();
+        let (key, work) = (demo("cosign.key"), self.work.clone());
+        metis_build_ok(
+            &lab().dir,
+            &[
+                "publish",
+                &self.node,
+                "--registry",
+                &self.location,
+                "--ca-file",
+                ca.to_str().context("CA path")?,
+                "--key",
+                key.to_str().context("key path")?,
+                "--work-dir",
+                work.to_str().context("work path")?,
+            ],
+        )
+    }
+
+    /// `metis-flash ARGS` against this registry and cache (`--registry` and
+    /// `--ca-file` are added to every subcommand that takes them).
+    fn flash_cmd(&self, args: &[&str]) -> Result<Output> {
+        let mut cmd = Command::new(workspace_binary("metis-flash", "metis-flash")?);
+        cmd.args(args)
+            .arg("--registry")
+            .arg(&self.location)
+            .arg("--ca-file")
+            .arg(self.registry.ca_file())
+            .arg("--inventory")
+            .arg(&lab().dir)
+            .env("METIS_CACHE", &self.cache)
+            .env("XDG_CONFIG_HOME", &self.config)
+            .env("METIS_REGISTRY_USERNAME", USER)
+            .env("METIS_REGISTRY_PASSWORD", PASSWORD)
+            .env("PATH", tool::search_path());
+        Ok(cmd.output()?)
+    }
+
+    /// `metis-flash flash NODE --device DEV` with `identity`, plus `extra`.
+    fn flash(&self, dev: &Loop, identity: &Path, extra: &[&str]) -> Result<Output> {
+        let (identity, trust) = (
+            identity.to_str().context("identity path")?,
+            demo("cosign.pub"),
+        );
+        let mut args = vec![
+            "flash",
+            &self.node,
+            "--device",
+            &dev.0,
+            "--yes",
+            "--force-non-removable",
+            "--identity",
+            identity,
+            "--trust-key",
+            trust.to_str().context("trust key path")?,
+        ];
+        args.extend_from_slice(extra);
+        self.flash_cmd(&args)
+    }
+}
+
+/// A node's card, flashed by `metis-flash` onto a loop device over `path`.
 struct NodeCard {
     node: String,
     path: PathBuf,
     golden: BootableImage,
     mac: String,
     slot_size: u64,
-    secrets: TestSecrets,
+    secrets: &'static TestSecrets,
+    /// The registry it was published to, which its `registries.yaml` names.
+    registry_host: String,
     instance_id: String,
     machine_id: String,
-    _scratch: tempfile::TempDir,
 }
 
-/// (first, end) byte of the secrets slot from `metis-build render --image`'s report.
-fn slot_range(stderr: &str) -> Result<(u64, u64)> {
-    let rest = stderr
-        .split("secrets slot at bytes ")
-        .nth(1)
-        .with_context(|| format!("render did not report the secrets slot:\n{stderr}"))?;
-    let range = rest.split_whitespace().next().unwrap_or_default();
-    let (a, b) = range
-        .split_once("..")
-        .with_context(|| format!("slot range {range:?}"))?;
-    Ok((a.parse()?, b.parse()?))
-}
-
-/// `metis-build render NODE --image`, then the bundle written into the slot.
-fn build_card(node: &str) -> Result<NodeCard> {
+/// Flashes `published`'s node with the demo operator identity onto a loop
+/// device over the card file `path` (created the golden image's size, sparse,
+/// when missing); with `offline`, from the cache alone.
+fn flash_card(published: &Published, path: &Path, offline: bool) -> Result<NodeCard> {
     let lab = lab();
-    let scratch = tempfile::Builder::new()
-        .prefix("metis-boot-card-")
-        .tempdir()?;
-    let path = scratch.path().join("card.img");
-    let out = Command::new(env!("CARGO_BIN_EXE_metis-build"))
-        .args(["render", node, "--inventory"])
-        .arg(&lab.dir)
-        .arg("--image")
-        .arg(&path)
-        .env("PATH", tool::search_path())
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    ensure!(
-        out.status.success(),
-        "metis-build render {node} --image failed:\n{stderr}"
-    );
-    let (start, end) = slot_range(&stderr)?;
-
-    // Fill the slot the way the flasher does: bytes at an offset, no filesystem.
-    let secrets = test_secrets(node)?;
-    let bundle = render::bundle(&lab.inv, node, &secrets.secrets)?;
-    ensure!(
-        bundle.len() as u64 == end - start,
-        "bundle is {} bytes, the slot {}",
-        bundle.len(),
-        end - start
-    );
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(&path)?;
-        f.seek(SeekFrom::Start(start))?;
-        f.write_all(&bundle)?;
-        f.sync_all()?;
-    }
-
+    let node = published.node.as_str();
     let n = &lab.inv.nodes[node];
-    let class = lab.inv.class_of(n);
-    let golden = if class.root_label == "rootfs" {
+    let golden = if lab.inv.class_of(n).root_label == "rootfs" {
         lab.images.amd64()
     } else {
         lab.images.rpi_ubuntu()
     };
-    let card = Card::open(&path)?;
+    if !path.exists() {
+        std::fs::File::create(path)?.set_len(std::fs::metadata(&golden.image)?.len())?;
+    }
+    let dev = Loop::attach(path)?;
+    let extra: &[&str] = if offline { &["--offline"] } else { &[] };
+    let out = published.flash(&dev, &demo("operator.agekey"), extra)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(
-        card.fat_read(golden.seed_partition, render::SLOT_FILE)? == bundle.as_slice(),
-        "the bundle written at byte {start} is not what the seed's {} holds",
-        render::SLOT_FILE
+        out.status.success() && stderr.contains("insert and power on"),
+        "`metis-flash flash {node} --device {}` failed ({}):\n{stderr}",
+        dev.0,
+        out.status
     );
-    let rendered = render::render(&lab.inv, node)?;
+    drop(dev);
+    // The node as its latest inventory renders it.
+    let inv = inventory::load(&lab.dir)?;
+    let rendered = render::render(&inv, node)?;
     Ok(NodeCard {
         node: node.to_owned(),
-        path,
+        path: path.to_owned(),
         golden,
         mac: n.interfaces[0].mac.to_ascii_lowercase(),
-        slot_size: end - start,
-        secrets,
+        slot_size: render::SLOT_SIZE,
+        secrets: &lab.secrets[node],
+        registry_host: published.registry.host(),
         instance_id: rendered.instance_id,
         machine_id: rendered.machine_id,
-        _scratch: scratch,
     })
+}
+
+/// Publishes, pulls, stops the registry and flashes `node` offline: the card
+/// file lives in the returned [`Published`]'s scratch directory.
+fn build_card(node: &str) -> Result<(Published, NodeCard)> {
+    let published = publish_and_pull(node)?;
+    published.registry.stop();
+    let path = published.scratch.path().join("card.img");
+    let card = flash_card(&published, &path, true)?;
+    Ok((published, card))
 }
 
 /// Boots `card` (one of at most two guests at a time) with `disks` attached.
@@ -786,7 +931,8 @@ fn password_authentication(node: &dyn NodeView) -> Result<Vec<(String, String)>>
 }
 
 /// Node password, token and registry credentials with their modes.
-fn check_secrets(node: &dyn NodeView, secrets: &TestSecrets) -> Findings {
+/// `registry` is the host the card was published to: the node pulls through it.
+fn check_secrets(node: &dyn NodeView, secrets: &TestSecrets, registry: &str) -> Findings {
     let mut f = Findings::default();
     f.file_eq(
         node,
@@ -802,7 +948,7 @@ fn check_secrets(node: &dyn NodeView, secrets: &TestSecrets) -> Findings {
         for want in [
             format!("username: \"{}\"", secrets.registry_user),
             format!("password: \"{}\"", secrets.registry_password),
-            format!("\"{REGISTRY_HOST}\":"),
+            format!("\"{registry}\":"),
         ] {
             if !reg.lines().any(|l| l.trim() == want) {
                 f.add(format!(
@@ -1023,14 +1169,16 @@ fn check_cloud_init_result(node: &dyn NodeView) -> Findings {
 
 /// Every check of a node that booted fully (k3s started).
 fn assert_node_is_itself(booted: &BootedCard, card: &NodeCard, disks: &[&str]) {
-    let exp = Expected::of(&lab().inv, &card.node);
+    // The inventory as it is now: a scenario may have changed the node.
+    let inv = inventory::load(&lab().dir).expect("loading the test lab");
+    let exp = Expected::of(&inv, &card.node);
     let mut all = Findings::default();
     for findings in [
         check_identity(booted, &exp, &card.instance_id, &card.machine_id),
         check_seed_found_locally(booted),
         check_network(booted, &exp),
-        check_ssh(booted, &exp, &card.secrets),
-        check_secrets(booted, &card.secrets),
+        check_ssh(booted, &exp, card.secrets),
+        check_secrets(booted, card.secrets, &card.registry_host),
         check_k3s(booted, &exp),
         check_status_ok(booted, &exp, disks),
         check_slot_zeroed(booted, card.slot_size),
@@ -1066,8 +1214,8 @@ fn assert_node_is_itself(booted: &BootedCard, card: &NodeCard, disks: &[&str]) {
 // --- Scenarios ---------------------------------------------------------------
 
 #[test]
-fn rpi5_ubuntu_titan_04_boots_as_itself() -> Result<()> {
-    let card = build_card("titan-04")?;
+fn rpi5_ubuntu_titan_04_boots_as_itself_and_a_newer_build_runs_first_boot_again() -> Result<()> {
+    let (published, card) = build_card("titan-04")?;
     let booted = boot(&card, &[], "titan-04 (rpi5-ubuntu)")?;
     assert_node_is_itself(&booted, &card, &[]);
 
@@ -1079,12 +1227,157 @@ fn rpi5_ubuntu_titan_04_boots_as_itself() -> Result<()> {
         text.contains("192.168.22.99/24") && text.contains("192.168.22.20/24"),
         "a wrong address did not name both values:\n{text}"
     );
+    let first_instance = card.instance_id.clone();
+    let installed = "/var/lib/metis/secrets-installed";
+    let installed_first = booted.card.ext4_mtime(booted.root_partition, installed)?;
+    drop(booted);
+
+    // A newer build: the node gets a label, CI publishes again (the registry
+    // is back), and the operator flashes the same card, online this time.
+    let file = lab().dir.join("nodes/titan-04.yaml");
+    let text = std::fs::read_to_string(&file)?;
+    ensure!(
+        text.contains("\n  labels:\n"),
+        "nodes/titan-04.yaml changed shape"
+    );
+    replace_file(
+        &file,
+        &text.replace(
+            "\n  labels:\n",
+            "\n  labels:\n    - metis.test/build=newer\n",
+        ),
+    )?;
+    published.registry.restart()?;
+    let report = published.publish()?;
+    ensure!(
+        report
+            .lines()
+            .any(|l| l.starts_with("titan-04") && l.contains("built")),
+        "publish did not rebuild titan-04:\n{report}"
+    );
+    let card = flash_card(&published, &card.path, false)?;
+    ensure!(
+        card.instance_id != first_instance,
+        "the newer build kept instance-id {first_instance}"
+    );
+    let booted = boot(&card, &[], "titan-04 re-flashed with a newer build")?;
+    // First boot ran again: the new instance, the new label, all checks.
+    assert_node_is_itself(&booted, &card, &[]);
+    let mut f = Findings::default();
+    if let Some(config) = f.read(&booted, "/etc/rancher/k3s/config.yaml") {
+        if !config.contains("metis.test/build=newer") {
+            f.add(format!(
+                "/etc/rancher/k3s/config.yaml: expected the newer build's label metis.test/build=newer, the node has:\n{config}"
+            ));
+        }
+    }
+    // The secrets phase ran again: it rewrote its record (and zeroed the slot
+    // the flash had filled, which the checks above saw).
+    let installed_again = booted.card.ext4_mtime(booted.root_partition, installed)?;
+    if installed_again == installed_first {
+        f.add(format!(
+            "{installed}: expected rewritten by the newer build's first boot, its mtime is still {installed_first}"
+        ));
+    }
+    f.assert_none(&booted, "titan-04 after a newer build");
+    drop(booted);
+
+    // One byte of the published patch changed in the registry's storage: the
+    // flash is refused and the card keeps what it had.
+    let digest = published_patch_digest(&published)?;
+    let blob = published
+        .registry
+        .storage()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&digest[..2])
+        .join(&digest)
+        .join("data");
+    let mut bytes = std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&blob, bytes)?;
+    std::fs::remove_dir_all(&published.cache)?;
+    let before = sha256_of(&card.path)?;
+    let dev = Loop::attach(&card.path)?;
+    let out = published.flash(&dev, &demo("operator.agekey"), &[])?;
+    drop(dev);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a tampered patch in the registry was not refused:\n{stderr}"
+    );
+    assert!(!stderr.contains("insert and power on"), "{stderr}");
+    assert!(
+        stderr.contains(&digest[..12]),
+        "the refusal does not name the blob:\n{stderr}"
+    );
+    assert_eq!(
+        sha256_of(&card.path)?,
+        before,
+        "a refused flash changed the card"
+    );
     Ok(())
+}
+
+/// Hex digest of the patch layer of `published`'s node's latest manifest,
+/// read from the registry with skopeo (another OCI client).
+fn published_patch_digest(published: &Published) -> Result<String> {
+    let out = tool::run_stdout(
+        tool::command("skopeo")
+            .args(["inspect", "--raw", "--cert-dir"])
+            .arg(published.registry.cert_dir())
+            .arg("--creds")
+            .arg(format!("{USER}:{PASSWORD}"))
+            .arg(format!(
+                "docker://{}/nodes/{}:latest",
+                published.location, published.node
+            )),
+    )?;
+    let manifest: serde_json::Value = serde_json::from_str(&out)?;
+    let layer = manifest["layers"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|l| l["mediaType"] == metis_core::oci::MEDIA_TYPE_PATCH)
+        })
+        .with_context(|| format!("no patch layer in {manifest}"))?;
+    Ok(layer["digest"]
+        .as_str()
+        .context("layer digest")?
+        .trim_start_matches("sha256:")
+        .to_owned())
 }
 
 #[test]
 fn amd64_titan_db_boots_as_itself() -> Result<()> {
-    let card = build_card("titan-db")?;
+    let (published, card) = build_card("titan-db")?;
+    // Another key than an operator's (the CI builder's) opens nothing and
+    // writes nothing.
+    let before = sha256_of(&card.path)?;
+    std::fs::write(&card.path, b"")?;
+    std::fs::File::options()
+        .write(true)
+        .open(&card.path)?
+        .set_len(std::fs::metadata(&card.golden.image)?.len())?;
+    let empty = sha256_of(&card.path)?;
+    let dev = Loop::attach(&card.path)?;
+    let out = published.flash(&dev, &demo("builder.agekey"), &["--offline"])?;
+    drop(dev);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a wrong identity flashed:\n{stderr}");
+    assert!(!stderr.contains("insert and power on"), "{stderr}");
+    assert_eq!(
+        sha256_of(&card.path)?,
+        empty,
+        "a refused flash wrote to the card"
+    );
+    let card = flash_card(&published, &card.path, true)?;
+    assert_eq!(
+        sha256_of(&card.path)?,
+        before,
+        "two flashes of one artifact differ"
+    );
     let booted = boot(&card, &[], "titan-db (amd64-agents)")?;
     assert_node_is_itself(&booted, &card, &[]);
     Ok(())
@@ -1161,7 +1454,7 @@ fn longhorn_titan_13_with_its_disk_boots_as_itself_and_a_reboot_changes_nothing(
     let inv = &lab().inv;
     let uuid = inv.nodes["titan-13"].disks[0].uuid.clone();
     let mount = inv.nodes["titan-13"].disks[0].mount.clone();
-    let card = build_card("titan-13")?;
+    let (_published, card) = build_card("titan-13")?;
     let scratch = tempfile::tempdir()?;
     let disk = longhorn_disk(scratch.path(), &uuid)?;
 
@@ -1225,9 +1518,6 @@ fn longhorn_titan_13_with_its_disk_boots_as_itself_and_a_reboot_changes_nothing(
     f.0.extend(check_k3s(&again, &exp).0);
     f.0.extend(check_status_ok(&again, &exp, &[&mount]).0);
     f.0.extend(check_slot_zeroed(&again, card.slot_size).0);
-    if again.log.serial.contains("secrets phase: installed") {
-        f.add("console: the secrets phase installed secrets again".to_owned());
-    }
     mounted_before_k3s(&again, &mut f);
     f.assert_none(&again, "a second boot of titan-13's card changed something");
     again.card.ext4_check(again.root_partition)?;
@@ -1238,7 +1528,7 @@ fn longhorn_titan_13_with_its_disk_boots_as_itself_and_a_reboot_changes_nothing(
 fn longhorn_titan_13_without_its_disk_holds_k3s_back_and_says_why() -> Result<()> {
     let inv = &lab().inv;
     let mount = inv.nodes["titan-13"].disks[0].mount.clone();
-    let card = build_card("titan-13")?;
+    let (_published, card) = build_card("titan-13")?;
     let booted = boot(&card, &[], "titan-13 without its Longhorn disk")?;
     let exp = Expected::of(inv, "titan-13");
     let mut f = Findings::default();
@@ -1247,8 +1537,8 @@ fn longhorn_titan_13_without_its_disk_holds_k3s_back_and_says_why() -> Result<()
         check_identity(&booted, &exp, &card.instance_id, &card.machine_id),
         check_seed_found_locally(&booted),
         check_network(&booted, &exp),
-        check_ssh(&booted, &exp, &card.secrets),
-        check_secrets(&booted, &card.secrets),
+        check_ssh(&booted, &exp, card.secrets),
+        check_secrets(&booted, card.secrets, &card.registry_host),
         check_slot_zeroed(&booted, card.slot_size),
     ] {
         f.0.extend(findings.0);
@@ -1361,7 +1651,7 @@ fn a_node_with_other_values_than_rendered_fails_naming_both() {
     );
 
     let secrets = test_secrets("titan-04").unwrap();
-    let found = check_secrets(&node, &secrets).0.join("\n");
+    let found = check_secrets(&node, &secrets, REGISTRY_HOST).0.join("\n");
     assert!(
         found.contains(&secrets.node_password) && found.contains("\"other\\n\""),
         "{found}"
