@@ -14,7 +14,7 @@ use dialoguer::Select;
 
 use crate::device::{Backend, Candidate, DeviceError, Disk, Policy};
 use crate::exit::Exit;
-use crate::flash;
+use crate::flash::{self, size_text};
 use crate::list::{self, IndexSource};
 
 /// Whether a person can answer a picker: stdin and stderr are terminals.
@@ -71,21 +71,22 @@ impl PickError {
     }
 }
 
-/// Shows `rows` under `header` and waits for a pick; the index of the row.
+/// Shows `prompt`, then `rows` under `header`, and waits for a pick; the index
+/// of the row. The picked row stays on the screen.
 fn select(prompt: &str, header: &str, rows: &[String]) -> Result<usize, PickError> {
     // Ctrl-C in the picker's raw mode arrives as a key: console re-raises it as
     // SIGINT, and the handler ends the process with 130 (nothing is written yet).
     flash::handle_interrupts();
     let term = Term::stderr();
+    eprintln!("{prompt} (arrows and Enter; Esc cancels):");
     eprintln!("  {header}");
-    let picked = Select::new()
-        .with_prompt(prompt)
-        .items(rows)
-        .default(0)
-        .interact_on_opt(&term);
+    let picked = Select::new().items(rows).default(0).interact_on_opt(&term);
     let _ = term.show_cursor();
     match picked {
-        Ok(Some(i)) => Ok(i),
+        Ok(Some(i)) => {
+            eprintln!("> {}", rows[i]);
+            Ok(i)
+        }
         Ok(None) => Err(PickError::Cancelled),
         Err(dialoguer::Error::IO(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
             Err(PickError::Interrupted)
@@ -115,15 +116,11 @@ pub fn pick_node(source: &IndexSource) -> Result<String, PickError> {
         .map(|n| row(&n.node, &n.class, &n.revision.to_string(), n.cache.as_str()))
         .collect();
     let i = select(
-        "Node to flash (arrows and Enter; Esc cancels)",
+        "Node to flash",
         &row("NODE", "CLASS", "REVISION", "CACHE"),
         &rows,
     )?;
     Ok(lab.nodes[i].node.clone())
-}
-
-fn size_text(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 fn disk_row(disk: &Disk, partitions: &str) -> String {
@@ -204,10 +201,7 @@ pub fn pick_disk(
         "DISK", "MODEL", "SIZE", "BUS"
     );
     let i = select(
-        &format!(
-            "Disk to write {node} to, {} (arrows and Enter; Esc cancels)",
-            size_text(image_size)
-        ),
+        &format!("Disk to write {node} to, image {}", size_text(image_size)),
         &header,
         &rows,
     )?;

@@ -556,7 +556,8 @@ pub fn wipe(medium: &dyn Medium, image_size: u64) -> io::Result<()> {
     }
 }
 
-fn size_text(bytes: u64) -> String {
+/// A size for people: GiB from 1 GiB on, else MiB.
+pub fn size_text(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
     } else {
