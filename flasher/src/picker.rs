@@ -33,7 +33,7 @@ pub enum PickError {
     #[error("interrupted: nothing was written")]
     Interrupted,
     /// The lab index could not be read or did not verify.
-    #[error("{0:#}; nothing was written")]
+    #[error("{0:#}")]
     Index(anyhow::Error),
     /// The verified lab index lists no node.
     #[error("the lab index lists no node: publish the lab first (`metis-build publish`)")]
