@@ -10,6 +10,11 @@ pub struct Tmux {
     socket: String,
 }
 
+/// The tmux server's socket: private to this session, removed on drop.
+fn socket_path(name: &str) -> String {
+    std::env::temp_dir().join(name).display().to_string()
+}
+
 /// Quotes `word` for `sh`.
 pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
@@ -20,11 +25,11 @@ impl Tmux {
     /// `[exit N]` (see [`Tmux::exit_code`]) and stays open until drop.
     pub fn start(argv: &[&str], env: &[(&str, &str)]) -> Tmux {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let socket = format!(
-            "metis-test-{}-{}",
+        let socket = socket_path(&format!(
+            "metis-tmux-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        );
+        ));
         let mut script = String::from("env");
         for (k, v) in env {
             script.push_str(&format!(" {}", shell_quote(&format!("{k}={v}"))));
@@ -36,7 +41,7 @@ impl Tmux {
         script.push_str("; echo \"[exit $?]\"; sleep 3600");
         let tmux = Tmux { socket };
         let status = Command::new("tmux")
-            .args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-S", &tmux.socket, "-f", "/dev/null", "new-session", "-d"])
             .args(["-x", "200", "-y", "50", "-s", "t", "sh", "-c", &script])
             .env_remove("TMUX")
             .status()
@@ -48,7 +53,7 @@ impl Tmux {
     /// The whole pane, scrollback included, wrapped lines joined.
     pub fn screen(&self) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-J", "-S", "-"])
+            .args(["-S", &self.socket, "capture-pane", "-p", "-J", "-S", "-"])
             .args(["-t", "t"])
             .output()
             .expect("running tmux capture-pane");
@@ -84,7 +89,7 @@ impl Tmux {
     /// Sends tmux key names (`Down`, `Enter`, `Escape`, `C-c`).
     pub fn keys(&self, keys: &[&str]) {
         let status = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", "t"])
+            .args(["-S", &self.socket, "send-keys", "-t", "t"])
             .args(keys)
             .status()
             .expect("running tmux send-keys");
@@ -94,7 +99,7 @@ impl Tmux {
     /// Types `text` literally (no key names).
     pub fn type_text(&self, text: &str) {
         let status = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", "t", "-l", text])
+            .args(["-S", &self.socket, "send-keys", "-t", "t", "-l", text])
             .status()
             .expect("running tmux send-keys");
         assert!(status.success(), "tmux send-keys -l {text:?} failed");
@@ -119,7 +124,8 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .args(["-S", &self.socket, "kill-server"])
             .status();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
