@@ -6,11 +6,30 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// Write a node's verified recovery card: `metis-flash titan-db`, insert the
 /// card, power on.
+///
+/// Without NODE (or without --device/--output) on a terminal, pick the node
+/// from the signed lab index (or the card from the disks this machine sees).
+/// A node named like a subcommand is flashed with `metis-flash flash NAME`.
+///
+/// Exit status: 0 written and verified ("insert and power on"); 1 not
+/// confirmed or nothing picked; 2 bad input (no node, no target, wrong
+/// identity); 3 verification failed (nothing written, or the card wiped); 4
+/// device refused; 5 I/O error; 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "metis-flash", version, max_term_width = 80)]
+#[command(
+    name = "metis-flash",
+    version,
+    max_term_width = 80,
+    args_conflicts_with_subcommands = true,
+    subcommand_value_name = "COMMAND",
+    subcommand_help_heading = "Commands"
+)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// `metis-flash NODE …`: the same as `metis-flash flash NODE …`.
+    #[command(flatten)]
+    pub flash: FlashArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -18,13 +37,15 @@ pub enum Command {
     /// List the lab's nodes from the signed lab index: class, revision,
     /// whether each is cached (or stale) and whether its signature verifies.
     List(ListArgs),
-    /// Flash a node's verified card: pull (or use the cache), verify the
-    /// signature and every digest, decrypt the secrets, write, read back.
+    /// Flash a node's verified card (`metis-flash NODE` is the same): pull (or
+    /// use the cache), verify the signature and every digest, decrypt the
+    /// secrets, write, read back. Use this form for a node named like a
+    /// subcommand (`metis-flash flash list`).
     ///
-    /// Exit status: 0 written and verified ("insert and power on"); 2 bad input
-    /// (no node, no target, wrong identity); 3 verification failed (nothing
-    /// written, or the card wiped); 4 device refused; 5 I/O error; 130
-    /// interrupted.
+    /// Exit status: 0 written and verified ("insert and power on"); 1 not
+    /// confirmed or no pick; 2 bad input (no node, no target, wrong identity);
+    /// 3 verification failed (nothing written, or the card wiped); 4 device
+    /// refused; 5 I/O error; 130 interrupted.
     Flash(FlashArgs),
     /// List the disks this machine could write a card to.
     Devices {
@@ -210,10 +231,38 @@ pub enum CacheCommand {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::Path;
 
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_bare_form_flashes_and_subcommands_still_parse() {
+        let cli = Cli::try_parse_from(["metis-flash", "titan-db", "--output", "t.img"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.flash.node.as_deref(), Some("titan-db"));
+        assert_eq!(cli.flash.output.as_deref(), Some(Path::new("t.img")));
+        // No NODE: the picker's case, not a usage error.
+        let cli = Cli::try_parse_from(["metis-flash", "--device", "/dev/sdb"]).unwrap();
+        assert!(cli.command.is_none() && cli.flash.node.is_none());
+        let cli = Cli::try_parse_from(["metis-flash", "list", "--offline"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::List(ListArgs { offline: true, .. }))
+        ));
+        // A node named like a subcommand goes through `flash`.
+        let cli = Cli::try_parse_from(["metis-flash", "flash", "list", "--yes"]).unwrap();
+        match cli.command {
+            Some(Command::Flash(args)) => assert_eq!(args.node.as_deref(), Some("list")),
+            other => panic!("{other:?}"),
+        }
+        // After a flash flag, a word is the NODE, not a subcommand (clap's
+        // args_conflicts_with_subcommands): subcommand flags follow the subcommand.
+        let cli = Cli::try_parse_from(["metis-flash", "--offline", "list"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.flash.node.as_deref(), Some("list"));
     }
 
     #[test]
@@ -230,9 +279,11 @@ mod tests {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("flash_target").args(["device", "output"])))]
 pub struct FlashArgs {
-    /// The node, e.g. titan-db.
+    /// The node, e.g. titan-db [default: pick one from the lab index, on a
+    /// terminal]
     pub node: Option<String>,
-    /// The whole disk to write (/dev/sdX, /dev/mmcblkN).
+    /// The whole disk to write (/dev/sdX, /dev/mmcblkN) [default: pick one
+    /// from the disks that pass the safety rules, on a terminal]
     #[arg(long, value_name = "DEV")]
     pub device: Option<PathBuf>,
     /// Write an image file instead of a disk (for VMs and tests).
@@ -251,7 +302,8 @@ pub struct FlashArgs {
     /// Accept an artifact older than the newest already seen for this node.
     #[arg(long)]
     pub allow_downgrade: bool,
-    /// Do not ask for the node name (only with an explicit --device).
+    /// Do not ask for the node name (only with an explicit --device; a
+    /// picked disk is always confirmed).
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Accept a disk the OS does not report as removable, USB or SD.

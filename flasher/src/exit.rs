@@ -11,8 +11,8 @@ use std::process::ExitCode;
 pub enum Exit {
     /// 0: the card (or image file) was written and read back correctly.
     Ok = 0,
-    /// 1: any other failure, e.g. the operator did not confirm, or a `trust`
-    /// command failed.
+    /// 1: any other failure, e.g. the operator did not confirm, left a picker with
+    /// Esc, or a `trust` command failed.
     Failure = 1,
     /// 2: bad input: command-line usage, or an artifact file (base, chunk table,
     /// patch, slot) that cannot be read or does not fit together. Nothing was written.
@@ -22,14 +22,14 @@ pub enum Exit {
     /// anything had been written, the card's partition table was wiped.
     Verification = 3,
     /// 4: the device was refused by a safety rule (not removable, mounted, system
-    /// disk, partition, read-only, too small, counterfeit capacity, in use).
-    /// Nothing was written.
+    /// disk, partition, read-only, too small, counterfeit capacity, in use), or the
+    /// disk picker had no disk to offer. Nothing was written.
     DeviceRefused = 4,
     /// 5: an I/O error while writing or reading the card; the card's partition
     /// table was wiped where possible.
     Io = 5,
-    /// 130: interrupted (SIGINT/SIGTERM); the card's partition table was wiped if
-    /// anything had been written.
+    /// 130: interrupted (SIGINT/SIGTERM, or Ctrl-C in a picker); the card's
+    /// partition table was wiped if anything had been written.
     Interrupted = 130,
 }
 

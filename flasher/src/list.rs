@@ -1,21 +1,88 @@
 //! `metis-flash list`: the nodes of the signed lab index, whether each is in the
 //! cache (and current), and whether the cached artifact's signature verifies.
+//! The node picker shows the same rows ([`lab_nodes`]).
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use metis_core::oci::{self, ImageManifest};
 use metis_core::trust::{self, HeldSignature, SeenRevisions};
 
-use crate::cli::ListArgs;
+use crate::cli::{ListArgs, RegistryArgs};
 use crate::{node, pull};
 
-/// Lists the lab's nodes from the verified index.
-pub fn list(args: ListArgs) -> Result<()> {
-    let target = pull::target(&args.registry, args.offline)?;
-    let cache = pull::open_cache(args.cache.as_deref())?;
+/// Whether a node's artifact is in the offline cache, and the one the index names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum CacheState {
+    /// The cached artifact is the one the index names.
+    #[serde(rename = "cached")]
+    Cached,
+    /// A different (older or newer) artifact is cached.
+    #[serde(rename = "stale")]
+    Stale,
+    /// Nothing is cached for the node.
+    #[serde(rename = "not cached")]
+    NotCached,
+}
+
+impl CacheState {
+    /// How `list` and the picker print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheState::Cached => "cached",
+            CacheState::Stale => "stale",
+            CacheState::NotCached => "not cached",
+        }
+    }
+}
+
+/// One node of the verified lab index, with its cache state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LabNode {
+    /// The node's name.
+    pub node: String,
+    /// Its class.
+    pub class: String,
+    /// The signed revision the index names.
+    pub revision: u64,
+    /// The artifact's manifest digest the index names.
+    pub digest: String,
+    /// Whether it is cached, and current.
+    pub cache: CacheState,
+    /// Whether the cached artifact's signature verifies (blobs are checked at flash time).
+    pub verifies: bool,
+}
+
+/// The verified lab index and its nodes.
+pub struct LabNodes {
+    /// The index's signed revision.
+    pub revision: u64,
+    /// Fingerprint of the key that signed it.
+    pub key: String,
+    /// Every node of the index, by name.
+    pub nodes: Vec<LabNode>,
+}
+
+/// Where to find the lab index: the flags `list` and `flash` share.
+pub struct IndexSource<'a> {
+    /// The registry flags.
+    pub registry: &'a RegistryArgs,
+    /// Use only the cache.
+    pub offline: bool,
+    /// The cache directory flag.
+    pub cache: Option<&'a Path>,
+    /// Extra trusted keys.
+    pub trust_key: &'a [PathBuf],
+}
+
+/// Pulls (unless offline) and verifies the lab index, and states each node's cache.
+pub fn lab_nodes(source: &IndexSource) -> Result<LabNodes> {
+    let target = pull::target(source.registry, source.offline)?;
+    let cache = pull::open_cache(source.cache)?;
     let repo = oci::index_repository(&target.prefix);
-    let registry = pull::open_registry(&target, args.offline)?;
+    let registry = pull::open_registry(&target, source.offline)?;
     pull::pull_one(registry.as_ref(), &cache, &repo, "lab index", "latest")?;
-    let keys = node::trusted_keys(&args.trust_key)?;
+    let keys = node::trusted_keys(source.trust_key)?;
     let latest =
         oci::cached(&cache, &repo, "latest")?.context("the lab index is not in the cache")?;
     let manifest_bytes = cache.read_blob(&latest.manifest.digest)?;
@@ -45,14 +112,14 @@ pub fn list(args: ListArgs) -> Result<()> {
     )
     .context("verifying the lab index")?;
 
-    let mut rows = Vec::new();
+    let mut nodes = Vec::new();
     for (name, entry) in &index.nodes {
         let node_repo = oci::node_repository(&target.prefix, name);
         let cached = oci::cached(&cache, &node_repo, "latest")?;
         let state = match &cached {
-            None => "not cached",
-            Some(r) if r.manifest.digest == entry.digest => "cached",
-            Some(_) => "stale",
+            None => CacheState::NotCached,
+            Some(r) if r.manifest.digest == entry.digest => CacheState::Cached,
+            Some(_) => CacheState::Stale,
         };
         // The signature only (blobs are checked at flash time): cheap enough for a list.
         let verifies = match &cached {
@@ -74,35 +141,54 @@ pub fn list(args: ListArgs) -> Result<()> {
                 .is_some(),
             None => false,
         };
-        rows.push(serde_json::json!({
-            "node": name, "class": entry.class, "revision": entry.revision,
-            "digest": entry.digest, "cache": state, "verifies": verifies,
-        }));
+        nodes.push(LabNode {
+            node: name.clone(),
+            class: entry.class.clone(),
+            revision: entry.revision,
+            digest: entry.digest.clone(),
+            cache: state,
+            verifies,
+        });
     }
+    Ok(LabNodes {
+        revision: verified.metadata.revision,
+        key: verified.key_fingerprint,
+        nodes,
+    })
+}
+
+/// Lists the lab's nodes from the verified index.
+pub fn list(args: ListArgs) -> Result<()> {
+    let lab = lab_nodes(&IndexSource {
+        registry: &args.registry,
+        offline: args.offline,
+        cache: args.cache.as_deref(),
+        trust_key: &args.trust_key,
+    })?;
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "index_revision": verified.metadata.revision, "nodes": rows,
+                "index_revision": lab.revision, "nodes": lab.nodes,
             }))?
         );
     } else {
         eprintln!(
             "lab index revision {} verified with key {}",
-            verified.metadata.revision, verified.key_fingerprint
+            lab.revision, lab.key
         );
         println!(
             "{:<12} {:<22} {:>10}  {:<10}  SIGNATURE",
             "NODE", "CLASS", "REVISION", "CACHE"
         );
-        for r in &rows {
+        for n in &lab.nodes {
             println!(
                 "{:<12} {:<22} {:>10}  {:<10}  {}",
-                r["node"].as_str().unwrap_or(""),
-                r["class"].as_str().unwrap_or(""),
-                r["revision"].as_u64().unwrap_or(0),
-                r["cache"].as_str().unwrap_or(""),
-                if r["verifies"] == true { "ok" } else { "-" }
+                n.node,
+                n.class,
+                n.revision,
+                n.cache.as_str(),
+                if n.verifies { "ok" } else { "-" }
             );
         }
     }

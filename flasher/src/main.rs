@@ -10,6 +10,7 @@ mod exit;
 mod flash;
 mod list;
 mod node;
+mod picker;
 mod pull;
 
 use std::process::ExitCode;
@@ -22,13 +23,13 @@ use device::Backend;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Write(args) = cli.command {
-        return write(args).into();
-    }
-    if let Command::Flash(args) = cli.command {
-        return node::flash_node(args).into();
-    }
-    match run(cli) {
+    let command = match cli.command {
+        None => return node::flash_node(cli.flash).into(),
+        Some(Command::Flash(args)) => return node::flash_node(args).into(),
+        Some(Command::Write(args)) => return write(args).into(),
+        Some(command) => command,
+    };
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -37,9 +38,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(command: Command) -> Result<()> {
     let backend = device::Native;
-    match cli.command {
+    match command {
         Command::Devices { json } => {
             let disks = backend.list().context("listing disks")?;
             if json {

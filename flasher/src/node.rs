@@ -1,4 +1,4 @@
-//! `metis-flash flash NODE`: the operator's whole job. Resolve the node, use the
+//! `metis-flash NODE` (or `metis-flash flash NODE`): the operator's whole job. Resolve the node, use the
 //! cache or pull, verify signature and every digest offline against the pinned
 //! keys, decrypt the secrets with the operator's identity, compose base, patch
 //! and secrets chunk by chunk (each chunk checked against the signed table), write,
@@ -16,7 +16,9 @@ use metis_core::trust::{
 };
 
 use crate::cli::FlashArgs;
-use crate::{exit, flash, pull};
+use crate::device::{self, Policy};
+use crate::list::IndexSource;
+use crate::{exit, flash, picker, pull};
 
 /// A verified node artifact in the cache, ready to compose.
 struct Verified {
@@ -131,26 +133,63 @@ pub(crate) fn trusted_keys(extra: &[PathBuf]) -> Result<TrustedKeys> {
     Ok(TrustedKeys::new(keys))
 }
 
+/// Prints why the flow stopped (and the JSON failure line with `--json`).
+fn stop(error: &str, code: exit::Exit, json: bool) -> exit::Exit {
+    eprintln!("error: {error}");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": false, "error": error, "exit_code": code as u8})
+        );
+    }
+    code
+}
+
 /// Runs the whole flow and returns the exit code.
 pub fn flash_node(args: FlashArgs) -> exit::Exit {
     let json = args.json;
     let quiet = args.quiet || json;
-    let Some(node) = args.node.clone() else {
-        eprintln!("error: name the node to flash, e.g. `metis-flash flash titan-db` (`metis-flash cache ls` lists cached nodes)");
-        return exit::Exit::BadInput;
+    let interactive = picker::interactive();
+    // Without a terminal there is no picker: say what to name before any work.
+    if args.node.is_none() && !interactive {
+        return stop(
+            "name the node to flash: metis-flash NODE (metis-flash list shows the lab's nodes)",
+            exit::Exit::BadInput,
+            json,
+        );
+    }
+    let target = flash::Target::from_flags(
+        args.device.as_deref(),
+        args.output.as_deref(),
+        args.yes,
+        args.force_non_removable,
+    );
+    if target.is_none() && !interactive {
+        return stop(
+            "name where to write: --device /dev/sdX (the card) or --output FILE.img \
+             (the disk picker needs a terminal)",
+            exit::Exit::BadInput,
+            json,
+        );
+    }
+    let node = match args.node.clone() {
+        Some(node) => node,
+        None => {
+            let source = IndexSource {
+                registry: &args.registry,
+                offline: args.offline,
+                cache: args.cache.as_deref(),
+                trust_key: &args.trust_key,
+            };
+            match picker::pick_node(&source) {
+                Ok(node) => node,
+                Err(e) => return stop(&e.to_string(), e.exit(), json),
+            }
+        }
     };
     let verified = match load_verified(&args, &node) {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": false, "error": format!("{e:#}"), "exit_code": 3})
-                );
-            }
-            return exit::Exit::Verification;
-        }
+        Err(e) => return stop(&format!("{e:#}"), exit::Exit::Verification, json),
     };
     if !quiet {
         eprintln!(
@@ -193,6 +232,26 @@ pub fn flash_node(args: FlashArgs) -> exit::Exit {
             eprintln!("    {c}");
         }
     }
+    let policy = Policy {
+        force_non_removable: args.force_non_removable,
+    };
+    // The disk is picked once the image size is known and everything is verified
+    // and decrypted, so the pick is the last step before the confirmation.
+    // `--yes` does not skip that confirmation for a picked disk.
+    let target = match target {
+        Some(target) => target,
+        None => {
+            let image_size = verified.config.composed_table.image_size();
+            match picker::pick_disk(&device::Native, &node, image_size, policy) {
+                Ok(path) => flash::Target::Device {
+                    path,
+                    assume_yes: false,
+                    policy,
+                },
+                Err(e) => return stop(&e.to_string(), e.exit(), json),
+            }
+        }
+    };
     let composer = Path::new(&verified.base);
     let outcome = (|| {
         let patch = Patch::decode(&verified.patch)
@@ -206,17 +265,6 @@ pub fn flash_node(args: FlashArgs) -> exit::Exit {
             ComposeOptions::default(),
         )
         .map_err(|e| flash::FlashError::BadInput(format!("{node}: {e}")))?;
-        let target = flash::Target::from_flags(
-            args.device.as_deref(),
-            args.output.as_deref(),
-            args.yes,
-            args.force_non_removable,
-        )
-        .ok_or_else(|| {
-            flash::FlashError::BadInput(
-                "name where to write: --device /dev/sdX (the card) or --output FILE.img".into(),
-            )
-        })?;
         flash::run(
             c,
             flash::FlashRequest {

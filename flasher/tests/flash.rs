@@ -16,6 +16,9 @@ use metis_core::image::compose::compose_table;
 use metis_core::image::patch::Patch;
 use tempfile::TempDir;
 
+mod lab;
+use lab::Loop;
+
 const MIB: usize = 1 << 20;
 const BIN: &str = env!("CARGO_BIN_EXE_metis-flash");
 const JUNK: u8 = 0xAA;
@@ -185,28 +188,6 @@ fn sh(cmd: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A loop device, detached on drop.
-struct Loop {
-    dev: String,
-}
-
-impl Loop {
-    fn attach(file: &Path, options: &[&str]) -> Self {
-        let mut args = vec!["-f", "--show"];
-        args.extend_from_slice(options);
-        args.push(file.to_str().unwrap());
-        Self {
-            dev: sh("losetup", &args),
-        }
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
 }
 
 /// A mount, unmounted on drop (before the loop device under it is detached).

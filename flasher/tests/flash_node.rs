@@ -4,116 +4,15 @@
 //! --device /dev/loopN` writes a card that is byte for byte the node's image with
 //! its secrets in the slot. A wrong key or a tampered artifact writes nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod lab;
 
+use lab::{demo, flash, published, sha, Loop};
 use metis_core::inventory;
-use metis_core::publish::{self, PublishOptions, SealedSecrets};
-use metis_core::secrets::Identities;
-use metis_core::trust::PrivateKey;
-use sha2::{Digest, Sha256};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn demo(file: &str) -> PathBuf {
-    root().join("inventory/demo-keys").join(file)
-}
-
-/// The example lab published into `oci:<dir>/registry`.
-fn published(dir: &Path) -> (PathBuf, PathBuf) {
-    let inv_dir = dir.join("inventory");
-    metis_tests::copy_example_inventory(&inv_dir);
-    let gen = Command::new(root().join("tests/golden/gen.sh"))
-        .arg(inv_dir.join("golden"))
-        .env(
-            "PATH",
-            format!(
-                "/usr/sbin:/sbin:{}",
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        gen.status.success(),
-        "gen.sh: {}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
-    let inv = inventory::load(&inv_dir).unwrap();
-    let reg_dir = dir.join("registry");
-    let registry =
-        metis_core::oci::Registry::open(&format!("oci:{}", reg_dir.display()), &Default::default())
-            .unwrap();
-    let key = PrivateKey::from_encrypted_pem(
-        &std::fs::read_to_string(demo("cosign.key")).unwrap(),
-        b"demo",
-    )
-    .unwrap();
-    let ci = Identities::from_file(&demo("builder.agekey")).unwrap();
-    let secrets = SealedSecrets::new(Some(ci));
-    let plan = publish::plan(&inv, &registry, &secrets).unwrap();
-    let report = publish::publish(
-        &inv,
-        &registry,
-        &key,
-        &secrets,
-        &plan,
-        &PublishOptions {
-            only: vec!["titan-13".into()],
-            jobs: 1,
-            dry_run: false,
-            partial: true,
-            revision: None,
-            work_dir: dir.join("work"),
-            built: "2026-11-25T00:00:00Z".into(),
-            source: "test".into(),
-        },
-    )
-    .unwrap();
-    assert!(!report.failed(), "{report:?}");
-    (inv_dir, reg_dir)
-}
-
-fn flash(cache: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metis-flash"))
-        .args(args)
-        .env("METIS_CACHE", cache)
-        .env("XDG_CONFIG_HOME", config)
-        .env(
-            "PATH",
-            format!(
-                "/usr/sbin:/sbin:{}",
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .output()
-        .unwrap()
-}
-
-fn sha(path: &Path, len: u64) -> String {
-    use std::io::Read as _;
-    let mut f = std::fs::File::open(path).unwrap().take(len);
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).unwrap();
-    hex::encode(h.finalize())
-}
-
-struct Loop(String);
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.0]).status();
-    }
-}
 
 #[test]
 fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
     let work = tempfile::tempdir().unwrap();
-    let (inv_dir, reg_dir) = published(work.path());
+    let (inv_dir, reg_dir) = published(work.path(), &["titan-13"]);
     let cache = work.path().join("cache");
     let config = work.path().join("config");
     let reg = format!("oci:{}", reg_dir.display());
@@ -154,17 +53,7 @@ fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
     // The card: a loop device over a file holding old data.
     let card = work.path().join("card.raw");
     std::fs::write(&card, vec![0xA5u8; 256 << 20]).unwrap();
-    let out = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(&card)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "losetup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dev = Loop(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let dev = Loop::attach(&card, &[]);
     let untouched = sha(&card, 256 << 20);
 
     let common = [
@@ -180,7 +69,7 @@ fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
         "flash",
         "titan-13",
         "--device",
-        dev.0.as_str(),
+        dev.dev.as_str(),
         "--yes",
         "--force-non-removable",
     ];

@@ -9,6 +9,7 @@ pub mod card;
 pub mod golden;
 pub mod qemu;
 pub mod registry;
+pub mod tmux;
 pub mod tool;
 
 /// The workspace root (parent of this crate).

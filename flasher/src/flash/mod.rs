@@ -239,14 +239,32 @@ impl FlashError {
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set once the target is opened: from then on a signal must not end the process.
+static WRITING: AtomicBool = AtomicBool::new(false);
+
+/// Installs the SIGINT/SIGTERM handler. Until [`catch_interrupts`] a signal ends
+/// the process with 130 at once: nothing has been written, and a picker's hidden
+/// cursor is shown again on the way out.
+pub fn handle_interrupts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if WRITING.load(Ordering::SeqCst) {
+                INTERRUPTED.store(true, Ordering::SeqCst);
+            } else {
+                let _ = dialoguer::console::Term::stderr().show_cursor();
+                eprintln!("\ninterrupted: nothing was written");
+                std::process::exit(Exit::Interrupted as i32);
+            }
+        });
+    });
+}
 
 /// From here on SIGINT/SIGTERM only set a flag the pipeline checks between chunks,
 /// so it can wipe the card instead of dying mid-write.
 fn catch_interrupts() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-    });
+    handle_interrupts();
+    WRITING.store(true, Ordering::SeqCst);
 }
 
 fn interrupted() -> bool {
@@ -538,7 +556,8 @@ pub fn wipe(medium: &dyn Medium, image_size: u64) -> io::Result<()> {
     }
 }
 
-fn size_text(bytes: u64) -> String {
+/// A size for people: GiB from 1 GiB on, else MiB.
+pub fn size_text(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
     } else {
