@@ -47,14 +47,22 @@ fn disk_from_sysfs(name: &str) -> Option<Disk> {
         "mmc"
     } else if name.starts_with("nvme") {
         "nvme"
+    } else if link.contains("/virtio") {
+        "virtio"
     } else if name.starts_with("dm-") || name.starts_with("md") {
         "virtual"
     } else {
         "sata"
     };
+    // virtio disks report only the PCI vendor id (0x1af4) and no model.
+    let model = if bus == "virtio" && model.is_empty() {
+        "virtio disk".to_string()
+    } else {
+        format!("{vendor} {model}").trim().to_string()
+    };
     Some(Disk {
         path: PathBuf::from(format!("/dev/{name}")),
-        model: format!("{vendor} {model}").trim().to_string(),
+        model,
         size: sectors * 512,
         bus: bus.to_string(),
         removable: sysfs(name, "removable").as_deref() == Some("1"),
