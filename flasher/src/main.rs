@@ -126,9 +126,9 @@ fn write(args: cli::WriteArgs) -> exit::Exit {
         let slot = match (&args.slot_offset, &args.slot_file) {
             (Some(offset), Some(file)) => Some((
                 *offset,
-                std::fs::read(file).map_err(|e| {
+                zeroize::Zeroizing::new(std::fs::read(file).map_err(|e| {
                     flash::FlashError::BadInput(format!("reading {}: {e}", file.display()))
-                })?,
+                })?),
             )),
             _ => None,
         };

@@ -269,7 +269,7 @@ pub fn flash_node(args: FlashArgs) -> exit::Exit {
             c,
             flash::FlashRequest {
                 node: node.clone(),
-                slot: Some((verified.config.slot.offset, bundle.to_vec())),
+                slot: Some((verified.config.slot.offset, bundle)),
                 target,
                 mode: flash::WriteMode::from_flags(args.sparse, args.full),
                 block_size: args.block_size,

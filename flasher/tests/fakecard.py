@@ -9,6 +9,10 @@ FUSE, so a loop device on top reaches this process for every block):
   --eio-at N      a write covering byte N fails with EIO (once armed, every time)
   --delay-ms N    sleep N ms per write, so a test can interrupt mid-write
   --log FILE      rewrite FILE with the total bytes written after each write
+  --write-mbps R  serve writes at R MB/s (10^6 bytes), reads at --read-mbps R:
+  --read-mbps R   a card's sustained rates, one request at a time, for the
+                  benchmark against the physical limit (bench/card.sh)
+  --sparse        keep only written 1 MiB blocks in memory (large cards)
 
 Needs Debian's python3-fusepy (module `fusepy`). Runs in the foreground until
 unmounted (`fusermount -u MOUNTPOINT`).
@@ -22,15 +26,68 @@ import time
 import fusepy as fuse
 
 
+class Throttle:
+    """A single-queue device: each request ends n / rate seconds after the later
+    of its arrival and the end of the one before."""
+
+    def __init__(self, mbps):
+        self.rate = mbps * 1e6 if mbps else None
+        self.busy_until = 0.0
+
+    def take(self, n):
+        if not self.rate:
+            return
+        now = time.monotonic()
+        self.busy_until = max(now, self.busy_until) + n / self.rate
+        if self.busy_until > now:
+            time.sleep(self.busy_until - now)
+
+
+class SparseStore:
+    """Bytes in 1 MiB blocks, allocated when first written (reads of the rest are zeros)."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, size):
+        self.size = size
+        self.blocks = {}
+
+    def __getitem__(self, sl):
+        out = bytearray()
+        pos = sl.start
+        while pos < sl.stop:
+            b, at = divmod(pos, self.BLOCK)
+            n = min(sl.stop - pos, self.BLOCK - at)
+            block = self.blocks.get(b)
+            out += block[at:at + n] if block is not None else bytes(n)
+            pos += n
+        return out
+
+    def __setitem__(self, sl, data):
+        pos, rel = sl.start, 0
+        while pos < sl.stop:
+            b, at = divmod(pos, self.BLOCK)
+            n = min(sl.stop - pos, self.BLOCK - at)
+            block = self.blocks.get(b)
+            if block is None:
+                block = self.blocks[b] = bytearray(self.BLOCK)
+            block[at:at + n] = data[rel:rel + n]
+            pos += n
+            rel += n
+
+
 class Card(fuse.Operations):
-    def __init__(self, size, real, eio_at, delay, log):
+    def __init__(self, size, real, eio_at, delay, log, write_mbps=None, read_mbps=None,
+                 sparse=False):
         self.size = size
         self.real = real
-        self.data = bytearray(real)
+        self.data = SparseStore(real) if sparse else bytearray(real)
         self.eio_at = eio_at
         self.delay = delay
         self.log = log
         self.written = 0
+        self.write_throttle = Throttle(write_mbps)
+        self.read_throttle = Throttle(read_mbps)
 
     def getattr(self, path, fh=None):
         if path == "/":
@@ -66,6 +123,7 @@ class Card(fuse.Operations):
         out = bytearray()
         for _, at, n in self._spans(offset, size):
             out += self.data[at:at + n]
+        self.read_throttle.take(len(out))
         return bytes(out)
 
     def write(self, path, buf, offset, fh):
@@ -74,6 +132,7 @@ class Card(fuse.Operations):
         for rel, at, n in self._spans(offset, len(buf)):
             self.data[at:at + n] = buf[rel:rel + n]
         self.written += len(buf)
+        self.write_throttle.take(len(buf))
         if self.log:
             tmp = self.log + ".tmp"
             with open(tmp, "w") as f:
@@ -92,10 +151,14 @@ def main():
     p.add_argument("--eio-at", type=int)
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--log")
+    p.add_argument("--write-mbps", type=float)
+    p.add_argument("--read-mbps", type=float)
+    p.add_argument("--sparse", action="store_true")
     a = p.parse_args()
-    card = Card(a.size, a.real_size or a.size, a.eio_at, a.delay_ms, a.log)
+    card = Card(a.size, a.real_size or a.size, a.eio_at, a.delay_ms, a.log,
+                a.write_mbps, a.read_mbps, a.sparse)
     fuse.FUSE(card, a.mountpoint, foreground=True, nothreads=True, direct_io=True,
-              big_writes=True, max_write=131072)
+              big_writes=True, max_write=131072, max_read=131072)
 
 
 if __name__ == "__main__":

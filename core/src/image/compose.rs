@@ -180,15 +180,8 @@ impl fmt::Debug for Chunk {
 /// Secrets bytes written over the image at flash time, after verification.
 struct Slot {
     offset: u64,
-    bytes: Vec<u8>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        // Best effort: without a zeroize dependency the compiler may elide this.
-        self.bytes.fill(0);
-        std::hint::black_box(&self.bytes);
-    }
+    /// Wiped when dropped.
+    bytes: zeroize::Zeroizing<Vec<u8>>,
 }
 
 /// Everything a worker needs to turn a frame into a verified chunk.
@@ -352,7 +345,12 @@ impl<R: Read + Seek> Composer<R> {
     /// # Errors
     ///
     /// [`ComposeError::SlotOutOfRange`] if the slot does not lie inside the image.
-    pub fn with_slot(mut self, offset: u64, bytes: Vec<u8>) -> Result<Self, ComposeError> {
+    pub fn with_slot(
+        mut self,
+        offset: u64,
+        bytes: impl Into<zeroize::Zeroizing<Vec<u8>>>,
+    ) -> Result<Self, ComposeError> {
+        let bytes = bytes.into();
         let len = bytes.len() as u64;
         let image_size = self.plan.table.image_size();
         let slot = Slot { offset, bytes };

@@ -7,7 +7,7 @@
 //! stacked device, or (unless the disk is removable and the operator confirms) a
 //! mounted filesystem.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
@@ -100,6 +100,149 @@ fn holders_of(name: &str, out: &mut BTreeSet<String>) {
             holders_of(&holder, out);
         }
     }
+}
+
+/// What `inspect` read about a disk: sysfs, mountinfo and swaps.
+#[derive(Debug, Clone)]
+struct Facts {
+    /// Sysfs name, e.g. `sdb`.
+    name: String,
+    disk: Disk,
+    /// Its partitions' sysfs names, in order, and their sizes in bytes.
+    parts: Vec<String>,
+    part_sizes: Vec<u64>,
+    /// Devices built on it or its partitions (dm, md, …).
+    stacked: BTreeSet<String>,
+    /// Mount points of the disk, each partition and each stacked device.
+    mounts: BTreeMap<String, Vec<PathBuf>>,
+    /// Devices with active swap.
+    swaps: BTreeSet<String>,
+}
+
+/// The safety rules, on what was read: the candidate, or why the disk is refused.
+fn judge(
+    device: &Path,
+    f: &Facts,
+    image_size: u64,
+    policy: Policy,
+) -> Result<Candidate, DeviceError> {
+    let (name, disk, parts, stacked, swaps) = (&f.name, &f.disk, &f.parts, &f.stacked, &f.swaps);
+    let mounts_of = |n: &str| f.mounts.get(n).cloned().unwrap_or_default();
+    if disk.read_only {
+        return Err(refused(
+            device,
+            "the medium is read-only",
+            "slide the SD card's lock switch to unlocked (or use another card) and retry",
+        ));
+    }
+    if !is_removable_like(disk) && !policy.force_non_removable {
+        return Err(refused(
+            device,
+            format!(
+                "it is not a removable, USB or SD disk (bus {}): it may be one of this machine's own disks",
+                disk.bus
+            ),
+            "check the path with `metis-flash devices`; if this really is the node's disk (e.g. in an adapter the OS does not flag), pass --force-non-removable",
+        ));
+    }
+    if disk.size < image_size {
+        return Err(refused(
+            device,
+            format!(
+                "it holds {} bytes ({}), the image needs {} bytes ({})",
+                disk.size,
+                gib(disk.size),
+                image_size,
+                gib(image_size)
+            ),
+            "use a card at least as large as the image",
+        ));
+    }
+
+    let members: Vec<&String> = std::iter::once(name)
+        .chain(parts.iter())
+        .chain(stacked.iter())
+        .collect();
+    for member in &members {
+        for point in mounts_of(member) {
+            if SYSTEM_MOUNTS.iter().any(|s| Path::new(s) == point) {
+                return Err(refused(
+                    device,
+                    format!(
+                        "it holds the running system: /dev/{member} is mounted on {}",
+                        point.display()
+                    ),
+                    "this is the disk this machine runs from; pick the card with `metis-flash devices`",
+                ));
+            }
+        }
+        if swaps.contains(*member) {
+            return Err(refused(
+                device,
+                format!("/dev/{member} on it is active swap"),
+                format!("if you really mean this disk, run `swapoff /dev/{member}` first"),
+            ));
+        }
+    }
+    if let Some(holder) = stacked.iter().next() {
+        let used: Vec<String> = stacked
+            .iter()
+            .flat_map(|h| mounts_of(h))
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(refused(
+            device,
+            format!(
+                "/dev/{holder} (device-mapper, LVM, md or dm-crypt) is built on it{}",
+                if used.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and mounted on {}", used.join(", "))
+                }
+            ),
+            "unmount it and take the stacked device down (`umount`, `vgchange -an`, `cryptsetup close` or `mdadm --stop`), then retry",
+        ));
+    }
+    let removable = is_removable_like(disk);
+    let mut to_unmount = Vec::new();
+    for member in std::iter::once(name).chain(parts.iter()) {
+        let points = mounts_of(member);
+        if points.is_empty() {
+            continue;
+        }
+        if !removable {
+            return Err(refused(
+                device,
+                format!(
+                    "/dev/{member} on it is mounted on {}",
+                    points
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!(
+                    "this is not a removable disk, so Metis does not unmount it for you: `umount {}` if you are sure, then retry",
+                    points[0].display()
+                ),
+            ));
+        }
+        to_unmount.extend(points);
+    }
+    let partitions = parts
+        .iter()
+        .zip(&f.part_sizes)
+        .map(|(p, size)| Partition {
+            path: PathBuf::from(format!("/dev/{p}")),
+            size: *size,
+            mounts: mounts_of(p),
+        })
+        .collect();
+    Ok(Candidate {
+        disk: disk.clone(),
+        partitions,
+        to_unmount,
+    })
 }
 
 /// One line of `/proc/self/mountinfo` that matters here.
@@ -254,37 +397,6 @@ impl Backend for Linux {
                 "name a whole disk",
             )
         })?;
-        if disk.read_only {
-            return Err(refused(
-                device,
-                "the medium is read-only",
-                "slide the SD card's lock switch to unlocked (or use another card) and retry",
-            ));
-        }
-        if !is_removable_like(&disk) && !policy.force_non_removable {
-            return Err(refused(
-                device,
-                format!(
-                    "it is not a removable, USB or SD disk (bus {}): it may be one of this machine's own disks",
-                    disk.bus
-                ),
-                "check the path with `metis-flash devices`; if this really is the node's disk (e.g. in an adapter the OS does not flag), pass --force-non-removable",
-            ));
-        }
-        if disk.size < image_size {
-            return Err(refused(
-                device,
-                format!(
-                    "it holds {} bytes ({}), the image needs {} bytes ({})",
-                    disk.size,
-                    gib(disk.size),
-                    image_size,
-                    gib(image_size)
-                ),
-                "use a card at least as large as the image",
-            ));
-        }
-
         let parts = partitions_of(&name);
         let mut stacked = BTreeSet::new();
         holders_of(&name, &mut stacked);
@@ -292,7 +404,7 @@ impl Backend for Linux {
             holders_of(p, &mut stacked);
         }
         let devnum = |n: &str| sysfs(n, "dev").unwrap_or_default();
-        let mounts = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").map_err(
+        let mountinfo = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").map_err(
             |source| DeviceError::Io {
                 op: "reading mounts for",
                 device: device.to_path_buf(),
@@ -302,7 +414,7 @@ impl Backend for Linux {
         let mounts_of = |n: &str| -> Vec<PathBuf> {
             let num = devnum(n);
             let dev = format!("/dev/{n}");
-            mounts
+            mountinfo
                 .iter()
                 .filter(|m| {
                     (!num.is_empty() && m.devnum == num)
@@ -314,93 +426,34 @@ impl Backend for Linux {
                 .map(|m| m.point.clone())
                 .collect()
         };
-        let swaps = swap_devices();
-        let members: Vec<&String> = std::iter::once(&name)
+        let mounts = std::iter::once(&name)
             .chain(parts.iter())
             .chain(stacked.iter())
+            .map(|n| (n.clone(), mounts_of(n)))
             .collect();
-        for member in &members {
-            for point in mounts_of(member) {
-                if SYSTEM_MOUNTS.iter().any(|s| Path::new(s) == point) {
-                    return Err(refused(
-                        device,
-                        format!(
-                            "it holds the running system: /dev/{member} is mounted on {}",
-                            point.display()
-                        ),
-                        "this is the disk this machine runs from; pick the card with `metis-flash devices`",
-                    ));
-                }
-            }
-            if swaps.contains(*member) {
-                return Err(refused(
-                    device,
-                    format!("/dev/{member} on it is active swap"),
-                    format!("if you really mean this disk, run `swapoff /dev/{member}` first"),
-                ));
-            }
-        }
-        if let Some(holder) = stacked.iter().next() {
-            let used: Vec<String> = stacked
-                .iter()
-                .flat_map(|h| mounts_of(h))
-                .map(|p| p.display().to_string())
-                .collect();
-            return Err(refused(
-                device,
-                format!(
-                    "/dev/{holder} (device-mapper, LVM, md or dm-crypt) is built on it{}",
-                    if used.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" and mounted on {}", used.join(", "))
-                    }
-                ),
-                "unmount it and take the stacked device down (`umount`, `vgchange -an`, `cryptsetup close` or `mdadm --stop`), then retry",
-            ));
-        }
-        let removable = is_removable_like(&disk);
-        let mut to_unmount = Vec::new();
-        for member in std::iter::once(&name).chain(parts.iter()) {
-            let points = mounts_of(member);
-            if points.is_empty() {
-                continue;
-            }
-            if !removable {
-                return Err(refused(
-                    device,
-                    format!(
-                        "/dev/{member} on it is mounted on {}",
-                        points
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    format!(
-                        "this is not a removable disk, so Metis does not unmount it for you: `umount {}` if you are sure, then retry",
-                        points[0].display()
-                    ),
-                ));
-            }
-            to_unmount.extend(points);
-        }
-        let partitions = parts
+        let part_sizes = parts
             .iter()
-            .map(|p| Partition {
-                path: PathBuf::from(format!("/dev/{p}")),
-                size: sysfs(p, "size")
+            .map(|p| {
+                sysfs(p, "size")
                     .and_then(|s| s.parse::<u64>().ok())
                     .unwrap_or(0)
-                    * 512,
-                mounts: mounts_of(p),
+                    * 512
             })
             .collect();
-        Ok(Candidate {
-            disk,
-            partitions,
-            to_unmount,
-        })
+        judge(
+            device,
+            &Facts {
+                name,
+                disk,
+                parts,
+                part_sizes,
+                stacked,
+                mounts,
+                swaps: swap_devices(),
+            },
+            image_size,
+            policy,
+        )
     }
 
     fn open(&self, candidate: &Candidate) -> Result<Box<dyn Medium>, DeviceError> {
@@ -520,6 +573,135 @@ impl Medium for LinuxDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    /// A 32 GiB USB card `sdb` with two partitions, nothing mounted or stacked.
+    fn card() -> Facts {
+        Facts {
+            name: "sdb".into(),
+            disk: Disk {
+                path: "/dev/sdb".into(),
+                model: "Generic SD/MMC".into(),
+                size: 32 * GIB,
+                bus: "usb".into(),
+                removable: true,
+                read_only: false,
+            },
+            parts: vec!["sdb1".into(), "sdb2".into()],
+            part_sizes: vec![256 << 20, 31 * GIB],
+            stacked: BTreeSet::new(),
+            mounts: BTreeMap::new(),
+            swaps: BTreeSet::new(),
+        }
+    }
+
+    fn refusal(f: &Facts, policy: Policy) -> String {
+        match judge(Path::new("/dev/sdb"), f, 4 * GIB, policy) {
+            Ok(c) => panic!("accepted: {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_removable_card_is_accepted_and_its_mounts_are_unmounted_after_confirmation() {
+        let mut f = card();
+        f.mounts
+            .insert("sdb1".into(), vec!["/media/op/system-boot".into()]);
+        f.mounts.insert(
+            "sdb2".into(),
+            vec![
+                "/media/op/writable".into(),
+                "/media/op/writable/boot".into(),
+            ],
+        );
+        let c = judge(Path::new("/dev/sdb"), &f, 4 * GIB, Policy::default()).unwrap();
+        assert_eq!(
+            c.to_unmount,
+            [
+                "/media/op/system-boot",
+                "/media/op/writable",
+                "/media/op/writable/boot"
+            ]
+            .map(PathBuf::from)
+        );
+        assert_eq!(c.partitions.len(), 2);
+        assert_eq!(c.partitions[1].size, 31 * GIB);
+        assert_eq!(
+            c.partitions[0].mounts,
+            [PathBuf::from("/media/op/system-boot")]
+        );
+    }
+
+    #[test]
+    fn stacked_devices_refuse_the_disk_naming_them_and_their_mounts() {
+        let mut f = card();
+        f.stacked.insert("dm-0".into());
+        f.mounts.insert("dm-0".into(), vec!["/srv/data".into()]);
+        let e = refusal(&f, Policy::default());
+        assert!(e.contains("/dev/dm-0"), "{e}");
+        assert!(e.contains("mounted on /srv/data"), "{e}");
+        assert!(e.contains("vgchange -an"), "{e}");
+        // Even unmounted, an md array on it refuses it.
+        let mut f = card();
+        f.stacked.insert("md127".into());
+        let e = refusal(&f, Policy::default());
+        assert!(e.contains("/dev/md127") && !e.contains("mounted on"), "{e}");
+    }
+
+    #[test]
+    fn the_running_system_and_swap_refuse_the_disk_even_when_removable() {
+        for point in ["/", "/boot/firmware"] {
+            let mut f = card();
+            f.mounts.insert("sdb2".into(), vec![point.into()]);
+            let e = refusal(&f, Policy::default());
+            assert!(e.contains("it holds the running system"), "{e}");
+            assert!(
+                e.contains(&format!("/dev/sdb2 is mounted on {point}")),
+                "{e}"
+            );
+        }
+        // The system on a stacked device (root on LVM on this disk).
+        let mut f = card();
+        f.stacked.insert("dm-1".into());
+        f.mounts.insert("dm-1".into(), vec!["/".into()]);
+        assert!(refusal(&f, Policy::default()).contains("/dev/dm-1 is mounted on /"));
+        let mut f = card();
+        f.swaps.insert("sdb2".into());
+        assert!(refusal(&f, Policy::default()).contains("swapoff /dev/sdb2"));
+    }
+
+    #[test]
+    fn a_fixed_disk_needs_the_override_and_is_never_unmounted_for_the_operator() {
+        let mut f = card();
+        f.disk.removable = false;
+        f.disk.bus = "sata".into();
+        let e = refusal(&f, Policy::default());
+        assert!(
+            e.contains("not a removable, USB or SD disk (bus sata)"),
+            "{e}"
+        );
+        assert!(e.contains("--force-non-removable"), "{e}");
+        let forced = Policy {
+            force_non_removable: true,
+        };
+        assert!(judge(Path::new("/dev/sdb"), &f, 4 * GIB, forced).is_ok());
+        f.mounts.insert("sdb1".into(), vec!["/mnt/old".into()]);
+        let e = refusal(&f, forced);
+        assert!(e.contains("/dev/sdb1 on it is mounted on /mnt/old"), "{e}");
+        assert!(e.contains("does not unmount it for you"), "{e}");
+    }
+
+    #[test]
+    fn read_only_and_too_small_media_are_refused() {
+        let mut f = card();
+        f.disk.read_only = true;
+        assert!(refusal(&f, Policy::default()).contains("lock switch"));
+        let mut f = card();
+        f.disk.size = 2 * GIB;
+        let e = refusal(&f, Policy::default());
+        assert!(e.contains("the image needs 4294967296 bytes"), "{e}");
+    }
 
     #[test]
     fn mountinfo_lines_are_parsed_with_escapes() {

@@ -15,6 +15,13 @@ pub struct AlignedBuf {
     len: usize,
 }
 
+impl Drop for AlignedBuf {
+    // Blocks carry the decrypted secrets slot on its way to and from the card.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.storage);
+    }
+}
+
 impl AlignedBuf {
     /// A zeroed buffer of `capacity` usable bytes (rounded up to [`ALIGN`]).
     pub fn new(capacity: usize) -> Self {

@@ -32,6 +32,7 @@ use std::time::Instant;
 
 use metis_core::image::chunks::ChunkHash;
 use metis_core::image::compose::{ComposeError, Composer};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::device::{Backend, Candidate, DeviceError, Policy};
 use crate::exit::Exit;
@@ -118,7 +119,7 @@ pub struct FlashRequest {
     pub node: String,
     /// The secrets slot: offset and decrypted bundle bytes, written over the
     /// verified chunks.
-    pub slot: Option<(u64, Vec<u8>)>,
+    pub slot: Option<(u64, Zeroizing<Vec<u8>>)>,
     /// Where to write.
     pub target: Target,
     /// Full or sparse; `None` picks full for devices, sparse for files.
@@ -452,10 +453,10 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
         }
         let chunk = item.map_err(FlashError::Compose)?;
         let range = chunk.offset..chunk.offset + chunk.data.len() as u64;
-        if slot_range
+        let holds_secrets = slot_range
             .as_ref()
-            .is_some_and(|s| s.start < range.end && range.start < s.end)
-        {
+            .is_some_and(|s| s.start < range.end && range.start < s.end);
+        if holds_secrets {
             // The table hashes the zeroed slot; read-back compares what was written.
             expected[chunk.index] = ChunkHash::of(&chunk.data);
         }
@@ -470,6 +471,13 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
             };
         pushed.map_err(io_err("writing"))?;
         progress.set(state.done.load(Ordering::Relaxed));
+        let mut chunk = chunk;
+        if holds_secrets {
+            // Its buffer goes back to the pool: wipe the decrypted secrets first.
+            if let std::borrow::Cow::Owned(bytes) = &mut chunk.data {
+                bytes.zeroize();
+            }
+        }
         chunks.recycle(chunk);
     }
     drop(chunks);
