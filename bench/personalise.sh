@@ -21,8 +21,8 @@ data_mib="${BENCH_DATA_MIB:-$(( size_gib * 256 < 1024 ? size_gib * 256 : 1024 ))
 work="$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/metis-bench-personalise.XXXXXX")"
 loopdev=""
 cleanup() {
-    mountpoint -q "$work/mnt" 2>/dev/null && umount "$work/mnt"
-    [ -n "$loopdev" ] && losetup -d "$loopdev" 2>/dev/null
+    if mountpoint -q "$work/mnt" 2>/dev/null; then umount "$work/mnt" || :; fi
+    if [ -n "$loopdev" ]; then losetup -d "$loopdev" 2>/dev/null || :; fi
     rm -rf "$work"
 }
 trap cleanup EXIT

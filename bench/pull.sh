@@ -17,7 +17,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/metis-bench-pull.XXXXXX")
 reg_pid=
 cleanup() {
-    [[ -n $reg_pid ]] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+    # `wait` returns the killed registry's status; under set -e that ended the
+    # trap before the rm (8 GiB left behind per run) and failed the script.
+    if [[ -n $reg_pid ]]; then
+        kill "$reg_pid" 2>/dev/null || :
+        wait "$reg_pid" 2>/dev/null || :
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -109,10 +109,12 @@ fn metis_build_ok(inv: &Path, args: &[&str]) -> Result<String> {
 
 fn make_lab() -> Result<Lab> {
     let images = golden::bootable()?;
-    let dir = tempfile::Builder::new()
-        .prefix("metis-boot-lab-")
-        .tempdir()?
-        .keep();
+    // A static outlives the test run, so the lab (with its copies of the golden
+    // images) lives in the target directory and the next run replaces it.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-chain-lab");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
     metis_tests::copy_example_inventory(&dir);
     let classes = dir.join("classes");
     // No bootable Armbian stand-in: lay the Longhorn class out as the

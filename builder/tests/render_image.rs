@@ -15,11 +15,12 @@ use metis_tests::golden::generate_standins;
 fn lab() -> &'static Path {
     static LAB: OnceLock<PathBuf> = OnceLock::new();
     LAB.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("metis-lab-")
-            .tempdir()
-            .unwrap()
-            .keep();
+        // A static outlives the run: the lab lives in the target directory and
+        // the next run replaces it.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("render-image-lab");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
         metis_tests::copy_example_inventory(&dir);
         generate_standins(&dir.join("golden")).expect("gen.sh");
         dir

@@ -28,17 +28,18 @@ import fusepy as fuse
 
 class Throttle:
     """A single-queue device: each request ends n / rate seconds after the later
-    of its arrival and the end of the one before."""
+    of its arrival and the end of the one before. The card works while this
+    process copies the bytes, so that copy does not add to the card's time."""
 
     def __init__(self, mbps):
         self.rate = mbps * 1e6 if mbps else None
         self.busy_until = 0.0
 
-    def take(self, n):
+    def take(self, n, arrived):
         if not self.rate:
             return
+        self.busy_until = max(arrived, self.busy_until) + n / self.rate
         now = time.monotonic()
-        self.busy_until = max(now, self.busy_until) + n / self.rate
         if self.busy_until > now:
             time.sleep(self.busy_until - now)
 
@@ -120,19 +121,21 @@ class Card(fuse.Operations):
             pos += n
 
     def read(self, path, size, offset, fh):
+        arrived = time.monotonic()
         out = bytearray()
         for _, at, n in self._spans(offset, size):
             out += self.data[at:at + n]
-        self.read_throttle.take(len(out))
+        self.read_throttle.take(len(out), arrived)
         return bytes(out)
 
     def write(self, path, buf, offset, fh):
+        arrived = time.monotonic()
         if self.eio_at is not None and offset <= self.eio_at < offset + len(buf):
             raise fuse.FuseOSError(errno.EIO)
         for rel, at, n in self._spans(offset, len(buf)):
             self.data[at:at + n] = buf[rel:rel + n]
         self.written += len(buf)
-        self.write_throttle.take(len(buf))
+        self.write_throttle.take(len(buf), arrived)
         if self.log:
             tmp = self.log + ".tmp"
             with open(tmp, "w") as f:
