@@ -127,11 +127,7 @@ fn disk_row(disk: &Disk, partitions: &str) -> String {
     format!(
         "{:<14} {:<24} {:>10}  {:<5}  {}",
         disk.path.display(),
-        if disk.model.is_empty() {
-            "(no model)"
-        } else {
-            &disk.model
-        },
+        disk.model_text(),
         size_text(disk.size),
         disk.bus,
         partitions

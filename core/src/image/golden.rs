@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use super::chunks::read_full;
 use super::overlay::Overlay;
 
 /// Size of the blocks that decompression checks for zeros before writing.
@@ -154,7 +155,7 @@ impl GoldenImage {
 
         file.seek(SeekFrom::Start(0)).map_err(read_err)?;
         let mut magic = [0u8; 6];
-        let n = read_up_to(&mut file, &mut magic).map_err(read_err)?;
+        let n = read_full(&mut file, &mut magic).map_err(read_err)?;
         let compression = detect(&magic[..n]);
         file.seek(SeekFrom::Start(0)).map_err(read_err)?;
 
@@ -233,17 +234,6 @@ fn sha256_of(reader: &mut impl Read) -> io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match reader.read(&mut buf[done..])? {
-            0 => break,
-            n => done += n,
-        }
-    }
-    Ok(done)
-}
-
 fn decompress(
     path: &Path,
     file: File,
@@ -306,17 +296,17 @@ fn decompress(
     }
 }
 
-enum CopyError {
+pub(crate) enum CopyError {
     Read(io::Error),
     Write(io::Error),
 }
 
 /// Copies `reader` to `out`, seeking over all-zero blocks so `out` stays sparse.
-fn copy_sparse(mut reader: impl Read, out: &mut File) -> Result<(), CopyError> {
+pub(crate) fn copy_sparse(mut reader: impl Read, out: &mut File) -> Result<(), CopyError> {
     let mut buf = vec![0u8; SPARSE_BLOCK];
     let mut total: u64 = 0;
     loop {
-        let n = read_up_to(&mut reader, &mut buf).map_err(CopyError::Read)?;
+        let n = read_full(&mut reader, &mut buf).map_err(CopyError::Read)?;
         if n == 0 {
             break;
         }

@@ -11,13 +11,13 @@
 //! image that passes is kept; [`pin_golden`] then points the class at it.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::golden::{GoldenError, GoldenImage};
+use super::golden::{copy_sparse, CopyError, GoldenError, GoldenImage};
 use super::partition::{Filesystem, PartitionError, PartitionSelector, PartitionTable};
 use super::rootfs::{self, RootfsError};
 use crate::inventory::{self, Class, Golden, Inventory};
@@ -239,10 +239,9 @@ fn digest_of(path: &Path) -> Result<String, ImportError> {
     })
 }
 
-/// Copies `src` to `out`, leaving holes for all-zero 64 KiB blocks, and
-/// returns the SHA-256 of what was read.
+/// Copies `src` to `out`, leaving holes for all-zero blocks, and returns the
+/// SHA-256 of what was read.
 fn copy_sparse_hashing(src: &Path, out: &mut File, out_path: &Path) -> Result<String, ImportError> {
-    const BLOCK: usize = 64 * 1024;
     let read_err = |source| ImportError::Io {
         what: "cannot read",
         path: src.to_owned(),
@@ -253,42 +252,30 @@ fn copy_sparse_hashing(src: &Path, out: &mut File, out_path: &Path) -> Result<St
         path: out_path.to_owned(),
         source,
     };
-    let mut input = File::open(src).map_err(read_err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 16 * BLOCK];
-    let mut len = 0u64;
-    loop {
-        let n = read_full(&mut input, &mut buf).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        for block in buf[..n].chunks(BLOCK) {
-            if block.iter().all(|&b| b == 0) {
-                out.seek(SeekFrom::Current(block.len() as i64))
-                    .map_err(write_err)?;
-            } else {
-                out.write_all(block).map_err(write_err)?;
-            }
-        }
-        len += n as u64;
-    }
-    out.set_len(len).map_err(write_err)?;
+    let mut reader = HashingReader {
+        inner: File::open(src).map_err(read_err)?,
+        hasher: Sha256::new(),
+    };
+    copy_sparse(&mut reader, out).map_err(|e| match e {
+        CopyError::Read(e) => read_err(e),
+        CopyError::Write(e) => write_err(e),
+    })?;
     out.sync_all().map_err(write_err)?;
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hex::encode(reader.hasher.finalize()))
 }
 
-fn read_full(input: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+/// Hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
-    Ok(n)
 }
 
 /// Every rule of the golden-image contract `golden` breaks for class `c`, one

@@ -42,6 +42,17 @@ pub struct Disk {
     pub read_only: bool,
 }
 
+impl Disk {
+    /// The vendor and model, or `(no model)`.
+    pub fn model_text(&self) -> &str {
+        if self.model.is_empty() {
+            "(no model)"
+        } else {
+            &self.model
+        }
+    }
+}
+
 /// Errors of a device backend.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

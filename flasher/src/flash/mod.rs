@@ -584,11 +584,7 @@ fn confirm(
     let mut text = format!(
         "{}: {} {}, bus {}{}\n",
         disk.path.display(),
-        if disk.model.is_empty() {
-            "(no model)"
-        } else {
-            &disk.model
-        },
+        disk.model_text(),
         size_text(disk.size),
         disk.bus,
         if disk.removable { ", removable" } else { "" }
