@@ -550,7 +550,14 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
         }
         let uploaded: u64 =
             report.nodes.iter().map(|n| n.uploaded_bytes).sum::<u64>() + report.base_bytes_uploaded;
-        eprintln!(
+        let touched = report.nodes.iter().any(|n| n.status != "skipped");
+        if !touched && !report.index_published {
+            eprintln!(
+                "no node changed: nothing published, the registry's latest revision stays ({:.1}s)",
+                started.elapsed().as_secs_f64()
+            );
+        } else {
+            eprintln!(
             "revision {}: {} built, {} failed, {} bytes uploaded ({} of class bases), index {} in {:.1}s",
             report.revision,
             report.nodes.iter().filter(|n| n.status == "built").count(),
@@ -560,6 +567,7 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
             if report.index_published { "published" } else { "not published" },
             started.elapsed().as_secs_f64()
         );
+        }
     }
     Ok(if report.failed() {
         ExitCode::from(1)
