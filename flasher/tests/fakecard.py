@@ -26,6 +26,10 @@ import time
 import fusepy as fuse
 
 
+# The last stretch of a throttled request is waited for by spinning (seconds).
+SPIN = 0.0005
+
+
 class Throttle:
     """A single-queue device: each request ends n / rate seconds after the later
     of its arrival and the end of the one before. The card works while this
@@ -39,9 +43,13 @@ class Throttle:
         if not self.rate:
             return
         self.busy_until = max(arrived, self.busy_until) + n / self.rate
+        # time.sleep wakes up late by up to a few hundred microseconds, which
+        # would leave the card idle before the next request: sleep short, then spin.
         now = time.monotonic()
-        if self.busy_until > now:
-            time.sleep(self.busy_until - now)
+        if self.busy_until - now > SPIN:
+            time.sleep(self.busy_until - now - SPIN)
+        while time.monotonic() < self.busy_until:
+            pass
 
 
 class SparseStore:
