@@ -29,14 +29,9 @@ export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH"
 /usr/bin/python3 -c 'import fusepy' 2>/dev/null || { echo "needs python3-fusepy" >&2; exit 1; }
 command -v bmaptool >/dev/null || { echo "bmaptool not found (apt-get install bmap-tools)" >&2; exit 1; }
 
-echo "building metis-flash and bench/artifact (release)..." >&2
-FLASH=$(cargo build --release --quiet -p metis-flash --manifest-path "$ROOT/Cargo.toml" \
-          --message-format=json 2>/dev/null |
-        grep -o '"executable":"[^"]*/metis-flash"' | tail -1 | cut -d'"' -f4)
-GEN=$(cargo build --release --quiet --manifest-path "$ROOT/bench/artifact/Cargo.toml" \
-        --message-format=json 2>/dev/null |
-      grep -o '"executable":"[^"]*metis-bench-artifact"' | tail -1 | cut -d'"' -f4)
-if [ ! -x "$FLASH" ] || [ ! -x "$GEN" ]; then echo "build failed" >&2; exit 1; fi
+# shellcheck source=bench/lib.bash
+. "$ROOT/bench/lib.bash"
+bench_build
 
 WORK=$(mktemp -d /var/tmp/metis-bench-card.XXXXXX)
 LOOP=''
@@ -49,15 +44,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-TIMES=$WORK/time.txt
-measure() {
-    /usr/bin/time -v -o "$TIMES" "$@"
-    SECONDS_TAKEN=$(awk -F': ' '/Elapsed \(wall clock\)/ {
-        n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$TIMES")
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2fx", a / b }'; }
 row() { printf '| %s (%s MiB) | %s | %s | %s | %s |\n' "$1" "$SIZE_MIB" "$2" "$3" "$4" "$5"; }
-json() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p" "$WORK/summary.json"; }
 
 # --- 1. The throttled card --------------------------------------------------
 echo "generating a ${SIZE_MIB} MiB mixed image and its artifact..." >&2
@@ -77,10 +64,7 @@ for _ in $(seq 100); do [ -e "$WORK/mnt/card" ] && break; sleep 0.1; done
 LOOP=$(losetup -f --show "$WORK/mnt/card")
 echo "throttled card: $LOOP over FUSE (${WRITE_MBPS} MB/s write, ${READ_MBPS} MB/s read)" >&2
 
-measure sh -c '"$@" > "$0"' "$WORK/summary.json" "$FLASH" write --base "$WORK/art/base.zst" \
-    --table "$WORK/art/node.json" --patch "$WORK/art/node.patch" \
-    --slot-offset "$(cat "$WORK/art/slot")" --slot-file "$WORK/art/bundle" \
-    --device "$LOOP" --yes --force-non-removable --full --json
+write_card "$WORK/art" "$LOOP" --full
 grep -q '"ok":true' "$WORK/summary.json" || { cat "$WORK/summary.json" >&2; exit 1; }
 TOTAL=$SECONDS_TAKEN
 WRITE_S=$(json write_seconds); VERIFY_S=$(json verify_seconds)
@@ -122,10 +106,7 @@ cat "$WORK/sparse.img" "$WORK/art/base.zst" >/dev/null
 
 measure bmaptool -q copy --bmap "$WORK/sparse.bmap" "$WORK/sparse.img" "$LOOP"
 BMAP_S=$SECONDS_TAKEN
-measure sh -c '"$@" > "$0"' "$WORK/summary.json" "$FLASH" write --base "$WORK/art/base.zst" \
-    --table "$WORK/art/node.json" --patch "$WORK/art/node.patch" \
-    --slot-offset "$(cat "$WORK/art/slot")" --slot-file "$WORK/art/bundle" \
-    --device "$LOOP" --yes --force-non-removable --sparse --json
+write_card "$WORK/art" "$LOOP" --sparse
 grep -q '"ok":true' "$WORK/summary.json" || { cat "$WORK/summary.json" >&2; exit 1; }
 METIS_S=$SECONDS_TAKEN
 METIS_W=$(json write_seconds)

@@ -22,34 +22,18 @@ export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH"
 command -v zstd >/dev/null || { echo "zstd CLI not found (apt-get install zstd)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time not found (apt-get install time)" >&2; exit 1; }
 
-echo "building metis-flash and bench/artifact (release)..." >&2
-FLASH=$(cargo build --release --quiet -p metis-flash --manifest-path "$ROOT/Cargo.toml" \
-          --message-format=json 2>/dev/null |
-        grep -o '"executable":"[^"]*/metis-flash"' | tail -1 | cut -d'"' -f4)
-GEN=$(cargo build --release --quiet --manifest-path "$ROOT/bench/artifact/Cargo.toml" \
-        --message-format=json 2>/dev/null |
-      grep -o '"executable":"[^"]*metis-bench-artifact"' | tail -1 | cut -d'"' -f4)
-[ -x "$FLASH" ] && [ -x "$GEN" ] || { echo "build failed" >&2; exit 1; }
+# shellcheck source=bench/lib.bash
+. "$ROOT/bench/lib.bash"
+bench_build
 
 LOOP=
 if [ -n "${BENCH_DIR:-}" ]; then
     WORK=$BENCH_DIR; mkdir -p "$WORK"
-    trap '[ -n "$LOOP" ] && losetup -d "$LOOP"' EXIT
+    trap 'if [ -n "$LOOP" ]; then losetup -d "$LOOP" || :; fi' EXIT
 else
     WORK=$(mktemp -d /var/tmp/metis-bench-flash.XXXXXX)
-    trap '[ -n "$LOOP" ] && losetup -d "$LOOP"; rm -rf "$WORK"' EXIT
+    trap 'if [ -n "$LOOP" ]; then losetup -d "$LOOP" || :; fi; rm -rf "$WORK"' EXIT
 fi
-TIMES=$WORK/time.txt
-
-measure() {
-    /usr/bin/time -v -o "$TIMES" "$@"
-    SECONDS_TAKEN=$(awk -F': ' '/Elapsed \(wall clock\)/ {
-        n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$TIMES")
-    RSS_KB=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TIMES")
-    CPU_SECONDS=$(awk -F': ' '/(User|System) time \(seconds\)/ {s += $2} END {printf "%.2f", s}' "$TIMES")
-}
-mib_s() { awk -v b="$1" -v s="$2" 'BEGIN { if (s < 0.005) s = 0.005; printf "%.0f", b / s / 1048576 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2fx", a / b }'; }
 row() { printf '| %s (%s GiB) | %s | %s | %s | %s |\n' "$1" "$SIZE_GIB" "$2" "$3" "$4" "$5"; }
 
 echo "generating a ${SIZE_GIB} GiB mixed image and its artifact in $WORK..." >&2
@@ -64,14 +48,8 @@ echo "card: $LOOP (direct-io ${LOOP_DIRECT_IO:-on})" >&2
 sync
 cat "$WORK/golden.img" "$WORK/art/base.zst" >/dev/null
 
-FLASH_ARGS=(write --base "$WORK/art/base.zst" --table "$WORK/art/node.json"
-    --patch "$WORK/art/node.patch" --slot-offset "$(cat "$WORK/art/slot")"
-    --slot-file "$WORK/art/bundle" --device "$LOOP" --yes --force-non-removable --json)
 # flash [ARGS...]: the full flash under /usr/bin/time, summary in $WORK/summary.json.
-flash() {
-    measure sh -c '"$@" > "$0"' "$WORK/summary.json" "$FLASH" "${FLASH_ARGS[@]}" "$@"
-}
-json() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p" "$WORK/summary.json"; }
+flash() { write_card "$WORK/art" "$LOOP" "$@"; }
 
 # 1. Write throughput: Metis's write phase (decode, verify, aligned direct writes,
 #    partition-table area last, fsync) vs dd of the raw image.

@@ -230,19 +230,8 @@ fn pickers_on_a_terminal() {
     assert!(screen.contains("titan-15: revision"), "{screen}");
     assert!(screen.contains("read back and verified"), "{screen}");
     drop(t);
-    let reference = op.dir.join("titan-15.img");
-    let o = op.flash(&[
-        "flash",
-        "titan-15",
-        "--output",
-        reference.to_str().unwrap(),
-        "--identity",
-        &op.identity,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let size = std::fs::metadata(&reference).unwrap().len();
+    let size = assert_holds_the_nodes_image(&op, "titan-15", &picked);
     assert_eq!(std::fs::metadata(&picked).unwrap().len(), size);
-    assert_eq!(sha(&picked, size), sha(&reference, size));
 
     // The disk picker: the test's loop device is offered (--force-non-removable),
     // the system disk is not, with its reason. --yes does not skip the
@@ -316,10 +305,16 @@ fn pickers_on_a_terminal() {
     assert_eq!(code, 0, "{screen}");
     assert!(screen.contains("insert and power on"), "{screen}");
     drop(t);
-    let reference = op.dir.join("titan-13.img");
+    assert_holds_the_nodes_image(&op, "titan-13", &card);
+}
+
+/// `written` begins with what `metis-flash flash NODE --output` writes for
+/// `node`; returns that image's size.
+fn assert_holds_the_nodes_image(op: &Operator, node: &str, written: &Path) -> u64 {
+    let reference = op.dir.join(format!("{node}.img"));
     let o = op.flash(&[
         "flash",
-        "titan-13",
+        node,
         "--output",
         reference.to_str().unwrap(),
         "--identity",
@@ -328,10 +323,12 @@ fn pickers_on_a_terminal() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let size = std::fs::metadata(&reference).unwrap().len();
     assert_eq!(
-        sha(&card, size),
+        sha(written, size),
         sha(&reference, size),
-        "the card is not the node's image"
+        "{} is not {node}'s image",
+        written.display()
     );
+    size
 }
 
 #[test]
