@@ -3,32 +3,18 @@
 //! them; the real `age` CLI and our code read each other's files; the
 //! digest of sealed sources is a digest of ciphertext.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{copy_dir, example_dir};
 use metis_core::inventory;
 use metis_core::render::SLOT_SIZE;
 use metis_core::secrets::{self, Identities, SecretsError, Source};
 
-fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory")
-}
-
 fn demo_key(name: &str) -> PathBuf {
     example_dir().join("demo-keys").join(name)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 fn ssh_keygen(dir: &Path, name: &str, kind: &[&str], passphrase: &str) -> (PathBuf, String) {

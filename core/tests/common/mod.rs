@@ -31,7 +31,8 @@ pub const ONE_PER_CLASS: &[&str] = &[
     "atlas",    // external (role none, hooks)
 ];
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies the directory tree `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
