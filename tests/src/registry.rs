@@ -87,21 +87,7 @@ impl TestRegistry {
         std::fs::create_dir_all(d.join("certs"))?;
         std::fs::create_dir_all(d.join("storage"))?;
         let p = |name: &str| d.join(name).display().to_string();
-        tool::run(tool::command("openssl").args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=metis test CA",
-            "-keyout",
-            &p("ca.key"),
-            "-out",
-            &p("certs/ca.crt"),
-        ]))?;
+        self_signed("/CN=metis test CA", &p("ca.key"), &p("certs/ca.crt"))?;
         tool::run(tool::command("openssl").args([
             "req",
             "-newkey",
@@ -145,21 +131,11 @@ impl TestRegistry {
                 p("htpasswd")
             ),
             Auth::Token => {
-                tool::run(tool::command("openssl").args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "2",
-                    "-subj",
+                self_signed(
                     "/CN=metis test token issuer",
-                    "-keyout",
                     &p("token.key"),
-                    "-out",
                     &p("token.crt"),
-                ]))?;
+                )?;
                 std::fs::write(d.join("token_server.py"), TOKEN_SERVER)?;
                 let token_port = free_port()?;
                 let log = std::fs::File::create(d.join("token.log"))?;
@@ -327,6 +303,15 @@ fn wait_for_port(port: u16, within: Duration) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
+}
+
+/// A self-signed RSA certificate `cert` for `subject`, its key in `key`.
+fn self_signed(subject: &str, key: &str, cert: &str) -> Result<()> {
+    tool::run(tool::command("openssl").args([
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject, "-keyout",
+        key, "-out", cert,
+    ]))?;
     Ok(())
 }
 

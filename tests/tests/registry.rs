@@ -40,12 +40,17 @@ fn random_file(path: &Path, size: u64, seed: u64) -> PathBuf {
 }
 
 fn options(reg: &TestRegistry) -> RegistryOptions {
+    options_with_password(reg, PASSWORD)
+}
+
+/// The test registry's CA and user, with `password`.
+fn options_with_password(reg: &TestRegistry, password: &str) -> RegistryOptions {
     RegistryOptions {
         ca_file: Some(reg.ca_file()),
         credentials: Some(Credentials::basic(
             CredentialSource::Environment,
             USER.into(),
-            PASSWORD.into(),
+            password.into(),
         )),
         ..Default::default()
     }
@@ -246,18 +251,7 @@ fn publish_pull_round_trip_shared_base_and_interop() {
 fn wrong_password_names_registry_and_source_not_password() {
     let reg = TestRegistry::start().unwrap();
     let secret = "hunter2-wrong-password";
-    let registry = Registry::open(
-        &reg.host(),
-        &RegistryOptions {
-            credentials: Some(Credentials::basic(
-                CredentialSource::Environment,
-                USER.into(),
-                secret.into(),
-            )),
-            ..options(&reg)
-        },
-    )
-    .unwrap();
+    let registry = Registry::open(&reg.host(), &options_with_password(&reg, secret)).unwrap();
     let cache = Layout::open_or_create(tempfile::tempdir().unwrap().path()).unwrap();
     let err = pull(&registry, &cache, "titan-a").unwrap_err();
     let text = err.to_string();
@@ -565,18 +559,7 @@ fn bearer_token_flow_as_harbor_does_it() {
     assert_eq!(raw, published.manifest);
 
     let secret = "not-the-password-42";
-    let wrong = Registry::open(
-        &reg.host(),
-        &RegistryOptions {
-            credentials: Some(Credentials::basic(
-                CredentialSource::Environment,
-                USER.into(),
-                secret.into(),
-            )),
-            ..options(&reg)
-        },
-    )
-    .unwrap();
+    let wrong = Registry::open(&reg.host(), &options_with_password(&reg, secret)).unwrap();
     let err = pull(&wrong, &cache, "titan-h").unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, OciError::Unauthorized { .. }), "{text}");
