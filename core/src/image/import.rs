@@ -144,31 +144,40 @@ pub fn import_golden(
         source,
     })?;
 
-    let already_kept = dest.exists() && digest_of(&dest)? == expected;
-    let temp = if already_kept {
-        None
-    } else {
-        let mut temp = tempfile::Builder::new()
-            .prefix(".import-")
-            .tempfile_in(&dir)
-            .map_err(|source| ImportError::Io {
-                what: "cannot create a file in",
-                path: dir.clone(),
-                source,
-            })?;
-        let temp_path = temp.path().to_owned();
-        let actual = copy_sparse_hashing(file, temp.as_file_mut(), &temp_path)?;
-        if actual != expected {
-            return Err(ImportError::DigestMismatch {
-                path: file.to_owned(),
-                expected,
-                actual,
-            });
+    // An earlier import of the same image: opening it checks its digest once.
+    let existing = if dest.exists() {
+        match GoldenImage::open(&dest, &expected) {
+            Ok(golden) => Some(golden),
+            Err(GoldenError::DigestMismatch { .. }) => None,
+            Err(e) => return Err(e.into()),
         }
-        Some(temp)
+    } else {
+        None
     };
-    let kept = temp.as_ref().map_or(dest.as_path(), |t| t.path());
-    let golden = GoldenImage::open(kept, &expected)?;
+    let already_kept = existing.is_some();
+    let (golden, temp) = match existing {
+        Some(golden) => (golden, None),
+        None => {
+            let mut temp = tempfile::Builder::new()
+                .prefix(".import-")
+                .tempfile_in(&dir)
+                .map_err(|source| ImportError::Io {
+                    what: "cannot create a file in",
+                    path: dir.clone(),
+                    source,
+                })?;
+            let temp_path = temp.path().to_owned();
+            let actual = copy_sparse_hashing(file, temp.as_file_mut(), &temp_path)?;
+            if actual != expected {
+                return Err(ImportError::DigestMismatch {
+                    path: file.to_owned(),
+                    expected,
+                    actual,
+                });
+            }
+            (GoldenImage::open(&temp_path, &expected)?, Some(temp))
+        }
+    };
     let findings = contract_findings(c, &golden)?;
     drop(golden);
     if !findings.is_empty() {
@@ -229,14 +238,6 @@ fn set_readable(file: &File, path: &Path) -> Result<(), ImportError> {
 #[cfg(not(unix))]
 fn set_readable(_: &File, _: &Path) -> Result<(), ImportError> {
     Ok(())
-}
-
-fn digest_of(path: &Path) -> Result<String, ImportError> {
-    super::golden::file_sha256(path).map_err(|source| ImportError::Io {
-        what: "cannot read",
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// Copies `src` to `out`, leaving holes for all-zero blocks, and returns the
