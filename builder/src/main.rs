@@ -53,6 +53,7 @@ fn push_artifact(args: cli::PushArtifactArgs) -> Result<ExitCode> {
                 media_type,
                 path: path.into(),
                 shared_in: args.shared_in.clone(),
+                digest: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -533,6 +533,8 @@ impl Report {
 struct Base {
     path: PathBuf,
     table: ChunkTable,
+    /// `sha256:<hex>` of the compressed file: its blob digest.
+    digest: String,
 }
 
 fn class_base(golden: &GoldenImage, class: &str, work: &Path) -> Result<Base, PublishError> {
@@ -541,9 +543,20 @@ fn class_base(golden: &GoldenImage, class: &str, work: &Path) -> Result<Base, Pu
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let path = dir.join(format!("{sha}-{DEFAULT_CHUNK_SIZE}.zst"));
     let table_path = dir.join(format!("{sha}-{DEFAULT_CHUNK_SIZE}.table.json"));
-    if let (Ok(_), Ok(t)) = (std::fs::metadata(&path), std::fs::read(&table_path)) {
+    let digest_path = dir.join(format!("{sha}-{DEFAULT_CHUNK_SIZE}.digest"));
+    // The base is renamed into place last, after its table and digest, so its
+    // presence means all three are whole.
+    if let (Ok(_), Ok(t), Ok(digest)) = (
+        std::fs::metadata(&path),
+        std::fs::read(&table_path),
+        std::fs::read_to_string(&digest_path),
+    ) {
         if let Ok(table) = serde_json::from_slice(&t) {
-            return Ok(Base { path, table });
+            return Ok(Base {
+                path,
+                table,
+                digest,
+            });
         }
     }
     let raw = golden.raw_path();
@@ -562,10 +575,13 @@ fn class_base(golden: &GoldenImage, class: &str, work: &Path) -> Result<Base, Pu
         serde_json::to_vec(&summary.table).expect("table serialises"),
     )
     .map_err(io_err(&table_path))?;
+    let digest = oci::hash_file(&tmp)?;
+    std::fs::write(&digest_path, &digest).map_err(io_err(&digest_path))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     Ok(Base {
         path,
         table: summary.table,
+        digest,
     })
 }
 
@@ -655,7 +671,7 @@ pub fn publish(
         let base = class_base(&golden, &n.class, &opts.work_dir)?;
         goldens.insert(n.class.clone(), Arc::new(golden));
         let golden_repo = oci::golden_repository(prefix, &n.class);
-        let digest = oci::hash_file(&base.path)?;
+        let digest = base.digest.clone();
         let exists = block_on(registry.blob_exists(&golden_repo, &digest))?;
         if !exists {
             let size = std::fs::metadata(&base.path)
@@ -882,16 +898,19 @@ fn publish_node(
             media_type: oci::MEDIA_TYPE_BASE.into(),
             path: base.path.clone(),
             shared_in: Some(oci::golden_repository(prefix, &class)),
+            digest: Some(base.digest.clone()),
         },
         LayerFile {
             media_type: oci::MEDIA_TYPE_PATCH.into(),
             path: patch_path,
             shared_in: None,
+            digest: None,
         },
         LayerFile {
             media_type: oci::MEDIA_TYPE_SECRETS.into(),
             path: secrets_path.clone(),
             shared_in: None,
+            digest: None,
         },
     ];
     let provenance = NodeProvenance {

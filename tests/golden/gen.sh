@@ -12,6 +12,11 @@
 #       Stand-ins rpi-ubuntu.img, armbian.img, amd64.img (~130-150 MiB each,
 #       sparse), bit-for-bit reproducible; no root needed. OUTDIR defaults to
 #       inventory/golden. Writes OUTDIR/SHA256SUMS and prints the digests.
+#   tests/golden/gen.sh --fill MIB [OUTDIR]
+#       The same stand-ins, each root file system grown by MIB MiB of
+#       incompressible, reproducible data (/usr/lib/metis-fill/), so the
+#       benchmarks see images of a real size. Still bit-for-bit reproducible;
+#       the digests differ from the default ones.
 #   tests/golden/gen.sh --bootable [OUTDIR]
 #       Bootable rpi-ubuntu-boot.img and amd64-boot.img from a debootstrapped
 #       Debian bookworm, with kernel and initrd beside them. Needs root and the
@@ -443,6 +448,24 @@ UBUNTU_CODENAME=noble' CIDATA
 # Mode 1: stand-ins (reproducible)
 # ---------------------------------------------------------------------------
 
+# fill_tree DIR MIB SEED: MIB MiB of incompressible bytes in 64 MiB files
+# under DIR/usr/lib/metis-fill, the same bytes for the same SEED every time
+# (AES-CTR keystream of a key derived from SEED).
+fill_tree() {
+	ft_dir="$1/usr/lib/metis-fill" ft_left=$2 ft_i=0
+	mkdir -p "$ft_dir"
+	command -v openssl >/dev/null 2>&1 || die "--fill needs openssl"
+	ft_key=$(printf 'metis-fill %s' "$3" | sha256sum | cut -c1-64)
+	while [ "$ft_left" -gt 0 ]; do
+		ft_n=$((ft_left < 64 ? ft_left : 64))
+		ft_iv=$(printf '%032x' "$ft_i")
+		openssl enc -aes-256-ctr -K "$ft_key" -iv "$ft_iv" </dev/zero 2>/dev/null |
+			head -c $((ft_n * MIB)) >"$ft_dir/blob-$ft_i"
+		ft_left=$((ft_left - ft_n))
+		ft_i=$((ft_i + 1))
+	done
+}
+
 gen_standins() {
 	out=$1
 	stage="$work/stage"
@@ -451,17 +474,25 @@ gen_standins() {
 	stage_rpi_ubuntu "$stage/rpi/boot" "$stage/rpi/root"
 	stage_armbian "$stage/armbian/boot" "$stage/armbian/root"
 	stage_amd64 "$stage/amd64/esp" "$stage/amd64/seed" "$stage/amd64/root"
+	# With --fill, each root grows by the data plus 1/16 for ext4's metadata.
+	root_mib=64
+	if [ "$fill_mib" -gt 0 ]; then
+		fill_tree "$stage/rpi/root" "$fill_mib" rpi-ubuntu
+		fill_tree "$stage/armbian/root" "$fill_mib" armbian
+		fill_tree "$stage/amd64/root" "$fill_mib" amd64
+		root_mib=$((64 + fill_mib + fill_mib / 16))
+	fi
 	# Modes and times must not depend on the umask or clock of the host.
 	find "$stage" -type d -exec chmod 0755 {} +
 	find "$stage" -type f -exec chmod 0644 {} +
 	pin_tree "$stage"
 
 	build_mbr_card "$work/rpi-ubuntu.img" 0x4d455449 64 system-boot 4d455001 "$stage/rpi/boot" \
-		64 writable 4d455449-5300-4000-8000-0000000000a1 "$stage/rpi/root" yes
+		"$root_mib" writable 4d455449-5300-4000-8000-0000000000a1 "$stage/rpi/root" yes
 	build_mbr_card "$work/armbian.img" 0x4d455441 64 armbi_boot 4d455002 "$stage/armbian/boot" \
-		64 armbi_root 4d455449-5300-4000-8000-0000000000a2 "$stage/armbian/root" yes
+		"$root_mib" armbi_root 4d455449-5300-4000-8000-0000000000a2 "$stage/armbian/root" yes
 	build_gpt_disk "$work/amd64.img" 4D455449-5300-4000-8000-000000000064 \
-		16 "$stage/amd64/esp" 64 "$stage/amd64/seed" 64 "$stage/amd64/root" yes
+		16 "$stage/amd64/esp" 64 "$stage/amd64/seed" "$root_mib" "$stage/amd64/root" yes
 
 	for img in rpi-ubuntu.img armbian.img amd64.img; do
 		mv -f "$work/$img" "$out/$img"
@@ -726,7 +757,14 @@ clean_partial() {
 # ---------------------------------------------------------------------------
 
 mode=standins
+fill_mib=0
 case "${1:-}" in
+--fill)
+	[ $# -ge 2 ] || die "--fill needs a size in MiB"
+	case $2 in '' | *[!0-9]*) die "--fill takes a whole number of MiB, not '$2'" ;; esac
+	fill_mib=$2
+	shift 2
+	;;
 --bootable)
 	mode=bootable
 	shift

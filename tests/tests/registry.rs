@@ -73,6 +73,7 @@ fn node_files(dir: &Path, node: &str, base: &Path) -> Node {
         media_type: media_type.into(),
         path,
         shared_in: shared.map(Into::into),
+        digest: None,
     };
     Node {
         layers: vec![

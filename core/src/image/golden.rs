@@ -143,14 +143,26 @@ impl GoldenImage {
         }
 
         // The digest comes first: nothing parses a byte of an unverified file.
+        // A stamp in the cache directory spares hashing a file again that has
+        // not changed since it was verified (see `VerifiedStamp`).
         let mut file = File::open(path).map_err(read_err)?;
-        let actual = sha256_of(&mut file).map_err(read_err)?;
+        let stamp = options
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| VerifiedStamp::of(dir, &file, expected));
+        let actual = match &stamp {
+            Some(stamp) if stamp.holds() => expected.to_owned(),
+            _ => sha256_of(&mut file).map_err(read_err)?,
+        };
         if actual != expected {
             return Err(GoldenError::DigestMismatch {
                 path: path.to_owned(),
                 expected: expected.to_owned(),
                 actual,
             });
+        }
+        if let Some(stamp) = &stamp {
+            stamp.record();
         }
 
         file.seek(SeekFrom::Start(0)).map_err(read_err)?;
@@ -208,6 +220,75 @@ impl GoldenImage {
     pub fn overlay(&self) -> io::Result<Overlay> {
         let file = File::open(&self.raw)?;
         Ok(Overlay::with_len(file, self.size))
+    }
+}
+
+/// A record that the file with a given identity (device, inode, size,
+/// modification and change times) had a given SHA-256, kept as
+/// `<cache_dir>/<sha256>.verified`. Rewriting the file changes its change
+/// time, which no user-space call can set back, so a matching identity means
+/// the bytes hashed last time are still the bytes; this is the check git makes
+/// before trusting its index. A file changed within the last two seconds gets
+/// no stamp, so a write landing in the same clock tick as the hash cannot hide.
+#[derive(Debug)]
+struct VerifiedStamp {
+    path: PathBuf,
+    identity: String,
+    settled: bool,
+}
+
+impl VerifiedStamp {
+    #[cfg(unix)]
+    fn of(dir: &Path, file: &File, sha256: &str) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs() as i64;
+        Some(VerifiedStamp {
+            path: dir.join(format!("{sha256}.verified")),
+            identity: format!(
+                "dev {} ino {} size {} mtime {}.{:09} ctime {}.{:09}\n",
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec()
+            ),
+            settled: now - m.ctime() >= 2,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(_dir: &Path, _file: &File, _sha256: &str) -> Option<Self> {
+        None
+    }
+
+    /// Whether the stamp on disk names this file as it is now.
+    fn holds(&self) -> bool {
+        std::fs::read_to_string(&self.path).is_ok_and(|s| s == self.identity)
+    }
+
+    /// Records the stamp after a successful check; a failure only costs a
+    /// hash next time.
+    fn record(&self) {
+        if !self.settled || self.holds() {
+            return;
+        }
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) {
+            if tmp.write_all(self.identity.as_bytes()).is_ok() {
+                let _ = tmp.persist(&self.path);
+            }
+        }
     }
 }
 
@@ -338,6 +419,39 @@ mod tests {
         raw[5..10].copy_from_slice(b"hello");
         raw[200 * 1024..200 * 1024 + 3].copy_from_slice(b"end");
         raw
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_verified_stamp_spares_the_hash_only_while_the_file_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let path = dir.path().join("g.img");
+        let raw = sample();
+        std::fs::write(&path, &raw).unwrap();
+        let sha = hex::encode(Sha256::digest(&raw));
+        let options = GoldenOptions {
+            cache_dir: Some(cache.clone()),
+        };
+        let stamp = cache.join(format!("{sha}.verified"));
+
+        // Just written: too fresh to stamp.
+        GoldenImage::open_with(&path, &sha, &options).unwrap();
+        assert!(!stamp.exists(), "a file changed this second got a stamp");
+
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        GoldenImage::open_with(&path, &sha, &options).unwrap();
+        assert!(stamp.exists(), "a verified, settled file got no stamp");
+        GoldenImage::open_with(&path, &sha, &options).unwrap();
+
+        // Same size, one byte changed in place: the change time moves, the
+        // stamp no longer holds and the hash catches the change.
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(6)).unwrap();
+        f.write_all(b"J").unwrap();
+        drop(f);
+        let err = GoldenImage::open_with(&path, &sha, &options).unwrap_err();
+        assert!(matches!(err, GoldenError::DigestMismatch { .. }), "{err}");
     }
 
     #[test]

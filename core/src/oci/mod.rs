@@ -182,6 +182,7 @@ mod tests {
             media_type: MEDIA_TYPE_BASE.into(),
             path: layer.clone(),
             shared_in: Some("metis/golden/c".into()),
+            digest: None,
         }];
         let published = block_on(publish_node_artifact(
             &registry,

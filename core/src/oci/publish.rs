@@ -21,6 +21,11 @@ pub struct LayerFile {
     /// repositories mount it from: for a class base, `<prefix>/golden/<class>`.
     /// The blob is uploaded there once and mounted everywhere else.
     pub shared_in: Option<String>,
+    /// Its digest (`sha256:<hex>`) when the caller already knows it, as for a
+    /// class base hashed once when it was made, instead of hashing the file for
+    /// every node. A wrong value is caught by the registry on upload, and by
+    /// every reader, which checks blob digests.
+    pub digest: Option<String>,
 }
 
 /// What a publish did.
@@ -95,12 +100,16 @@ pub async fn publish_artifact(
 
     let mut descriptors = Vec::new();
     for layer in layers {
-        let path = layer.path.clone();
+        let (path, known) = (layer.path.clone(), layer.digest.clone());
         let (digest, size) = blocking(move || {
             let size = std::fs::metadata(&path)
                 .map_err(|e| OciError::io("reading", &path, e))?
                 .len();
-            Ok((hash_file(&path)?, size))
+            let digest = match known {
+                Some(d) => d,
+                None => hash_file(&path)?,
+            };
+            Ok((digest, size))
         })
         .await?;
         descriptors.push(Descriptor {
