@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod interrupt;
 
 use std::process::ExitCode;
 
@@ -12,8 +13,24 @@ use metis_core::{inventory, render as node_render};
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // The release profile aborts on panic, so nothing is dropped: wipe any
+    // plaintext `secrets edit`/`init` still has on disk before the abort.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        metis_core::secrets::wipe_plaintext_dirs();
+        report(info);
+    }));
     let cli = Cli::parse();
-    match run(cli) {
+    let result = run(cli);
+    if interrupt::received() {
+        if let Err(e) = &result {
+            eprintln!("error: {e:#}");
+        } else {
+            eprintln!("interrupted");
+        }
+        return ExitCode::from(interrupt::EXIT);
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -348,7 +365,9 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
     match cmd {
         S::Init { inventory } => {
             let inv = inventory::load_for_sealing(&inventory.inventory)?;
-            let written = secrets::init(&inv).context("creating the sealed secrets")?;
+            interrupt::defer();
+            let written =
+                secrets::init(&inv, &interrupt::received).context("creating the sealed secrets")?;
             for p in &written {
                 eprintln!("sealed {}", shown(p));
             }
@@ -387,7 +406,8 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
                 .filter_map(|v| std::env::var(v).ok())
                 .find(|e| !e.trim().is_empty())
                 .unwrap_or_else(|| "vi".into());
-            let changed = secrets::edit(&inv, &ci, &node, &editor)
+            interrupt::defer();
+            let changed = secrets::edit(&inv, &ci, &node, &editor, &interrupt::received)
                 .with_context(|| format!("editing the secrets of {node}"))?;
             if changed {
                 eprintln!("sealed {}", shown(&secrets::sealed_path(&inv, &node)));

@@ -42,6 +42,8 @@ impl Sweep {
             .arg("--inventory")
             .arg(&self.inventory)
             .env("TMPDIR", &self.tmpdir)
+            // Plaintext would go under XDG_RUNTIME_DIR, out of the sweep's sight.
+            .env_remove("XDG_RUNTIME_DIR")
             .env("METIS_AGE_IDENTITY", &self.identity)
             .env("PATH", metis_tests::tool::search_path())
             .env("RUST_BACKTRACE", "1")

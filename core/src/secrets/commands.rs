@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use super::age_io::Identities;
 use super::bundle::{read_source, source_recipients, write_source};
+use super::plaintext_dir::PlaintextDir;
 use super::source::{sealed_path, HostKey, RegistryCredentials, Secret, Source, CLUSTER};
 use super::{Result, SecretsError};
 use crate::inventory::Inventory;
@@ -40,45 +41,14 @@ fn random_hex(bytes: usize) -> Secret {
     Secret::new(hex::encode(&*buf))
 }
 
-/// A file of a 0700 temp directory that is overwritten with zeros and
-/// removed when dropped, on every exit path (errors and panics included).
-struct WipedFile {
-    path: PathBuf,
-}
-
-impl Drop for WipedFile {
-    fn drop(&mut self) {
-        if let Ok(meta) = std::fs::metadata(&self.path) {
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&self.path) {
-                let zeros = vec![0u8; meta.len() as usize];
-                let _ = f.write_all(&zeros);
-                let _ = f.sync_all();
-            }
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn private_dir() -> Result<tempfile::TempDir> {
-    // tempfile creates directories 0700 on Unix.
-    tempfile::Builder::new()
-        .prefix("metis-secrets-")
-        .tempdir()
-        .map_err(SecretsError::io("creating a private temp directory"))
-}
-
-/// Generates the node's SSH host keys with `ssh-keygen` in a 0700 temp
-/// directory whose files are wiped.
+/// Generates the node's SSH host keys with `ssh-keygen` in a plaintext
+/// directory (zeroed and removed on every exit path).
 fn generate_host_keys(hostname: &str) -> Result<std::collections::BTreeMap<String, HostKey>> {
-    let dir = private_dir()?;
+    let dir = PlaintextDir::new()?;
     let mut out = std::collections::BTreeMap::new();
     for (name, args) in GENERATED_KEYS {
         let key = dir.path().join(format!("ssh_host_{name}_key"));
-        let private = WipedFile { path: key.clone() };
-        let public = WipedFile {
-            path: key.with_extension("pub"),
-        };
-        let _ = std::fs::remove_file(&public.path);
+        let public = key.with_extension("pub");
         let status = Command::new("ssh-keygen")
             .args(*args)
             .args(["-q", "-N", "", "-C"])
@@ -99,8 +69,8 @@ fn generate_host_keys(hostname: &str) -> Result<std::collections::BTreeMap<Strin
                 reason: status.to_string(),
             });
         }
-        let private_pem = read_secret_file(&private.path)?;
-        let public_line = std::fs::read_to_string(&public.path)
+        let private_pem = read_secret_file(&key)?;
+        let public_line = std::fs::read_to_string(&public)
             .map_err(SecretsError::io("reading the generated public key"))?;
         out.insert(
             name.to_string(),
@@ -125,7 +95,12 @@ fn read_secret_file(path: &Path) -> Result<Zeroizing<String>> {
 /// `secrets/cluster.age` with a random k3s token, and for each node without
 /// `secrets/<node>.age` new SSH host keys (ed25519, ecdsa, rsa; by
 /// `ssh-keygen`) and a random k3s node password. Returns the files written.
-pub fn init(inv: &Inventory) -> Result<Vec<PathBuf>> {
+///
+/// `interrupted` is asked after each node's keys were generated (a signal
+/// also reaches `ssh-keygen`): when it says yes, the keys are wiped and
+/// [`SecretsError::Interrupted`] returned; files already sealed are complete
+/// and stay.
+pub fn init(inv: &Inventory, interrupted: &dyn Fn() -> bool) -> Result<Vec<PathBuf>> {
     source_recipients(inv)?;
     let mut written = Vec::new();
     if !sealed_path(inv, CLUSTER).exists() {
@@ -139,7 +114,17 @@ pub fn init(inv: &Inventory) -> Result<Vec<PathBuf>> {
             continue;
         }
         let mut s = Source::new();
-        s.ssh_host_keys = generate_host_keys(&node.hostname)?;
+        let keys = generate_host_keys(&node.hostname);
+        if interrupted() {
+            return Err(SecretsError::Interrupted {
+                during: format!("generating {}'s SSH host keys", node.name),
+                outcome: format!(
+                    "its keys were wiped; the {} file(s) sealed before are complete and kept; run `metis-build secrets init` again for the rest",
+                    written.len()
+                ),
+            });
+        }
+        s.ssh_host_keys = keys?;
         s.node_password = Some(random_hex(16));
         write_source(inv, &node.name, &s)?;
         written.push(sealed_path(inv, &node.name));
@@ -305,24 +290,33 @@ fn load_or_new(inv: &Inventory, ci: Option<&Identities>, target: &str) -> Result
     }
 }
 
-/// Decrypts a sealed source into a 0600 file of a 0700 temp directory, runs
-/// `editor` on it (through `sh -c` on Unix, so `EDITOR="code --wait"`
-/// works), and re-encrypts what was saved. The temp file is zeroed and removed
-/// on every exit path. Returns whether the content changed.
-pub fn edit(inv: &Inventory, ci: &Identities, target: &str, editor: &str) -> Result<bool> {
+/// Decrypts a sealed source into a 0600 file of a plaintext directory (0700,
+/// under `$XDG_RUNTIME_DIR` when set), runs `editor` on it (through `sh -c`
+/// on Unix, so `EDITOR="code --wait"` works), and re-encrypts what was saved.
+/// The temp file is zeroed and removed on every exit path. Returns whether
+/// the content changed.
+///
+/// `interrupted` is asked once the editor has exited: when a signal came
+/// while it ran (the caller keeps the process alive meanwhile), what was
+/// saved is discarded and [`SecretsError::Interrupted`] returned.
+pub fn edit(
+    inv: &Inventory,
+    ci: &Identities,
+    target: &str,
+    editor: &str,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<bool> {
     check_target(inv, target)?;
     let before = load_or_new(inv, Some(ci), target)?;
-    let dir = private_dir()?;
-    let file = WipedFile {
-        path: dir.path().join(format!("{target}.json")),
-    };
+    let dir = PlaintextDir::new()?;
+    let path = dir.path().join(format!("{target}.json"));
     {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts
-            .open(&file.path)
+            .open(&path)
             .map_err(SecretsError::io("creating the temp file to edit"))?;
         f.write_all(&before.to_plaintext())
             .map_err(SecretsError::io("writing the temp file to edit"))?;
@@ -332,15 +326,21 @@ pub fn edit(inv: &Inventory, ci: &Identities, target: &str, editor: &str) -> Res
             .arg("-c")
             .arg(format!("{editor} \"$1\""))
             .arg("sh")
-            .arg(&file.path)
+            .arg(&path)
             .status()
     } else {
-        Command::new(editor).arg(&file.path).status()
+        Command::new(editor).arg(&path).status()
     }
     .map_err(|e| SecretsError::Tool {
         tool: format!("the editor `{editor}`"),
         reason: e.to_string(),
     })?;
+    if interrupted() {
+        return Err(SecretsError::Interrupted {
+            during: format!("the editor `{editor}` ran"),
+            outcome: "nothing was changed and the decrypted temp file was wiped".into(),
+        });
+    }
     if !status.success() {
         return Err(SecretsError::Tool {
             tool: format!("the editor `{editor}`"),
@@ -348,7 +348,7 @@ pub fn edit(inv: &Inventory, ci: &Identities, target: &str, editor: &str) -> Res
         });
     }
     let mut after_plain = Zeroizing::new(Vec::new());
-    File::open(&file.path)
+    File::open(&path)
         .and_then(|mut f| f.read_to_end(&mut after_plain))
         .map_err(SecretsError::io("reading the edited temp file"))?;
     let after = Source::from_plaintext(&after_plain, &format!("the edited {target} secrets"))?;

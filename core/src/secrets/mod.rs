@@ -15,7 +15,10 @@
 //! Secret values never appear in an error, a `Debug` output or a file left
 //! behind: errors name the file and the key, buffers are
 //! [`Zeroizing`](zeroize::Zeroizing), temp
-//! files are 0600 in 0700 directories and removed on every exit path.
+//! files are 0600 in 0700 directories (on tmpfs under `$XDG_RUNTIME_DIR` when
+//! there is one) and zeroed and removed on every exit path, a panic with
+//! `panic = "abort"` included when the binary's panic hook calls
+//! [`wipe_plaintext_dirs`].
 //!
 //! ```no_run
 //! use metis_core::secrets::{self, Identities};
@@ -31,6 +34,7 @@
 mod age_io;
 mod bundle;
 mod commands;
+mod plaintext_dir;
 mod source;
 
 use std::path::PathBuf;
@@ -38,6 +42,7 @@ use std::path::PathBuf;
 pub use age_io::{open, parse_recipients, seal, Identities, CI_IDENTITY_ENV, PASSPHRASE_ENV};
 pub use bundle::{open_node_bundle, seal_node_bundle, sealed_digest, source_recipients};
 pub use commands::{capture, edit, init, rekey, set, SecretKey};
+pub use plaintext_dir::wipe_plaintext_dirs;
 pub use source::{sealed_path, HostKey, RegistryCredentials, Secret, Source, CLUSTER};
 
 /// What can go wrong with secrets. Messages name files, nodes and keys,
@@ -139,6 +144,15 @@ pub enum SecretsError {
         tool: String,
         /// Its exit status (never its output, which might hold a secret).
         reason: String,
+    },
+    /// A signal (Ctrl-C, SIGTERM, SIGHUP) came while a secret was in clear;
+    /// the plaintext was wiped.
+    #[error("interrupted while {during}: {outcome}")]
+    Interrupted {
+        /// What was running.
+        during: String,
+        /// What was kept and what was not.
+        outcome: String,
     },
     /// The bundle could not be built.
     #[error(transparent)]
