@@ -10,10 +10,12 @@ use std::process::{Command, Output};
 
 use metis_tests::{copy_example_inventory, workspace_root};
 
-/// A script that finds metis-build above it (`sh -c` may or may not exec the
-/// editor) and sends it `$SIGNAL`, after doing `$1`'s work.
+/// A script that finds metis-build above it (an editor given with shell
+/// syntax runs under `sh -c`) and sends it `$SIGNAL`; `$PARENT_RECORD` gets
+/// the name of its direct parent.
 const SIGNAL_PARENT: &str = r#"
 p=$PPID
+cat /proc/$p/comm > "$PARENT_RECORD"
 [ "$(cat /proc/$p/comm)" = metis-build ] || p=$(cut -d' ' -f4 /proc/$p/stat)
 [ "$(cat /proc/$p/comm)" = metis-build ] || { echo "metis-build not found above $$" >&2; exit 9; }
 kill -s "$SIGNAL" "$p"
@@ -133,19 +135,24 @@ fn edit_interrupted_while_the_editor_runs_wipes_the_plaintext_and_changes_nothin
              stat -c %a \"${{1%/*}}\" \"$1\" > {modes:?}\n{SIGNAL_PARENT}exit 0\n"
         ),
     );
+    let parent = lab.scripts.join("parent");
     let before = lab.sealed();
-    for (signal, runtime_dir) in [
-        ("INT", false),
-        ("TERM", true),
-        ("HUP", false),
-        ("INT", true),
+    let plain = editor.display().to_string();
+    // Shell syntax (an assignment): run through `sh -c`, not directly.
+    let shell = format!("EDITED_BY=metis {}", editor.display());
+    for (signal, runtime_dir, editor) in [
+        ("INT", false, &plain),
+        ("TERM", true, &plain),
+        ("HUP", false, &plain),
+        ("INT", true, &shell),
     ] {
-        let what = format!("SIG{signal}, XDG_RUNTIME_DIR {runtime_dir}");
+        let what = format!("SIG{signal}, XDG_RUNTIME_DIR {runtime_dir}, EDITOR {editor}");
         let _ = std::fs::remove_file(&record);
         let o = lab
             .metis_build(&["secrets", "edit", "titan-14"], runtime_dir)
-            .env("EDITOR", &editor)
+            .env("EDITOR", editor)
             .env("SIGNAL", signal)
+            .env("PARENT_RECORD", &parent)
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(130), "{what}: {}", describe(&o));
@@ -153,6 +160,16 @@ fn edit_interrupted_while_the_editor_runs_wipes_the_plaintext_and_changes_nothin
         assert!(
             err.contains("interrupted while the editor") && err.contains("nothing was changed"),
             "{what}: {err}"
+        );
+        let direct_parent = std::fs::read_to_string(&parent).unwrap();
+        assert_eq!(
+            direct_parent.trim(),
+            if editor == &plain {
+                "metis-build"
+            } else {
+                "sh"
+            },
+            "{what}: a plain editor is metis-build's own child"
         );
         let edited = PathBuf::from(std::fs::read_to_string(&record).unwrap());
         let expected_base = if runtime_dir {
@@ -218,6 +235,7 @@ fn init_interrupted_while_ssh_keygen_runs_wipes_the_keys_and_seals_no_half_node(
                 format!("{}:{}", bin.display(), metis_tests::tool::search_path()),
             )
             .env("SIGNAL", signal)
+            .env("PARENT_RECORD", lab.scripts.join("keygen-parent"))
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(130), "{what}: {}", describe(&o));

@@ -291,8 +291,9 @@ fn load_or_new(inv: &Inventory, ci: Option<&Identities>, target: &str) -> Result
 }
 
 /// Decrypts a sealed source into a 0600 file of a plaintext directory (0700,
-/// under `$XDG_RUNTIME_DIR` when set), runs `editor` on it (through `sh -c`
-/// on Unix, so `EDITOR="code --wait"` works), and re-encrypts what was saved.
+/// under `$XDG_RUNTIME_DIR` when set), runs `editor` on it (`EDITOR="code
+/// --wait"` works; shell syntax goes through `sh -c`), and re-encrypts what
+/// was saved.
 /// The temp file is zeroed and removed on every exit path. Returns whether
 /// the content changed.
 ///
@@ -321,20 +322,12 @@ pub fn edit(
         f.write_all(&before.to_plaintext())
             .map_err(SecretsError::io("writing the temp file to edit"))?;
     }
-    let status = if cfg!(unix) {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("{editor} \"$1\""))
-            .arg("sh")
-            .arg(&path)
-            .status()
-    } else {
-        Command::new(editor).arg(&path).status()
-    }
-    .map_err(|e| SecretsError::Tool {
-        tool: format!("the editor `{editor}`"),
-        reason: e.to_string(),
-    })?;
+    let status = editor_command(editor, &path)
+        .status()
+        .map_err(|e| SecretsError::Tool {
+            tool: format!("the editor `{editor}`"),
+            reason: e.to_string(),
+        })?;
     if interrupted() {
         return Err(SecretsError::Interrupted {
             during: format!("the editor `{editor}` ran"),
@@ -357,6 +350,31 @@ pub fn edit(
     }
     write_source(inv, target, &after)?;
     Ok(true)
+}
+
+/// How `edit` runs `editor` on `path`. A plain command line (`vim`,
+/// `code --wait`) is split on spaces and run directly, so the editor is our
+/// own child: metis-build waits for the editor itself, not for a shell that a
+/// signal may end while the editor still writes (a swap file, say) into the
+/// directory about to be wiped. Anything with shell syntax goes through
+/// `sh -c` as git does.
+fn editor_command(editor: &str, path: &Path) -> Command {
+    let plain = editor
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " -_./:+,@%".contains(c));
+    if plain || cfg!(not(unix)) {
+        let mut words = editor.split_whitespace();
+        let mut cmd = Command::new(words.next().unwrap_or("vi"));
+        cmd.args(words).arg(path);
+        cmd
+    } else {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("{editor} \"$1\""))
+            .arg("sh")
+            .arg(path);
+        cmd
+    }
 }
 
 /// Re-encrypts every sealed source of the inventory (`secrets/*.age`) to the
@@ -486,6 +504,27 @@ mod tests {
             "ssh_host_keys.rsa.both",
         ] {
             assert!(bad.parse::<SecretKey>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plain_editors_run_directly_and_shell_syntax_through_sh() {
+        let path = Path::new("/run/user/1000/metis-secrets-x/titan-13.json");
+        let args = |c: &Command| {
+            c.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        let c = editor_command("code --wait", path);
+        assert_eq!(c.get_program(), "code");
+        assert_eq!(args(&c), ["--wait", path.to_str().unwrap()]);
+        let c = editor_command("/usr/bin/vim", path);
+        assert_eq!(c.get_program(), "/usr/bin/vim");
+        #[cfg(unix)]
+        for shell in ["FOO=1 vim", "vim -c 'set nobackup'", "$HOME/bin/ed"] {
+            let c = editor_command(shell, path);
+            assert_eq!(c.get_program(), "sh", "{shell}");
+            assert_eq!(args(&c)[1], format!("{shell} \"$1\""));
         }
     }
 
