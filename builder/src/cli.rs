@@ -239,11 +239,19 @@ pub struct GoldenImportArgs {
     /// The image's SHA-256 (the vendor's SHA256SUMS, or yours).
     #[arg(long, value_name = "HEX")]
     pub sha256: String,
-    /// Rewrite the class's `golden:` block to pin the kept image.
+    /// Rewrite the class's `golden:` block to pin the kept image (with
+    /// --push: the image in the registry).
     #[arg(long)]
     pub pin: bool,
+    /// Also store it in the registry as <prefix>/golden/CLASS, so CI builds
+    /// from the registry without the image in git; prints the reference to
+    /// pin (`golden: {oci: …}`).
+    #[arg(long)]
+    pub push: bool,
     #[command(flatten)]
     pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub registry: RegistryArg,
 }
 
 #[derive(Debug, Subcommand)]

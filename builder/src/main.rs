@@ -292,6 +292,45 @@ fn golden_import(args: cli::GoldenImportArgs) -> Result<ExitCode> {
             ""
         }
     );
+    if args.push {
+        let (inv, registry) = lab_registry(inv, &args.registry)?;
+        let host = &inv.lab.registry.host;
+        let lab_host = (!host.starts_with("oci:")).then_some(host.as_str());
+        let golden = metis_core::image::golden::GoldenImage::open(&kept, &imported.sha256)?;
+        eprintln!(
+            "storing it in {} as {} ...",
+            registry.name(),
+            metis_core::oci::golden_repository(&inv.lab.registry.prefix, &args.class)
+        );
+        // The compressed base is a temporary file beside the kept image.
+        let work = kept.parent().unwrap_or(&inv.dir).to_path_buf();
+        let pushed = metis_core::image::golden_oci::push_golden(
+            &registry,
+            lab_host,
+            &inv.lab.registry.prefix,
+            &args.class,
+            &golden,
+            &work,
+        )
+        .with_context(|| format!("storing the golden image in {}", registry.name()))?;
+        eprintln!("stored ({} bytes uploaded)", pushed.uploaded_bytes);
+        if args.pin {
+            let file = import::pin_golden_oci(&inv, &args.class, &pushed.reference, &imported)?;
+            eprintln!(
+                "pinned class {} to {} in {}; `metis-build plan` shows the nodes it rebuilds",
+                args.class,
+                pushed.reference,
+                file.display()
+            );
+        } else {
+            eprintln!(
+                "pin it in classes/{}.yaml (or run again with --pin):",
+                args.class
+            );
+            println!("golden:\n  oci: {}", pushed.reference);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.pin {
         let file = import::pin_golden(&inv, &args.class, &imported)?;
         eprintln!(

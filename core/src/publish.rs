@@ -20,7 +20,7 @@ use crate::image::base::{write_base, BaseOptions};
 use crate::image::chunks::{ChunkTable, CHUNK_TABLE_VERSION, DEFAULT_CHUNK_SIZE};
 use crate::image::compose::compose_table;
 use crate::image::golden::GoldenImage;
-use crate::image::node::{node_image_with, open_class_golden};
+use crate::image::node::{node_image_with, open_class_golden_via};
 use crate::image::patch::PATCH_VERSION;
 use crate::inventory::Inventory;
 use crate::oci::{self, block_on, ImageManifest, LayerFile, NodeProvenance, Progress, Registry};
@@ -663,11 +663,16 @@ pub fn publish(
         if bases.contains_key(&n.class) {
             continue;
         }
-        let golden = open_class_golden(inv, &n.class, Some(&opts.work_dir.join("golden-raw")))
-            .map_err(|e| PublishError::Node {
-                node: n.class.clone(),
-                message: e.to_string(),
-            })?;
+        let golden = open_class_golden_via(
+            inv,
+            &n.class,
+            Some(&opts.work_dir.join("golden-raw")),
+            Some(registry),
+        )
+        .map_err(|e| PublishError::Node {
+            node: n.class.clone(),
+            message: e.to_string(),
+        })?;
         let base = class_base(&golden, &n.class, &opts.work_dir)?;
         goldens.insert(n.class.clone(), Arc::new(golden));
         let golden_repo = oci::golden_repository(prefix, &n.class);
