@@ -93,6 +93,13 @@ pub mod paths {
     /// at build time; Ubuntu and Armbian, whose seed is the boot partition).
     pub const CLOUD_INIT_LOCAL_DROPIN: &str =
         "/etc/systemd/system/cloud-init-local.service.d/60-metis-seed.conf";
+    /// armbianEnv.txt as the node sees it (Armbian mounts its boot partition
+    /// at /boot).
+    pub const ARMBIAN_BOOT_ENV: &str = "/boot/armbianEnv.txt";
+    /// Puts the node's `ethaddr` back after armbian-firstrun randomised it
+    /// (written at build time; Armbian).
+    pub const ARMBIAN_FIRSTRUN_DROPIN: &str =
+        "/etc/systemd/system/armbian-firstrun.service.d/60-metis-mac.conf";
     /// Armbian's first-run settings.
     pub const ARMBIAN_FIRSTRUN: &str = "/etc/default/armbian-firstrun";
     /// The journal tag (`SYSLOG_IDENTIFIER`) of every bootstrap message.
@@ -265,6 +272,7 @@ fn metis_owned(path: &str) -> bool {
         paths::STATUS,
         paths::MACHINE_ID,
         paths::CLOUD_INIT_LOCAL_DROPIN,
+        paths::ARMBIAN_FIRSTRUN_DROPIN,
     ]
     .contains(&path)
         || path == paths::k3s_unit_dropin("k3s.service")
