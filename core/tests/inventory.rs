@@ -186,6 +186,14 @@ const CASES: &[Case] = &[
     Case { name: "duplicate key", file: "nodes/titan-04.yaml", from: "class: rpi5-ubuntu", to: "class: rpi5-ubuntu\nclass: rpi5-ubuntu", at: "nodes/titan-04.yaml:2", says: "appears twice" },
     Case { name: "missing signing key file", file: "metis.yaml", from: "demo-keys/cosign.pub", to: "demo-keys/nope.pub", at: "metis.yaml:9", says: "does not exist" },
     Case { name: "no addresses", file: "nodes/titan-04.yaml", from: "      addresses: [192.168.22.20/24]\n      gateway: 192.168.22.1\n", to: "", at: "nodes/titan-04.yaml:5", says: "no addresses and no `dhcp: true`" },
+    Case { name: "mount point with a space", file: "nodes/titan-13.yaml", from: "mount: /var/lib/longhorn", to: "mount: \"/var/lib/long horn\"", at: "nodes/titan-13.yaml:15", says: "contains whitespace or a backslash" },
+    Case { name: "mount point with a backslash", file: "nodes/titan-13.yaml", from: "mount: /var/lib/longhorn", to: "mount: /var/lib/long\\horn", at: "nodes/titan-13.yaml:15", says: "contains whitespace or a backslash" },
+    Case { name: "mount option with a space", file: "nodes/titan-23.yaml", from: "options: [noatime]", to: "options: [\"noatime, discard\"]", at: "nodes/titan-23.yaml:16", says: "mount option `noatime, discard`" },
+    Case { name: "hook file on a path Metis writes", file: "nodes/titan-04.yaml", from: "    - lab.home.arpa/storage=none\n", to: "    - lab.home.arpa/storage=none\nhooks:\n  files:\n    - path: /etc/rancher/k3s//config.yaml\n      content: \"token: x\"\n", at: "nodes/titan-04.yaml:15", says: "would replace a file Metis writes itself" },
+    Case { name: "missing registry CA file", file: "metis.yaml", from: "  prefix: metis\n", to: "  prefix: metis\n  ca_file: certs/harbor-ca.pem\n", at: "metis.yaml:7", says: "registry CA file `certs/harbor-ca.pem` does not exist" },
+    Case { name: "agent joining itself", file: "metis.yaml", from: "https://192.168.22.10:6443", to: "https://192.168.22.40:6443", at: "nodes/titan-13.yaml:9", says: "agent `titan-13` would join itself" },
+    Case { name: "duplicate taint", file: "nodes/titan-db.yaml", from: "    - dedicated=database:NoSchedule", to: "    - dedicated=database:NoSchedule\n    - dedicated=database:NoSchedule", at: "nodes/titan-db.yaml:15", says: "taint key `dedicated` with effect NoSchedule is set twice (also at line 14)" },
+    Case { name: "same taint key and effect", file: "nodes/titan-db.yaml", from: "    - dedicated=database:NoSchedule", to: "    - dedicated=database:NoSchedule\n    - dedicated=other:NoSchedule", at: "nodes/titan-db.yaml:15", says: "taint key `dedicated` with effect NoSchedule is set twice (also at line 14)" },
     Case { name: "missing k3s section", file: "nodes/titan-04.yaml", from: "k3s:\n  role: agent\n  labels:\n    - lab.home.arpa/board=rpi5\n    - lab.home.arpa/storage=none\n", to: "", at: "nodes/titan-04.yaml:1", says: "no `k3s:` section" },
 ];
 

@@ -147,8 +147,8 @@ fn check_with(dir: &Path, require_sealed: bool) -> Checked {
         diags: Vec::new(),
     };
     let lab = cx.parse::<schema::LabFile>(Path::new("metis.yaml"));
-    let class_files = cx.parse_dir::<schema::ClassFile>("classes");
-    let node_files = cx.parse_dir::<schema::NodeFile>("nodes");
+    let (class_files, unparsed_classes) = cx.parse_dir::<schema::ClassFile>("classes");
+    let (node_files, _) = cx.parse_dir::<schema::NodeFile>("nodes");
 
     let mut inventory = None;
     if let Some((lab_file, lab_text)) = lab {
@@ -158,7 +158,14 @@ fn check_with(dir: &Path, require_sealed: bool) -> Checked {
             .iter()
             .filter_map(|(name, path, f)| cx.class(name, path, f).map(|c| (name.clone(), (c, f))))
             .collect();
-        let class_names: Vec<String> = class_files.iter().map(|(n, _, _)| n.clone()).collect();
+        // A class whose file exists is known even when it failed to parse:
+        // its own error says what is wrong, its nodes get no second one.
+        let mut class_names: Vec<String> = class_files
+            .iter()
+            .map(|(n, _, _)| n.clone())
+            .chain(unparsed_classes)
+            .collect();
+        class_names.sort();
         let mut nodes = BTreeMap::new();
         for (name, path, f) in &node_files {
             if let Some(node) = cx.node(name, path, f, &lab_file, &lab, &classes, &class_names) {
@@ -176,12 +183,16 @@ fn check_with(dir: &Path, require_sealed: bool) -> Checked {
             );
         }
         if cx.errors() == 0 {
-            inventory = Some(Inventory {
+            let inv = Inventory {
                 dir: dir.to_path_buf(),
                 lab,
                 classes: classes.into_iter().map(|(k, (c, _))| (k, c)).collect(),
                 nodes,
-            });
+            };
+            cx.renders(&inv);
+            if cx.errors() == 0 {
+                inventory = Some(inv);
+            }
         }
     }
     let mut diagnostics = cx.diags;
@@ -254,10 +265,12 @@ impl Cx {
         }
     }
 
+    /// The parsed files of `sub/`, and the names of those that exist but did
+    /// not parse (their errors are recorded; they still exist for references).
     fn parse_dir<T: serde::de::DeserializeOwned>(
         &mut self,
         sub: &str,
-    ) -> Vec<(String, PathBuf, T)> {
+    ) -> (Vec<(String, PathBuf, T)>, Vec<String>) {
         let full = self.dir.join(sub);
         let entries = match std::fs::read_dir(&full) {
             Ok(rd) => rd,
@@ -268,7 +281,7 @@ impl Cx {
                     format!("cannot read directory: {e}"),
                     Some(format!("create {sub}/ with one YAML file per entry")),
                 );
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             }
         };
         let mut names: Vec<PathBuf> = entries
@@ -277,6 +290,7 @@ impl Cx {
             .collect();
         names.sort();
         let mut out = Vec::new();
+        let mut unparsed = Vec::new();
         for path in names {
             let rel = Path::new(sub).join(path.file_name().unwrap_or_default());
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -309,11 +323,37 @@ impl Cx {
                 );
                 continue;
             }
-            if let Some((v, _)) = self.parse::<T>(&rel) {
-                out.push((stem, rel, v));
+            match self.parse::<T>(&rel) {
+                Some((v, _)) => out.push((stem, rel, v)),
+                None => unparsed.push(stem),
             }
         }
-        out
+        (out, unparsed)
+    }
+
+    /// Every node must render: whatever the rules above miss but the render
+    /// refuses is still found here, at `check` time, not when a card is built.
+    fn renders(&mut self, inv: &Inventory) {
+        for node in inv.nodes.values() {
+            if let Err(e) = crate::render::render(inv, &node.name) {
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    message.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                self.err(
+                    &node.file,
+                    Pos::FILE,
+                    message,
+                    Some(format!(
+                        "fix what it names in {} (or in metis.yaml or the node's class); `metis-build render {}` shows the same error",
+                        node.file.display(),
+                        node.name
+                    )),
+                );
+            }
+        }
     }
 
     /// Every node needs its sealed source `secrets/<node>.age`, and a lab with
@@ -405,6 +445,19 @@ impl Cx {
             }
         }
         self.rule(file, &f.registry.prefix, |s| rules::repo_prefix(s));
+        if let Some(ca) = &f.registry.ca_file {
+            if !self.dir.join(&ca.value).is_file() {
+                self.err(
+                    file,
+                    Pos::of(ca),
+                    format!("registry CA file `{}` does not exist", ca.value),
+                    Some(format!(
+                        "put the registry's CA certificate (PEM) at {} (paths are relative to the inventory directory), or remove `ca_file:` if the registry's certificate is publicly trusted",
+                        self.dir.join(&ca.value).display()
+                    )),
+                );
+            }
+        }
         if f.signing.public_keys.is_empty() {
             self.err(file, Pos::FILE, "signing.public_keys is empty", Some("name at least one cosign public key file (metis-build keys generate makes one)".into()));
         }
@@ -945,10 +998,29 @@ impl Cx {
                         labels.push(l.value.clone());
                     }
                 }
-                let mut taints = Vec::new();
+                let mut taints: Vec<Taint> = Vec::new();
+                let mut taint_lines: Vec<u64> = Vec::new();
                 for t in &k.taints {
                     if let Some(taint) = self.rule(file, t, |v| rules::taint(v)) {
+                        // Kubernetes refuses a node whose taints repeat a key
+                        // and effect pair, whatever the values.
+                        if let Some(i) = taints
+                            .iter()
+                            .position(|o| o.key == taint.key && o.effect == taint.effect)
+                        {
+                            self.err(
+                                file,
+                                Pos::of(t),
+                                format!(
+                                    "taint key `{}` with effect {} is set twice (also at line {}); Kubernetes allows one taint per key and effect",
+                                    taint.key, taint.effect.as_str(), taint_lines[i]
+                                ),
+                                Some("keep one of them".into()),
+                            );
+                            continue;
+                        }
                         taints.push(taint);
+                        taint_lines.push(Pos::of(t).line);
                     }
                 }
                 if role == Some(Role::None) {
@@ -959,14 +1031,17 @@ impl Cx {
                         self.err(file, Pos::of(l), "labels on a node with role `none`: it never registers with k3s, so they would never apply", Some("remove the labels or give the node a role".into()));
                     }
                 }
-                if role == Some(Role::Server) {
-                    // A recovery card must join a live server; never start a new cluster.
+                if let Some(r @ (Role::Server | Role::Agent)) = role {
+                    // A recovery card must join a live server; never start a
+                    // new cluster. The render picks the first URL that is not
+                    // the node's own (render::k3s::join_url), by the same names.
                     let own: Vec<String> = interfaces
                         .iter()
                         .flat_map(|i| i.addresses.iter().map(|a| a.addr.to_string()))
                         .chain([
                             hostname.clone(),
                             format!("{hostname}.{}", lab.cluster.domain),
+                            name.to_string(),
                         ])
                         .collect();
                     let others = lab
@@ -980,7 +1055,7 @@ impl Cx {
                         self.err(
                             file,
                             Pos::of(&k.role),
-                            format!("server `{name}` would join itself: every cluster.servers URL in metis.yaml points at this node"),
+                            format!("{r} `{name}` would join itself: every cluster.servers URL in metis.yaml points at this node"),
                             Some("a recovery card joins a live server and never runs cluster-init; list another server's URL or a VIP in metis.yaml cluster.servers".into()),
                         );
                     }
@@ -1016,6 +1091,19 @@ impl Cx {
                             None,
                         );
                     }
+                    if m.value
+                        .contains(|c: char| c.is_whitespace() || c.is_control() || c == '\\')
+                    {
+                        self.err(
+                            file,
+                            Pos::of(m),
+                            format!(
+                                "mount point `{}` contains whitespace or a backslash, which fstab cannot hold as written",
+                                m.value
+                            ),
+                            Some("choose a mount point without spaces or backslashes, e.g. `/var/lib/longhorn-2`".into()),
+                        );
+                    }
                     if let Some(prev) = mounts.insert(m.value.clone(), Pos::of(m).line) {
                         self.err(
                             file,
@@ -1039,6 +1127,17 @@ impl Cx {
                     None
                 }
             };
+            if let Some(bad) = d.options.iter().find(|o| {
+                o.is_empty()
+                    || o.contains(|c: char| c.is_whitespace() || c.is_control() || c == '\\')
+            }) {
+                self.err(
+                    file,
+                    at,
+                    format!("mount option `{bad}` is empty or contains whitespace or a backslash, which fstab cannot hold as written"),
+                    Some("write each option as its own list item without spaces, e.g. `options: [noatime, discard]`".into()),
+                );
+            }
             let filesystem = match &d.filesystem {
                 Some(fs) => self
                     .one_of(file, fs, "filesystem", &["ext4", "xfs", "btrfs"])
@@ -1066,6 +1165,14 @@ impl Cx {
                         Pos::of(&hf.path),
                         format!("hook file path `{}` must be absolute", hf.path.value),
                         None,
+                    );
+                }
+                if crate::render::paths::is_metis_owned(&hf.path.value) {
+                    self.err(
+                        file,
+                        Pos::of(&hf.path),
+                        format!("hook file `{}` would replace a file Metis writes itself", hf.path.value),
+                        Some("set what it holds through the inventory instead (k3s, network, kubelet, journald, disks); to add to it, write a drop-in next to it, e.g. /etc/rancher/k3s/config.yaml.d/50-hook.yaml".into()),
                     );
                 }
                 let source = match (&hf.content, &hf.secret) {
