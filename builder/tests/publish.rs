@@ -139,7 +139,7 @@ fn publish_builds_exactly_what_changed_against_a_real_registry() {
         .filter(|n| n["action"] == "build")
         .collect();
     assert_eq!(reasons.len(), 1, "{plan:#}");
-    assert_eq!(reasons[0]["reason"], "changed node or class settings");
+    assert_eq!(reasons[0]["reason"], "changed node settings");
     let third = json(&metis_build(&lab, r, &["publish", "--json"]));
     assert_eq!(built(&third), ["titan-13"]);
     assert_eq!(third["base_bytes_uploaded"], 0);
