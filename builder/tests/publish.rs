@@ -515,7 +515,9 @@ fn a_node_that_cannot_be_planned_fails_alone() {
     let layer = layout.manifest(&doc).unwrap().layers[0].clone();
     let t13 = m
         .iter_mut()
-        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == "metis/nodes/titan-13:latest")
+        .find(|d| {
+            d["annotations"]["org.opencontainers.image.ref.name"] == "metis/nodes/titan-13:latest"
+        })
         .unwrap();
     t13["digest"] = layer.digest.clone().into();
     t13["size"] = layer.size.into();
@@ -527,11 +529,19 @@ fn a_node_that_cannot_be_planned_fails_alone() {
     );
 
     let o = metis_build(&lab, r, &["plan", "--json"]);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let plan = stdout_json(&o);
     let t13 = planned(&plan, "titan-13");
     assert_eq!(t13["action"], "fail", "{plan:#}");
-    assert!(t13["reason"].as_str().unwrap().contains("malformed"), "{t13:#}");
+    assert!(
+        t13["reason"].as_str().unwrap().contains("malformed"),
+        "{t13:#}"
+    );
     assert_eq!(planned(&plan, "titan-04")["action"], "build", "{plan:#}");
     let o = metis_build(&lab, r, &["publish", "--json"]);
     assert_eq!(o.status.code(), Some(1));
@@ -722,7 +732,11 @@ fn a_killed_run_is_finished_by_a_rerun_at_the_same_revision() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        if reg.log().contains("\"PUT /v2/lab/metis/nodes/") && reg.log().contains("/manifests/") {
+        let pushed = reg
+            .log()
+            .lines()
+            .any(|l| l.contains("\"PUT /v2/lab/metis/nodes/") && l.contains("/manifests/"));
+        if pushed {
             break;
         }
         assert!(
