@@ -617,6 +617,42 @@ fn reruns_of_a_published_revision_succeed_and_never_sign_it_twice() {
         planned(&plan, "titan-0a")["reason"],
         "changed class settings"
     );
+    json(&metis_build(&lab, r, &["publish", "--json"]));
+
+    // --rebuild re-signs unchanged nodes (a new signing key), at a new revision.
+    let forced = json(&metis_build(
+        &lab,
+        r,
+        &["publish", "--json", "--rebuild", "titan-04"],
+    ));
+    assert_eq!(built(&forced), ["titan-04"], "{forced:#}");
+    assert_eq!(planned(&forced, "titan-04")["detail"], "forced (--rebuild)");
+
+    // --prune on a layout: the removed node's tags go, and blobs only it needed.
+    let layout = metis_core::oci::Layout::open_or_create(reg_dir.path()).unwrap();
+    let patch = |node: &str| {
+        let l = layout
+            .resolve(&format!("metis/nodes/{node}"), "latest")
+            .unwrap()
+            .unwrap();
+        layout.manifest(&l.manifest.digest).unwrap().layers[1]
+            .digest
+            .clone()
+    };
+    let atlas_patch = patch("atlas");
+    std::fs::remove_file(lab.inv.join("nodes/atlas.yaml")).unwrap();
+    let pruned = json(&metis_build(&lab, r, &["publish", "--json", "--prune"]));
+    assert_eq!(statuses(&pruned, "removed"), ["atlas"], "{pruned:#}");
+    assert!(layout
+        .refs()
+        .unwrap()
+        .iter()
+        .all(|x| !x.repository.ends_with("nodes/atlas")));
+    assert!(
+        !layout.has_blob(&atlas_patch, None),
+        "atlas's patch blob was kept"
+    );
+    assert!(layout.has_blob(&patch("titan-04"), None));
 }
 
 #[test]

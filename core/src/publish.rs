@@ -1271,3 +1271,102 @@ fn publish_node(
     push_signature(registry, &repo, &published.digest, &meta, key)?;
     Ok((published.digest, published.uploaded_bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> Inputs {
+        Inputs {
+            builder: "metis-build 1 inputs/2".into(),
+            golden: "rpi5@aa".into(),
+            seed: "sha256:01".into(),
+            secrets: "sha256:02".into(),
+            recipients: "sha256:03".into(),
+            sources: Sources {
+                node: "sha256:n".into(),
+                class: "sha256:c".into(),
+                lab: "sha256:l".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn sources_explain_but_do_not_decide() {
+        let mut edited = inputs();
+        edited.sources.node = "sha256:comment-only".into();
+        assert_eq!(edited.digest(), inputs().digest());
+        edited.recipients = "sha256:another-operator".into();
+        assert_ne!(edited.digest(), inputs().digest());
+    }
+
+    #[test]
+    fn change_reasons_name_what_changed() {
+        type Edit = fn(&mut Inputs);
+        let cases: [(Edit, &str); 9] = [
+            (
+                |i| i.builder = "metis-build 2".into(),
+                "new builder or format version",
+            ),
+            (
+                |i| i.golden = "rpi5@bb".into(),
+                "changed class golden image",
+            ),
+            (
+                |i| {
+                    i.seed = "sha256:x".into();
+                    i.sources.node = "sha256:n2".into();
+                },
+                "changed node settings",
+            ),
+            (
+                |i| {
+                    i.seed = "sha256:x".into();
+                    i.sources.class = "sha256:c2".into();
+                },
+                "changed class settings",
+            ),
+            (
+                |i| {
+                    i.seed = "sha256:x".into();
+                    i.sources.lab = "sha256:l2".into();
+                },
+                "changed lab settings (metis.yaml)",
+            ),
+            (
+                |i| i.seed = "sha256:x".into(),
+                "changed rendered seed (templates or hook files)",
+            ),
+            (|i| i.secrets = "sha256:s".into(), "changed secrets"),
+            (
+                |i| i.recipients = "sha256:r".into(),
+                "operator recipients changed",
+            ),
+            (
+                |i| {
+                    i.seed = "sha256:x".into();
+                    i.sources.node = "sha256:n2".into();
+                    i.sources.class = "sha256:c2".into();
+                    i.secrets = "sha256:s".into();
+                },
+                "changed node settings, changed class settings, changed secrets",
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut new = inputs();
+            edit(&mut new);
+            assert_eq!(change_reason(Some(&inputs()), &new), want);
+        }
+        // An artifact from a builder that kept no sources or recipients.
+        let mut old = inputs();
+        old.sources = Sources::default();
+        old.recipients = String::new();
+        old.builder = "metis-build 0".into();
+        let mut new = inputs();
+        new.seed = "sha256:x".into();
+        assert_eq!(
+            change_reason(Some(&old), &new),
+            "new builder or format version, changed node, class or lab settings"
+        );
+    }
+}
