@@ -2,9 +2,11 @@
 //! exactly those as signed node artifacts plus a signed lab index ([`publish`]).
 //!
 //! "Unchanged" is decided from a node's *input digest* — golden image digest,
-//! rendered seed, sealed-secrets ciphertext digest, builder and format
-//! versions — compared with the `dev.metis.input-digest` annotation of the
-//! node's published `latest` manifest. Nothing is rebuilt to find out: age
+//! rendered seed, sealed-secrets ciphertext digest, the operators' recipients,
+//! builder and format versions — compared with the `dev.metis.input-digest`
+//! annotation of the node's published `latest` manifest. The parts (and the
+//! digests of the node, class and lab files, which only explain a change) are
+//! kept in the node's config blob, so a plan can say what changed. Nothing is rebuilt to find out: age
 //! encryption is randomised, so a rebuilt node always has a new manifest digest.
 //! Comparing against each node's own `latest` (not the index) makes a rerun
 //! after a crash finish the rest instead of starting over.
