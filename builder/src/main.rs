@@ -582,6 +582,13 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
         );
         }
     }
+    if report.failed() && !report.index_published && !args.dry_run {
+        eprintln!(
+            "error: some nodes failed (see above); the lab index was not published, so flashers keep \
+             the last complete lab. Fix them and run publish again (built nodes are kept), or pass \
+             --partial to publish the index with the failed nodes' previous artifacts"
+        );
+    }
     Ok(if report.failed() {
         ExitCode::from(1)
     } else {
