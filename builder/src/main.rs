@@ -532,6 +532,13 @@ fn plan(args: cli::PlanArgs) -> Result<ExitCode> {
     } else {
         print_plan(&plan);
     }
+    let failed = plan.failed().count();
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} node(s) cannot be planned (action `fail`, the reason says why); `metis-build check` names the file and line"
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -546,6 +553,9 @@ fn print_plan(plan: &metis_core::publish::Plan) {
     }
     let build = plan.to_build().count();
     eprintln!("{build} to build, {} unchanged", plan.nodes.len() - build);
+    if let Some(why) = &plan.index_update {
+        eprintln!("the lab index will be published again: {why}");
+    }
 }
 
 fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
@@ -572,6 +582,8 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
         jobs: args.jobs,
         dry_run: args.dry_run,
         partial: args.partial,
+        rebuild: args.rebuild,
+        prune: args.prune,
         revision: args.revision,
         work_dir: args.work_dir.clone(),
         built,
@@ -608,6 +620,13 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
         }
+    }
+    if report.failed() && !report.index_published && !args.dry_run {
+        eprintln!(
+            "error: some nodes failed (see above); the lab index was not published, so flashers keep \
+             the last complete lab. Fix them and run publish again (built nodes are kept), or pass \
+             --partial to publish the index with the failed nodes' previous artifacts"
+        );
     }
     Ok(if report.failed() {
         ExitCode::from(1)

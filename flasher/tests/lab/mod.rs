@@ -73,6 +73,8 @@ pub fn published(dir: &Path, only: &[&str]) -> (PathBuf, PathBuf) {
             jobs: 1,
             dry_run: false,
             partial: true,
+            rebuild: false,
+            prune: false,
             revision: None,
             work_dir: dir.join("work"),
             built: "2026-11-25T00:00:00Z".into(),
