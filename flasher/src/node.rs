@@ -279,6 +279,7 @@ pub fn flash_node(args: FlashArgs) -> exit::Exit {
                     flash::Verbosity::Normal
                 },
                 probe_capacity: true,
+                signature_verified: true,
             },
         )
     })();
