@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use metis_core::oci::{self, ImageManifest};
-use metis_core::trust::{self, HeldSignature, SeenRevisions};
+use metis_core::trust::{self, HeldSignature};
 
 use crate::cli::{ListArgs, RegistryArgs};
 use crate::{node, pull};
@@ -97,7 +97,7 @@ pub fn lab_nodes(source: &IndexSource) -> Result<LabNodes> {
     let (sig, payloads) =
         pull::cached_signature(&cache, &repo, &latest.manifest.digest, "lab index")?;
     let payload_refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-    let mut seen = SeenRevisions::load(cache.dir())?;
+    let mut seen = pull::seen_revisions(&cache)?;
     let (index, verified) = trust::verify_index(
         &keys,
         &HeldSignature {

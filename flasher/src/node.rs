@@ -11,9 +11,7 @@ use metis_core::image::compose::{ComposeOptions, Composer};
 use metis_core::image::patch::Patch;
 use metis_core::oci::{self, ImageManifest};
 use metis_core::publish::NodeConfig;
-use metis_core::trust::{
-    self, BlobContent, HeldArtifact, HeldBlob, HeldSignature, SeenRevisions, TrustedKeys,
-};
+use metis_core::trust::{self, BlobContent, HeldArtifact, HeldBlob, HeldSignature, TrustedKeys};
 
 use crate::cli::FlashArgs;
 use crate::device::{self, Policy};
@@ -71,7 +69,7 @@ fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
         .collect();
 
     let keys = trusted_keys(&args.trust_key)?;
-    let mut seen = SeenRevisions::load(cache.dir())?;
+    let mut seen = pull::seen_revisions(&cache)?;
     let verified = trust::verify_node(
         &keys,
         &HeldSignature {

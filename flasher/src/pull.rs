@@ -9,6 +9,8 @@ use metis_core::oci::{
     self, Layout, Progress, ProgressEvent, PullOptions, Registry, RegistryOptions,
 };
 
+use metis_core::trust::SeenRevisions;
+
 use crate::cli::{CacheCommand, PullArgs, RegistryArgs};
 
 /// The registry location, prefix and options, from the flags or the inventory.
@@ -114,6 +116,25 @@ pub(crate) fn cached_signature(
         .map(|d| cache.read_blob(&d.digest))
         .collect::<Result<_, _>>()?;
     Ok((manifest, payloads))
+}
+
+/// The operator's record of seen revisions (`<config dir>/metis/seen.json`, beside
+/// the pinned keys), with any copy an older version kept in `cache` folded in.
+pub(crate) fn seen_revisions(cache: &Layout) -> Result<SeenRevisions> {
+    let dir = SeenRevisions::default_dir().context(
+        "this system has no per-user config directory for the record of seen revisions \
+         (set XDG_CONFIG_HOME or HOME)",
+    )?;
+    let mut seen = SeenRevisions::load(&dir)?;
+    let legacy = SeenRevisions::legacy_path(cache.dir());
+    if seen.migrate(&legacy)? {
+        eprintln!(
+            "notice: moved the record of seen revisions from {} to {}",
+            legacy.display(),
+            seen.path().display()
+        );
+    }
+    Ok(seen)
 }
 
 pub(crate) fn open_cache(dir: Option<&Path>) -> Result<Layout> {

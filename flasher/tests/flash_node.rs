@@ -180,3 +180,178 @@ fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
         "a refused flash changed the card"
     );
 }
+
+/// Points `<repo>:latest` in the cache at `from`'s cached artifact and its signature,
+/// as a registry serving one node's artifact under another node's tag would.
+fn swap_tag(cache: &std::path::Path, from: &str, to: &str) {
+    let layout = metis_core::oci::Layout::open_or_create(cache).unwrap();
+    let latest = layout.resolve(from, "latest").unwrap().unwrap();
+    let sig_tag = metis_core::trust::signature_tag(&latest.manifest.digest).unwrap();
+    let sig = layout.resolve(from, &sig_tag).unwrap().unwrap();
+    layout
+        .set_ref(to, "latest", &latest.manifest, None)
+        .unwrap();
+    layout.set_ref(to, &sig_tag, &sig.manifest, None).unwrap();
+}
+
+/// Replaces the cached signature of `repo:latest` with one whose ECDSA signature has
+/// one base64 character changed (still well-formed, no longer valid).
+fn tamper_signature(cache: &std::path::Path, repo: &str) {
+    let layout = metis_core::oci::Layout::open_or_create(cache).unwrap();
+    let latest = layout.resolve(repo, "latest").unwrap().unwrap();
+    let sig_tag = metis_core::trust::signature_tag(&latest.manifest.digest).unwrap();
+    let sig = layout.resolve(repo, &sig_tag).unwrap().unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&layout.read_blob(&sig.manifest.digest).unwrap()).unwrap();
+    let annotation =
+        &mut manifest["layers"][0]["annotations"][metis_core::trust::SIGNATURE_ANNOTATION];
+    let mut text: Vec<u8> = annotation.as_str().unwrap().bytes().collect();
+    // A character of the DER's last integer: the DER stays well-formed.
+    let at = text.iter().rposition(|c| *c != b'=').unwrap() - 3;
+    text[at] = if text[at] == b'A' { b'B' } else { b'A' };
+    *annotation = serde_json::Value::String(String::from_utf8(text).unwrap());
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest = layout.put_blob_bytes(&bytes).unwrap();
+    let descriptor = metis_core::oci::Descriptor {
+        digest,
+        size: bytes.len() as u64,
+        ..sig.manifest.clone()
+    };
+    layout.set_ref(repo, &sig_tag, &descriptor, None).unwrap();
+}
+
+fn argv(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Runs a refused flash onto `dev` and checks: the verification exit code, the
+/// failed check named, nothing written to the card.
+fn assert_refused(
+    cache: &std::path::Path,
+    config: &std::path::Path,
+    args: &[&str],
+    card: &std::path::Path,
+    check: &str,
+) {
+    let before = sha(card, 256 << 20);
+    let o = flash(cache, config, args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{args:?} was not refused:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(check),
+        "{args:?}: {check:?} not in:\n{stderr}"
+    );
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    assert!(!stderr.contains("insert and power on"), "{stderr}");
+    assert_eq!(sha(card, 256 << 20), before, "{args:?} changed the card");
+}
+
+/// Tampering through the real binary: a tag swap, an older revision (also with a
+/// fresh cache: the record of seen revisions is the operator's, not the cache's),
+/// and a tampered signature are each refused with exit 3 before any byte is
+/// written; --allow-downgrade accepts the older revision deliberately.
+#[test]
+fn tag_swap_rollback_and_tampered_signature_are_refused_through_the_binary() {
+    let work = tempfile::tempdir().unwrap();
+    // Revision 1 in one registry, revision 5 in another.
+    let (inv_dir, old_reg) = published(work.path(), &["titan-13"]);
+    let new_reg = work.path().join("registry-new");
+    lab::publish_into(&inv_dir, &new_reg, &["titan-13"], Some(5));
+    let (old_reg, new_reg) = (
+        format!("oci:{}", old_reg.display()),
+        format!("oci:{}", new_reg.display()),
+    );
+    let config = work.path().join("config");
+    let (cache_new, cache_old) = (work.path().join("cache-new"), work.path().join("cache-old"));
+    let o = flash(
+        &cache_new,
+        &config,
+        &["trust", "add", demo("cosign.pub").to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let operator = demo("operator.agekey");
+    let run = |registry: &str, node: &str, target: &[&str], extra: &[&str]| {
+        let mut a = vec!["flash", node];
+        a.extend_from_slice(target);
+        a.extend([
+            "--offline",
+            "--registry",
+            registry,
+            "--identity",
+            operator.to_str().unwrap(),
+        ]);
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+
+    // Revision 5 is flashed: this laptop has now seen it.
+    for (cache, reg) in [(&cache_new, &new_reg), (&cache_old, &old_reg)] {
+        let o = flash(cache, &config, &["pull", "titan-13", "--registry", reg]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let img = work.path().join("new.img");
+    let a = run(
+        &new_reg,
+        "titan-13",
+        &["--output", img.to_str().unwrap()],
+        &[],
+    );
+    let o = flash(&cache_new, &config, &argv(&a));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(config.join("metis/seen.json").is_file());
+    assert!(!cache_new.join("trust/seen.json").exists());
+
+    let card = work.path().join("card.raw");
+    std::fs::write(&card, vec![0xA5u8; 256 << 20]).unwrap();
+    let dev = Loop::attach(&card, &[]);
+    let device = [
+        "--device",
+        dev.dev.as_str(),
+        "--yes",
+        "--force-non-removable",
+    ];
+    let refused = |cache: &std::path::Path, registry: &str, node: &str, check: &str| {
+        let a = run(registry, node, &device, &[]);
+        assert_refused(cache, &config, &argv(&a), &card, check);
+    };
+
+    // Revision 1 from a fresh cache that never saw revision 5: still a rollback.
+    refused(&cache_old, &old_reg, "titan-13", "revision check failed");
+    // The same with the record in the old place only (as an older metis-flash kept
+    // it): it is migrated, and still refuses.
+    let record = config.join("metis/seen.json");
+    let legacy = cache_old.join("trust/seen.json");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    std::fs::rename(&record, &legacy).unwrap();
+    refused(&cache_old, &old_reg, "titan-13", "revision check failed");
+    assert!(
+        record.is_file() && !legacy.exists(),
+        "the record was not migrated"
+    );
+    // Deliberately accepted with --allow-downgrade.
+    let old_img = work.path().join("old.img");
+    let a = run(
+        &old_reg,
+        "titan-13",
+        &["--output", old_img.to_str().unwrap()],
+        &["--allow-downgrade"],
+    );
+    let o = flash(&cache_old, &config, &argv(&a));
+    assert!(
+        o.status.success(),
+        "--allow-downgrade: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // titan-13's valid, signed artifact under titan-db's tag.
+    swap_tag(&cache_new, "metis/nodes/titan-13", "metis/nodes/titan-db");
+    refused(&cache_new, &new_reg, "titan-db", "node check failed");
+
+    // One character of the signature changed.
+    tamper_signature(&cache_new, "metis/nodes/titan-13");
+    refused(&cache_new, &new_reg, "titan-13", "signature check failed");
+}
