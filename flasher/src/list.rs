@@ -81,7 +81,13 @@ pub fn lab_nodes(source: &IndexSource) -> Result<LabNodes> {
     let cache = pull::open_cache(source.cache)?;
     let repo = oci::index_repository(&target.prefix);
     let registry = pull::open_registry(&target, source.offline)?;
-    pull::pull_one(registry.as_ref(), &cache, &repo, "lab index", "latest")?;
+    pull::pull_one(
+        registry.as_ref(),
+        &cache,
+        &repo,
+        &pull::Pulling::Index,
+        "latest",
+    )?;
     let keys = node::trusted_keys(source.trust_key)?;
     let latest =
         oci::cached(&cache, &repo, "latest")?.context("the lab index is not in the cache")?;

@@ -34,7 +34,13 @@ fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
     let cache = pull::open_cache(args.cache.as_deref())?;
     let repo = oci::node_repository(&target.prefix, node);
     let registry = pull::open_registry(&target, args.offline)?;
-    pull::pull_one(registry.as_ref(), &cache, &repo, node, "latest")?;
+    pull::pull_one(
+        registry.as_ref(),
+        &cache,
+        &repo,
+        &pull::Pulling::Node(node),
+        "latest",
+    )?;
 
     let latest = oci::cached(&cache, &repo, "latest")?.with_context(|| {
         format!(

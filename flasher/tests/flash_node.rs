@@ -355,3 +355,52 @@ fn tag_swap_rollback_and_tampered_signature_are_refused_through_the_binary() {
     tamper_signature(&cache_new, "metis/nodes/titan-13");
     refused(&cache_new, &new_reg, "titan-13", "signature check failed");
 }
+
+/// `metis-flash pull NODE` caches the signed lab index (and its signature) with the
+/// node, so `list --offline` works afterwards; without a pull, the offline error
+/// names a command that caches the index.
+#[test]
+fn pull_caches_the_signed_lab_index_for_offline_list() {
+    let work = tempfile::tempdir().unwrap();
+    let (_, reg_dir) = published(work.path(), &["titan-13"]);
+    let reg = format!("oci:{}", reg_dir.display());
+    let config = work.path().join("config");
+    let pubkey = demo("cosign.pub");
+    let o = flash(
+        &work.path().join("cache"),
+        &config,
+        &["trust", "add", pubkey.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Nothing pulled yet: the hint names a command that caches the index.
+    let empty = work.path().join("empty-cache");
+    let o = flash(&empty, &config, &["list", "--offline", "--registry", &reg]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(stderr.contains("`metis-flash list`"), "{stderr}");
+
+    let cache = work.path().join("cache");
+    let o = flash(&cache, &config, &["pull", "titan-13", "--registry", &reg]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "pull: {stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // The registry is gone: the list comes from what `pull` cached.
+    std::fs::rename(&reg_dir, work.path().join("registry-gone")).unwrap();
+    let o = flash(
+        &cache,
+        &config,
+        &["list", "--offline", "--registry", &reg, "--json"],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "list --offline after pull: {stderr}");
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t13 = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "titan-13")
+        .unwrap();
+    assert_eq!(t13["cache"], "cached", "{listed:#}");
+    assert_eq!(t13["verifies"], true, "{listed:#}");
+}
