@@ -30,9 +30,9 @@ use crate::image::patch::PATCH_VERSION;
 use crate::inventory::Inventory;
 use crate::oci::{self, block_on, ImageManifest, LayerFile, NodeProvenance, Progress, Registry};
 use crate::render;
-use crate::trust::{self, LabIndex, Metadata};
 #[cfg(feature = "signing")]
 use crate::trust::PrivateKey;
+use crate::trust::{self, LabIndex, Metadata};
 
 /// Version of the node config blob format (`application/vnd.metis.node.config.v1+json`).
 pub const NODE_CONFIG_VERSION: u32 = 1;

@@ -110,6 +110,10 @@ fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
         "flash --output: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // The image holds the node's secrets in clear in its slot: owner-only.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&img).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the --output image is {mode:o}");
     let size = std::fs::metadata(&img).unwrap().len();
     assert_eq!(
         sha(&card, size),
@@ -332,8 +336,12 @@ fn tag_swap_rollback_and_tampered_signature_are_refused_through_the_binary() {
         record.is_file() && !legacy.exists(),
         "the record was not migrated"
     );
-    // Deliberately accepted with --allow-downgrade.
+    // Deliberately accepted with --allow-downgrade, over an existing
+    // world-readable file, which ends up owner-only.
     let old_img = work.path().join("old.img");
+    std::fs::write(&old_img, b"old").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&old_img, std::fs::Permissions::from_mode(0o644)).unwrap();
     let a = run(
         &old_reg,
         "titan-13",
@@ -346,6 +354,8 @@ fn tag_swap_rollback_and_tampered_signature_are_refused_through_the_binary() {
         "--allow-downgrade: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    let mode = std::fs::metadata(&old_img).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "an existing --output file was left {mode:o}");
 
     // titan-13's valid, signed artifact under titan-db's tag.
     swap_tag(&cache_new, "metis/nodes/titan-13", "metis/nodes/titan-db");
