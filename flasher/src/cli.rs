@@ -35,7 +35,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the lab's nodes from the signed lab index: class, revision,
-    /// whether each is cached (or stale) and whether its signature verifies.
+    /// whether each is cached (or stale) and whether the cached artifact
+    /// verifies (signature, node, revision; blobs are checked when flashing).
     List(ListArgs),
     /// Flash a node's verified card (`metis-flash NODE` is the same): pull (or
     /// use the cache), verify the signature and every digest, decrypt the

@@ -368,11 +368,13 @@ fn tag_swap_rollback_and_tampered_signature_are_refused_through_the_binary() {
 
 /// `metis-flash pull NODE` caches the signed lab index (and its signature) with the
 /// node, so `list --offline` works afterwards; without a pull, the offline error
-/// names a command that caches the index.
+/// names a command that caches the index. `list`'s `verifies` checks more than
+/// the signature: another node's artifact under a node's tag, or a revision older
+/// than one seen here, does not verify.
 #[test]
 fn pull_caches_the_signed_lab_index_for_offline_list() {
     let work = tempfile::tempdir().unwrap();
-    let (_, reg_dir) = published(work.path(), &["titan-13"]);
+    let (_, reg_dir) = published(work.path(), &["titan-13", "titan-15"]);
     let reg = format!("oci:{}", reg_dir.display());
     let config = work.path().join("config");
     let pubkey = demo("cosign.pub");
@@ -391,26 +393,68 @@ fn pull_caches_the_signed_lab_index_for_offline_list() {
     assert!(stderr.contains("`metis-flash list`"), "{stderr}");
 
     let cache = work.path().join("cache");
-    let o = flash(&cache, &config, &["pull", "titan-13", "--registry", &reg]);
+    let o = flash(
+        &cache,
+        &config,
+        &["pull", "titan-13", "titan-15", "--registry", &reg],
+    );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "pull: {stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
     // The registry is gone: the list comes from what `pull` cached.
     std::fs::rename(&reg_dir, work.path().join("registry-gone")).unwrap();
-    let o = flash(
-        &cache,
-        &config,
-        &["list", "--offline", "--registry", &reg, "--json"],
+    let list = || {
+        let o = flash(
+            &cache,
+            &config,
+            &["list", "--offline", "--registry", &reg, "--json"],
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "list --offline after pull: {stderr}");
+        let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let row = |node: &str| {
+            listed["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["node"] == node)
+                .unwrap_or_else(|| panic!("{node} not listed: {listed:#}"))
+                .clone()
+        };
+        (row("titan-13"), row("titan-15"))
+    };
+    let (t13, t15) = list();
+    for row in [&t13, &t15] {
+        assert_eq!(row["cache"], "cached", "{row:#}");
+        assert_eq!(row["verifies"], true, "{row:#}");
+    }
+
+    // titan-13's validly signed artifact under titan-15's tag: not titan-15's.
+    swap_tag(&cache, "metis/nodes/titan-13", "metis/nodes/titan-15");
+    let (t13, t15) = list();
+    assert_eq!(t13["verifies"], true, "{t13:#}");
+    assert_eq!(t15["cache"], "stale", "{t15:#}");
+    assert_eq!(t15["verifies"], false, "{t15:#}");
+    assert!(
+        t15["problem"]
+            .as_str()
+            .unwrap()
+            .contains("node check failed"),
+        "{t15:#}"
     );
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "list --offline after pull: {stderr}");
-    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let t13 = listed["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["node"] == "titan-13")
-        .unwrap();
-    assert_eq!(t13["cache"], "cached", "{listed:#}");
-    assert_eq!(t13["verifies"], true, "{listed:#}");
+    // A newer titan-13 was seen here: the cached one would be refused as a rollback.
+    std::fs::write(
+        config.join("metis/seen.json"),
+        r#"{"nodes": {"titan-13": 999}}"#,
+    )
+    .unwrap();
+    let (t13, _) = list();
+    assert_eq!(t13["verifies"], false, "{t13:#}");
+    assert!(
+        t13["problem"]
+            .as_str()
+            .unwrap()
+            .contains("revision check failed"),
+        "{t13:#}"
+    );
 }
