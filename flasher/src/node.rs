@@ -215,6 +215,16 @@ pub fn flash_node(args: FlashArgs) -> exit::Exit {
             return exit::Exit::BadInput;
         }
     };
+    if let Some(recipient) = identities.demo_recipient() {
+        if !demo_ok(&args) {
+            eprintln!(
+                "WARNING: your operator identity is the example lab's DEMO identity ({recipient}), \
+                 whose private half is public: anyone can decrypt {node}'s secrets. Generate your own \
+                 (age-keygen), have the lab rekey its secrets to it (inventory/demo-keys/README.md) \
+                 before using a real registry."
+            );
+        }
+    }
     let bundle = match metis_core::secrets::open_node_bundle(&verified.secrets, &identities) {
         Ok(b) => b,
         Err(e) => {

@@ -458,3 +458,70 @@ fn pull_caches_the_signed_lab_index_for_offline_list() {
         "{t13:#}"
     );
 }
+
+/// The example lab's DEMO signing key and DEMO operator identities (age and SSH)
+/// are fine with an `oci:` or loopback registry, and warned about loudly with any
+/// other.
+#[test]
+fn demo_key_and_demo_identities_are_warned_about_off_a_test_registry() {
+    let work = tempfile::tempdir().unwrap();
+    let (_, reg_dir) = published(work.path(), &["titan-13"]);
+    let reg = format!("oci:{}", reg_dir.display());
+    let (cache, config) = (work.path().join("cache"), work.path().join("config"));
+    let pubkey = demo("cosign.pub");
+    for args in [
+        vec!["trust", "add", pubkey.to_str().unwrap()],
+        vec!["pull", "titan-13", "--registry", &reg],
+    ] {
+        let o = flash(&cache, &config, &args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let run = |registry: &str, identity: &str| {
+        let img = work.path().join("titan-13.img");
+        let identity = demo(identity);
+        let o = flash(
+            &cache,
+            &config,
+            &[
+                "titan-13",
+                "--offline",
+                "--registry",
+                registry,
+                "--output",
+                img.to_str().unwrap(),
+                "--identity",
+                identity.to_str().unwrap(),
+            ],
+        );
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+
+    // The registry the example lab is meant for: no warning.
+    let (ok, stderr) = run(&reg, "operator.agekey");
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+
+    // The same cached artifact, for a lab whose registry is a real host.
+    let (ok, stderr) = run("registry.lab.example/metis", "operator.agekey");
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("signed with the example lab's DEMO key"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "DEMO identity (age18n6fdqnkkqsadk73fr8mneqn6cjat0ys7w6glyr8pv7fta3jq9yq4fgwa5)"
+        ),
+        "{stderr}"
+    );
+    // The demo operator SSH key is recognised too (from its public half, in clear in
+    // the key file).
+    let (_, stderr) = run("registry.lab.example/metis", "operator_ssh");
+    assert!(
+        stderr.contains("DEMO identity (ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZNhwignj2qWyV"),
+        "{stderr}"
+    );
+}
