@@ -10,6 +10,11 @@
 //! encryption is randomised, so a rebuilt node always has a new manifest digest.
 //! Comparing against each node's own `latest` (not the index) makes a rerun
 //! after a crash finish the rest instead of starting over.
+//!
+//! [`publish`] signs, so it exists only with the `signing` feature (metis-build).
+//! Without it (metis-flash) this module provides the formats the flasher reads
+//! ([`NodeConfig`]), and the builder-only helpers are compiled but unused.
+#![cfg_attr(not(feature = "signing"), allow(dead_code, unused_imports))]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +32,9 @@ use crate::image::patch::PATCH_VERSION;
 use crate::inventory::Inventory;
 use crate::oci::{self, block_on, ImageManifest, LayerFile, NodeProvenance, Progress, Registry};
 use crate::render;
-use crate::trust::{self, LabIndex, Metadata, PrivateKey};
+#[cfg(feature = "signing")]
+use crate::trust::PrivateKey;
+use crate::trust::{self, LabIndex, Metadata};
 
 /// Version of the node config blob format (`application/vnd.metis.node.config.v1+json`).
 pub const NODE_CONFIG_VERSION: u32 = 1;
@@ -858,6 +865,7 @@ fn prepare_class(
 /// A class whose golden image or base fails fails its nodes only; a node that
 /// fails does not stop the others. The index is published when every node
 /// succeeded, or with `opts.partial` (failed nodes keep their old entry).
+#[cfg(feature = "signing")]
 pub fn publish(
     inv: &Inventory,
     registry: &Registry,
@@ -1137,6 +1145,7 @@ pub fn publish(
     Ok(report)
 }
 
+#[cfg(feature = "signing")]
 fn push_signature(
     registry: &Registry,
     repo: &str,
@@ -1166,6 +1175,7 @@ fn push_signature(
     Ok(())
 }
 
+#[cfg(feature = "signing")]
 #[allow(clippy::too_many_arguments)]
 fn publish_node(
     inv: &Inventory,
