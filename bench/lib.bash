@@ -5,7 +5,7 @@
 # Builds metis-flash and bench/artifact in release; sets FLASH and GEN.
 bench_build() {
     echo "building metis-flash and bench/artifact (release)..." >&2
-    FLASH=$(cargo build --release --quiet -p metis-flash --manifest-path "$ROOT/Cargo.toml" \
+    FLASH=$(cargo build --release --quiet -p metis-flash --features dev-write --manifest-path "$ROOT/Cargo.toml" \
               --message-format=json 2>/dev/null |
             grep -o '"executable":"[^"]*/metis-flash"' | tail -1 | cut -d'"' -f4)
     GEN=$(cargo build --release --quiet --manifest-path "$ROOT/bench/artifact/Cargo.toml" \

@@ -3,9 +3,9 @@
 # metadata-only copy of the root) against the naive way (full copy of the
 # golden image, loop-mount, copy the seed in, write machine-id, unmount).
 #
-# Golden stand-in: BENCH_SIZE_GIB (default 4) GiB MBR card, 256 MiB FAT32
-# `system-boot`, the rest ext4 `writable` holding BENCH_DATA_MIB (default 1024)
-# MiB of incompressible data. Both sides run with a cold page cache when the
+# Golden stand-in (tests/golden/gen.sh --fill --size): BENCH_SIZE_GIB (default
+# 4) GiB MBR card, 64 MiB FAT32 `system-boot`, the rest ext4 `writable` holding
+# BENCH_DATA_MIB (default 1024) MiB of incompressible data. Both sides run with a cold page cache when the
 # script may drop it (root), warm otherwise.
 #
 # Prints markdown rows for bench/run: | benchmark | metis | reference | ratio | goal |
@@ -34,28 +34,14 @@ bin="$(cargo build --release -p metis-core --example personalise --message-forma
 [ -x "$bin" ] || { echo "personalise example did not build" >&2; exit 1; }
 
 # --- golden stand-in ---------------------------------------------------------
+# The project's generator: the Ubuntu-for-Raspberry-Pi stand-in (64 MiB FAT32
+# `system-boot` at 1 MiB, ext4 `writable` after it) grown to the card size, its
+# root holding data_mib MiB of incompressible, reproducible data.
+boot_mib=64
+tests/golden/gen.sh --fill "$data_mib" --size $((size_gib * 1024)) "$work/gen" >/dev/null
 golden="$work/golden.img"
-boot_mib=256
-root_mib=$((size_gib * 1024 - boot_mib - 1))
-truncate -s "${size_gib}G" "$golden"
-printf 'label: dos\nstart=2048, size=%d, type=c\nstart=%d, type=83\n' \
-    $((boot_mib * 2048)) $(((boot_mib + 1) * 2048)) | sfdisk -q "$golden"
-truncate -s "${boot_mib}M" "$work/boot.fat"
-mkfs.fat --invariant -F 32 -n system-boot "$work/boot.fat" >/dev/null 2>&1
-head -c 8M /dev/urandom >"$work/kernel8.img"
-printf 'arm_64bit=1\n' >"$work/config.txt"
-MTOOLS_SKIP_CHECK=1 mcopy -i "$work/boot.fat" "$work/kernel8.img" "$work/config.txt" ::/
-mkdir -p "$work/rootsrc/etc" "$work/rootsrc/usr/lib/data"
-printf 'uninitialized\n' >"$work/rootsrc/etc/machine-id"
-for i in $(seq 1 $((data_mib / 64))); do
-    head -c 64M /dev/urandom >"$work/rootsrc/usr/lib/data/blob$i"
-done
-truncate -s "${root_mib}M" "$work/root.ext4"
-mkfs.ext4 -q -F -L writable -d "$work/rootsrc" "$work/root.ext4"
-rm -rf "$work/rootsrc"
-dd if="$work/boot.fat" of="$golden" bs=1M seek=1 conv=notrunc,sparse status=none
-dd if="$work/root.ext4" of="$golden" bs=1M seek=$((boot_mib + 1)) conv=notrunc,sparse status=none
-rm -f "$work/boot.fat" "$work/root.ext4"
+mv "$work/gen/rpi-ubuntu.img" "$golden"
+rm -rf "$work/gen"
 sha="$(sha256sum "$golden" | cut -d' ' -f1)"
 
 cold() {
@@ -73,10 +59,8 @@ cold
     "$work/node.img" "$sha" >"$work/metis.out"
 metis_s="$(wall "$work/metis.time")"
 metis_rss="$(rss_kib "$work/metis.time")"
-metis_read="$(field rchar_total "$work/metis.out")"
 metis_verify_s="$(field verify_s "$work/metis.out")"
 metis_personalise_s="$(field personalise_s "$work/metis.out")"
-metis_personalise_read="$(field rchar_personalise "$work/metis.out")"
 changed="$(field changed_bytes "$work/metis.out")"
 e2fsck -fn "$work/node.img?offset=$(((boot_mib + 1) * 1048576))" >/dev/null 2>&1 ||
     e2fsck_note=" (e2fsck on the output FAILED)"
@@ -88,7 +72,8 @@ cold
     >"$work/patch.out"
 patch_s="$(wall "$work/patch.time")"
 patch_rss="$(rss_kib "$work/patch.time")"
-patch_read="$(field rchar_total "$work/patch.out")"
+patch_verify_s="$(field verify_s "$work/patch.out")"
+patch_read="$(field rchar_personalise "$work/patch.out")"
 
 # --- naive: full copy + loop mount + copy in -----------------------------------
 printf '#cloud-config\nhostname: titan-db\n' >"$work/user-data"
@@ -101,7 +86,7 @@ start=$(date +%s.%N)
     cp --sparse=never "$1" "$2/naive.img"
     grep rchar /proc/$$/io >"$2/naive.io"
 ' _ "$golden" "$work"
-naive_read="$(awk '{print $2}' "$work/naive.io")"
+naive_read="$(awk '{print $2}' "$work/naive.io")" # the full copy's bytes read
 naive_rss="$(rss_kib "$work/naive.time")"
 # Partition loop devices by offset: containers often lack udev for loopNpM nodes.
 boot_off=1048576
@@ -142,7 +127,6 @@ naive_sha_s="$(echo "$(date +%s.%N) - $sha_start" | bc -l)"
 
 metis_write_s="$(field write_s "$work/metis.out")"
 patch_personalise_s="$(field personalise_s "$work/patch.out")"
-image_bytes=$((size_gib * 1073741824))
 naive_all_s="$(echo "$naive_s + $naive_sha_s" | bc -l)"
 node_full_s="$(echo "$metis_personalise_s + $metis_write_s" | bc -l)"
 
@@ -153,8 +137,13 @@ mib() { echo "$1" | awk '{ printf "%.1f", $1 / 1048576 }'; }
 kib() { echo "$1" | awk '{ printf "%.0f", $1 / 1024 }'; }
 
 card="${size_gib} GiB MBR card, ${data_mib} MiB root data"
-echo "| personalise one node ($card): node patch, golden verified once per class${e2fsck_note:-} | $(secs "$patch_personalise_s") s | $(secs "$naive_s") s ($naive_mode) | $(ratio "$naive_s" "$patch_personalise_s")x faster | cost of a node proportional to its change |"
+# Per node: the patch-only run's whole wall time (process start, partition
+# table, FAT seed, ext4 root edit) less its golden-image check, which a
+# publish does once per class, not per node.
+per_node_s="$(echo "$patch_s - $patch_verify_s" | bc -l)"
+frac() { echo "$1 $2" | awk '{ printf "%.3f", $1 / $2 }'; }
+echo "| personalise one node ($card): per node, wall (node patch; the golden's sha256 checked once per class, excluded)${e2fsck_note:-}; ref naive: $naive_mode | $(secs "$per_node_s") s (personalise step $(secs "$patch_personalise_s") s) | $(secs "$naive_s") s | $(frac "$per_node_s" "$naive_s")x | <= 0.02x |"
 echo "| personalise one node ($card): full image written (sparse) | $(secs "$node_full_s") s | $(secs "$naive_s") s | $(ratio "$naive_s" "$node_full_s")x faster | |"
 echo "| personalise one node ($card): all-in, incl. sha256 of the golden | $(secs "$metis_s") s (verify $(secs "$metis_verify_s") s) | $(secs "$naive_all_s") s (sha256sum $(secs "$naive_sha_s") s) | $(ratio "$naive_all_s" "$metis_s")x faster | |"
-echo "| personalise one node ($card): bytes read per node (rchar, incl. e2image/debugfs) | $(mib "$metis_personalise_read") MiB, $(kib "$changed") KiB changed | $(gib "$image_bytes") GiB (full copy) | $(ratio "$image_bytes" "$metis_personalise_read")x less | proportional to the change |"
+echo "| personalise one node ($card): bytes read per node (rchar, incl. e2image/debugfs) | $(mib "$patch_read") MiB, $(kib "$changed") KiB changed | $(gib "$naive_read") GiB (full copy) | $(ratio "$naive_read" "$patch_read")x less | proportional to the change |"
 echo "| personalise one node ($card): peak RSS | $((metis_rss / 1024)) MiB (patch only: $((patch_rss / 1024)) MiB) | $((naive_rss / 1024)) MiB (cp) | | <= 64 MiB |"

@@ -53,17 +53,20 @@ pub enum Command {
     /// Show which nodes a publish would build, and why.
     ///
     /// A node is rebuilt when its input digest (golden image, rendered seed,
-    /// sealed secrets' ciphertext, builder and format versions) differs from
-    /// the one on its published `latest` artifact. Exit status 0.
+    /// sealed secrets' ciphertext, operator recipients, builder and format
+    /// versions) differs from the one on its published `latest` artifact.
+    /// Exit status 0, or 1 when some node's inputs could not be computed (its
+    /// action is `fail`; the other nodes are still planned).
     Plan(PlanArgs),
     /// Build, push and sign every changed node, then the signed lab index.
     ///
     /// Unchanged nodes cost nothing (no upload, no manifest). Each class base
-    /// is uploaded once. The index is published only if every built node
-    /// succeeded (or with --partial). Exit status 0 when all succeeded, 1 when
-    /// any node failed. Signing key: --key FILE or $COSIGN_PRIVATE_KEY, with
-    /// $COSIGN_PASSWORD. CI identity (decrypts the sealed secrets): --identity
-    /// FILE or $METIS_AGE_IDENTITY.
+    /// is uploaded once. A failing node or class does not stop the others. The
+    /// index is published only if every built node succeeded (or with
+    /// --partial). Nothing to do is success, whatever --revision says. Exit
+    /// status 0 when all succeeded, 1 when any node failed. Signing key: --key
+    /// FILE or $COSIGN_PRIVATE_KEY, with $COSIGN_PASSWORD. CI identity
+    /// (decrypts the sealed secrets): --identity FILE or $METIS_AGE_IDENTITY.
     Publish(PublishArgs),
 }
 
@@ -111,8 +114,16 @@ pub struct PublishArgs {
     /// Publish the index even when some nodes failed (they keep their old entry).
     #[arg(long)]
     pub partial: bool,
-    /// Revision to publish (must be newer than the published one)
-    /// [default: the published revision + 1]
+    /// Build every selected node even if unchanged (e.g. to re-sign them
+    /// with a new key).
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Delete the artifacts (tags and manifests) of nodes removed from the
+    /// inventory, once the new index no longer lists them.
+    #[arg(long)]
+    pub prune: bool,
+    /// Revision to publish: newer than the published one, or equal to finish
+    /// an interrupted run [default: the published revision + 1]
     #[arg(long)]
     pub revision: Option<u64>,
     /// Cosign private key file [default: $COSIGN_PRIVATE_KEY]
@@ -239,11 +250,19 @@ pub struct GoldenImportArgs {
     /// The image's SHA-256 (the vendor's SHA256SUMS, or yours).
     #[arg(long, value_name = "HEX")]
     pub sha256: String,
-    /// Rewrite the class's `golden:` block to pin the kept image.
+    /// Rewrite the class's `golden:` block to pin the kept image (with
+    /// --push: the image in the registry).
     #[arg(long)]
     pub pin: bool,
+    /// Also store it in the registry as <prefix>/golden/CLASS, so CI builds
+    /// from the registry without the image in git; prints the reference to
+    /// pin (`golden: {oci: …}`).
+    #[arg(long)]
+    pub push: bool,
     #[command(flatten)]
     pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub registry: RegistryArg,
 }
 
 #[derive(Debug, Subcommand)]

@@ -309,6 +309,45 @@ fn golden_import(args: cli::GoldenImportArgs) -> Result<ExitCode> {
             ""
         }
     );
+    if args.push {
+        let (inv, registry) = lab_registry(inv, &args.registry)?;
+        let host = &inv.lab.registry.host;
+        let lab_host = (!host.starts_with("oci:")).then_some(host.as_str());
+        let golden = metis_core::image::golden::GoldenImage::open(&kept, &imported.sha256)?;
+        eprintln!(
+            "storing it in {} as {} ...",
+            registry.name(),
+            metis_core::oci::golden_repository(&inv.lab.registry.prefix, &args.class)
+        );
+        // The compressed base is a temporary file beside the kept image.
+        let work = kept.parent().unwrap_or(&inv.dir).to_path_buf();
+        let pushed = metis_core::image::golden_oci::push_golden(
+            &registry,
+            lab_host,
+            &inv.lab.registry.prefix,
+            &args.class,
+            &golden,
+            &work,
+        )
+        .with_context(|| format!("storing the golden image in {}", registry.name()))?;
+        eprintln!("stored ({} bytes uploaded)", pushed.uploaded_bytes);
+        if args.pin {
+            let file = import::pin_golden_oci(&inv, &args.class, &pushed.reference, &imported)?;
+            eprintln!(
+                "pinned class {} to {} in {}; `metis-build plan` shows the nodes it rebuilds",
+                args.class,
+                pushed.reference,
+                file.display()
+            );
+        } else {
+            eprintln!(
+                "pin it in classes/{}.yaml (or run again with --pin):",
+                args.class
+            );
+            println!("golden:\n  oci: {}", pushed.reference);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.pin {
         let file = import::pin_golden(&inv, &args.class, &imported)?;
         eprintln!(
@@ -513,6 +552,13 @@ fn plan(args: cli::PlanArgs) -> Result<ExitCode> {
     } else {
         print_plan(&plan);
     }
+    let failed = plan.failed().count();
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} node(s) cannot be planned (action `fail`, the reason says why); `metis-build check` names the file and line"
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -527,6 +573,9 @@ fn print_plan(plan: &metis_core::publish::Plan) {
     }
     let build = plan.to_build().count();
     eprintln!("{build} to build, {} unchanged", plan.nodes.len() - build);
+    if let Some(why) = &plan.index_update {
+        eprintln!("the lab index will be published again: {why}");
+    }
 }
 
 fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
@@ -553,6 +602,8 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
         jobs: args.jobs,
         dry_run: args.dry_run,
         partial: args.partial,
+        rebuild: args.rebuild,
+        prune: args.prune,
         revision: args.revision,
         work_dir: args.work_dir.clone(),
         built,
@@ -589,6 +640,13 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
         }
+    }
+    if report.failed() && !report.index_published && !args.dry_run {
+        eprintln!(
+            "error: some nodes failed (see above); the lab index was not published, so flashers keep \
+             the last complete lab. Fix them and run publish again (built nodes are kept), or pass \
+             --partial to publish the index with the failed nodes' previous artifacts"
+        );
     }
     Ok(if report.failed() {
         ExitCode::from(1)

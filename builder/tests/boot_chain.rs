@@ -1045,6 +1045,122 @@ fn check_k3s(node: &dyn NodeView, exp: &Expected) -> Findings {
     f
 }
 
+/// journald runs with the node's limits: its "journal usage" message
+/// (MESSAGE_ID ec387f57…), read from the card's persistent journal with
+/// `journalctl --directory`, carries the MAX_USE and DISK_KEEP_FREE it applies.
+fn check_journald_in_effect(booted: &BootedCard, exp: &Expected) -> Findings {
+    let mut f = Findings::default();
+    let want = |key: &str| -> Option<u64> {
+        let line = exp.journald.iter().find_map(|l| l.strip_prefix(key))?;
+        let (digits, unit) = line.split_at(line.find(|c: char| !c.is_ascii_digit())?);
+        let factor = match unit {
+            "K" => 1u64 << 10,
+            "M" => 1 << 20,
+            "G" => 1 << 30,
+            "T" => 1 << 40,
+            _ => return None,
+        };
+        Some(digits.parse::<u64>().ok()? * factor)
+    };
+    let (Some(max_use), Some(keep_free)) = (want("SystemMaxUse="), want("SystemKeepFree=")) else {
+        f.add(format!(
+            "journald: cannot read the expected sizes from {:?}",
+            exp.journald
+        ));
+        return f;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let part = booted.root_partition;
+    let copied = (|| -> Result<usize> {
+        let mut n = 0;
+        for id in booted.card.ext4_list(part, "/var/log/journal")? {
+            if id.name.len() != 32 || !id.is_dir() {
+                continue;
+            }
+            let into = dir.path().join(&id.name);
+            std::fs::create_dir_all(&into)?;
+            for file in booted
+                .card
+                .ext4_list(part, &format!("/var/log/journal/{}", id.name))?
+            {
+                if file.is_file() && file.name.ends_with(".journal") {
+                    let bytes = booted
+                        .card
+                        .ext4_read(part, &format!("/var/log/journal/{}/{}", id.name, file.name))?;
+                    std::fs::write(into.join(&file.name), bytes)?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    })();
+    match copied {
+        Ok(0) => {
+            f.add("journald: no persistent journal in /var/log/journal on the card".to_owned());
+            return f;
+        }
+        Ok(_) => {}
+        Err(err) => {
+            f.add(format!(
+                "journald: reading /var/log/journal from the card: {err:#}"
+            ));
+            return f;
+        }
+    }
+    let out = std::process::Command::new("journalctl")
+        .arg("--directory")
+        .arg(dir.path())
+        .args([
+            "--no-pager",
+            "-o",
+            "json",
+            "MESSAGE_ID=ec387f577b844b8fa948f33cad9a75e6",
+        ])
+        .output();
+    let text = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => {
+            f.add(format!(
+                "journalctl --directory on the card's journal failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+            return f;
+        }
+        Err(err) => {
+            f.add(format!("running journalctl: {err}"));
+            return f;
+        }
+    };
+    let usage: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let Some(last) = usage.iter().rev().find(|m| {
+        m["MESSAGE"]
+            .as_str()
+            .unwrap_or("")
+            .contains("System Journal")
+    }) else {
+        f.add(format!(
+            "journald: no \"System Journal … max …\" usage message in the card's journal; got {} usage messages",
+            usage.len()
+        ));
+        return f;
+    };
+    let field = |k: &str| last[k].as_str().and_then(|v| v.parse::<u64>().ok());
+    f.eq(
+        "journald MAX_USE (bytes) in effect",
+        Some(max_use),
+        field("MAX_USE"),
+    );
+    f.eq(
+        "journald DISK_KEEP_FREE (bytes) in effect",
+        Some(keep_free),
+        field("DISK_KEEP_FREE"),
+    );
+    f
+}
+
 /// `/var/lib/metis/bootstrap.json`, parsed.
 fn status(node: &dyn NodeView, f: &mut Findings) -> Option<serde_json::Value> {
     let text = f.read(node, render::paths::STATUS)?;
@@ -1182,6 +1298,7 @@ fn assert_node_is_itself(booted: &BootedCard, card: &NodeCard, disks: &[&str]) {
         check_ssh(booted, &exp, card.secrets),
         check_secrets(booted, card.secrets, &card.registry_host),
         check_k3s(booted, &exp),
+        check_journald_in_effect(booted, &exp),
         check_status_ok(booted, &exp, disks),
         check_slot_zeroed(booted, card.slot_size),
     ] {
@@ -1661,6 +1778,36 @@ fn a_node_with_other_values_than_rendered_fails_naming_both() {
     assert!(
         found.contains("expected mode 600 owner 0:0, the node has mode 644"),
         "{found}"
+    );
+
+    // A missing host key is named, with the key the bundle carried.
+    let ssh = check_ssh(&node, &exp, &secrets).0.join("\n");
+    let ed25519 = render::paths::ssh_host_key("ed25519");
+    assert!(
+        ssh.contains(&format!("{ed25519}: expected on the node")),
+        "missing host key not named:\n{ssh}"
+    );
+
+    // A wrong label reaching k3s is named with both lists.
+    let mut labels = exp.labels.clone();
+    labels[0] = "lab.home.arpa/wrong=label".to_owned();
+    let config = format!(
+        "node-name: \"titan-04\"\nnode-label:\n{}",
+        labels
+            .iter()
+            .map(|l| format!("  - \"{l}\"\n"))
+            .collect::<String>()
+    );
+    let k3s_node = FakeNode {
+        files: BTreeMap::from([(format!("{STANDIN}/config.yaml"), (config, 0o600))]),
+        console: String::new(),
+    };
+    let k3s = check_k3s(&k3s_node, &exp).0.join("\n");
+    assert!(
+        k3s.contains("k3s node-label: expected")
+            && k3s.contains(&exp.labels[0])
+            && k3s.contains("lab.home.arpa/wrong=label"),
+        "wrong label not named with both lists:\n{k3s}"
     );
 }
 

@@ -156,3 +156,125 @@ fn a_prepared_image_is_kept_once_and_pinned() {
         metis_core::image::node::golden_path(&inv_loaded, "amd64-agents").unwrap();
     assert_eq!((path, pinned_sha), (inv.join(&kept), sha));
 }
+
+/// CI has no golden image in git: `golden import --push --pin` stores the
+/// checked image in the lab registry and pins the class to it by digest;
+/// `publish` then pulls it from there (the base it would upload is the blob
+/// already stored, so nothing is uploaded again) and the node flashes.
+#[test]
+fn a_golden_image_pushed_to_the_registry_is_what_publish_builds_from() {
+    use metis_tests::registry::{TestRegistry, PASSWORD, USER};
+    let (dir, inv) = lab();
+    let image = golden::bootable().unwrap().amd64().image;
+    let sha = file_sha256(&image).unwrap();
+    let registry = TestRegistry::start().unwrap();
+    let reg = format!("{}/metis", registry.host());
+    let ca = registry.ca_file();
+    let demo = metis_tests::workspace_root().join("inventory/demo-keys");
+    let metis_build = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_metis-build"))
+            .args(args)
+            .arg("--inventory")
+            .arg(&inv)
+            .args(["--registry", &reg, "--ca-file", ca.to_str().unwrap()])
+            .env("PATH", tool::search_path())
+            .env("METIS_REGISTRY_USERNAME", USER)
+            .env("METIS_REGISTRY_PASSWORD", PASSWORD)
+            .env("COSIGN_PASSWORD", "demo")
+            .env(
+                "METIS_AGE_IDENTITY",
+                std::fs::read_to_string(demo.join("builder.agekey")).unwrap(),
+            )
+            .output()
+            .unwrap()
+    };
+
+    let o = metis_build(&[
+        "golden",
+        "import",
+        "amd64-agents",
+        image.to_str().unwrap(),
+        "--sha256",
+        &sha,
+        "--push",
+        "--pin",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let class = std::fs::read_to_string(inv.join("classes/amd64-agents.yaml")).unwrap();
+    let pinned = format!(
+        "  oci: {}/metis/golden/amd64-agents@sha256:",
+        registry.host()
+    );
+    assert!(class.contains(&pinned), "{class}");
+    assert!(!class.contains("  path: "), "{class}");
+
+    // What CI has: the inventory without the image.
+    for e in std::fs::read_dir(inv.join("golden")).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("amd64-agents-")
+        {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let work = dir.path().join("work");
+    let o = metis_build(&[
+        "publish",
+        "titan-db",
+        "--json",
+        "--key",
+        demo.join("cosign.key").to_str().unwrap(),
+        "--work-dir",
+        work.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["base_bytes_uploaded"], 0, "{report}");
+    let db = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "titan-db")
+        .unwrap();
+    assert_eq!(db["status"], "built", "{report}");
+    // The golden image it built from is the imported one, byte for byte.
+    assert_eq!(
+        file_sha256(&work.join("golden-raw").join(format!(
+            "{}.img",
+            file_sha256(&find_blob_of_size(&work.join("golden-raw/oci"))).unwrap()
+        )))
+        .unwrap(),
+        sha
+    );
+
+    // A class pinned to a digest the registry does not have fails by name.
+    let bad = class.replace(
+        &class[class.find("@sha256:").unwrap() + 8..][..64],
+        &"0".repeat(64),
+    );
+    std::fs::write(inv.join("classes/amd64-agents.yaml"), bad).unwrap();
+    let o = metis_build(&[
+        "publish",
+        "titan-db",
+        "--key",
+        demo.join("cosign.key").to_str().unwrap(),
+        "--work-dir",
+        work.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("amd64-agents"), "{stderr}");
+}
+
+/// The largest blob of an image layout: a golden artifact's base layer.
+fn find_blob_of_size(layout: &Path) -> PathBuf {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+}

@@ -247,6 +247,18 @@ fn armbian_cards_keep_their_host_keys_and_mac() {
             .any(|l| l.trim() == "OPENSSHD_REGENERATE_HOST_KEYS=false"),
         "armbian-firstrun:\n{firstrun}"
     );
+    // armbian-firstrun randomises ethaddr at first boot; the drop-in puts the
+    // node's back (core/tests/render_tools.rs runs the real script's lines).
+    let dropin = card
+        .ext4_read_string(
+            2,
+            "/etc/systemd/system/armbian-firstrun.service.d/60-metis-mac.conf",
+        )
+        .unwrap();
+    assert!(
+        dropin.contains("s/^ethaddr=.*/ethaddr=dc:a6:32:00:00:13/"),
+        "armbian-firstrun drop-in:\n{dropin}"
+    );
 }
 
 #[test]

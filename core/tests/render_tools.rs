@@ -416,6 +416,83 @@ fn rendered_units_and_dropins_pass_systemd_analyze_verify() {
     assert!(checked >= 5, "the Longhorn nodes were checked ({checked})");
 }
 
+/// The unit a build-time drop-in extends, as its vendor ships it (ExecStart
+/// stubbed: the program is not on this machine).
+fn vendor_unit(unit: &str) -> String {
+    match unit {
+        // cloud-init's own unit (Debian's cloud-init 22.4, trimmed to what
+        // verify reads).
+        "cloud-init-local.service" => {
+            "[Unit]\nDescription=Initial cloud-init job (pre-networking)\n\
+             DefaultDependencies=no\nWants=network-pre.target\nAfter=systemd-remount-fs.service\n\
+             Before=network-pre.target\nBefore=shutdown.target\nConflicts=shutdown.target\n\
+             RequiresMountsFor=/var/lib/cloud\n\n[Service]\nType=oneshot\nExecStart=/bin/true\n\
+             RemainAfterExit=yes\nTimeoutSec=0\n\n[Install]\nWantedBy=cloud-init.target\n"
+                .to_string()
+        }
+        "armbian-firstrun.service" => {
+            std::fs::read_to_string(armbian_fixture("armbian-firstrun.service"))
+                .unwrap()
+                .replace(
+                    "ExecStart=/usr/lib/armbian/armbian-firstrun start",
+                    "ExecStart=/bin/true",
+                )
+        }
+        other => panic!("no stub for {other}: add the vendor's unit here"),
+    }
+}
+
+/// The drop-ins the image engine writes into the root filesystem at build time
+/// (cloud-init-local ordering, Armbian's first-run), each verified beside the
+/// unit it extends.
+#[test]
+fn build_time_dropins_pass_systemd_analyze_verify() {
+    let mut checked = BTreeMap::new();
+    for (_inv, r, _keep) in all_nodes() {
+        for f in &r.root_files {
+            let Some((dir, name)) = f.path.rsplit_once('/') else {
+                continue;
+            };
+            let Some(unit) = dir
+                .strip_prefix("/etc/systemd/system/")
+                .and_then(|d| d.strip_suffix(".d"))
+            else {
+                continue;
+            };
+            assert_eq!(f.mode, 0o644, "{}: {}", r.node, f.path);
+            let tmp = tempfile::tempdir().unwrap();
+            write(&tmp.path().join(unit), vendor_unit(unit).as_bytes(), 0o644);
+            write(
+                &tmp.path().join(format!("{unit}.d")).join(name),
+                &f.content,
+                0o644,
+            );
+            let out = run_ok(
+                Command::new("systemd-analyze")
+                    .args(["verify", unit])
+                    .env("SYSTEMD_UNIT_PATH", format!("{}:", tmp.path().display())),
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.trim().is_empty(),
+                "{}: {}: systemd-analyze verify:\n{stderr}",
+                r.node,
+                f.path
+            );
+            *checked.entry(f.path.clone()).or_insert(0) += 1;
+        }
+    }
+    for dropin in [
+        paths::CLOUD_INIT_LOCAL_DROPIN,
+        paths::ARMBIAN_FIRSTRUN_DROPIN,
+    ] {
+        assert!(
+            checked.contains_key(dropin),
+            "{dropin} was checked: {checked:?}"
+        );
+    }
+}
+
 /// systemd-analyze cannot verify journald.conf (it is not a unit), so check
 /// its shape: one [Journal] section with the three keys and the inventory's
 /// values, which the loader already validated as journald sizes and spans.
@@ -532,8 +609,97 @@ fn armbian_nodes_keep_their_host_keys_and_mac() {
             (env.path.as_str(), env.key.as_str()),
             ("armbianEnv.txt", "ethaddr")
         );
-        assert_eq!(env.value, node.interfaces[0].mac.to_ascii_lowercase());
+        let mac = node.interfaces[0].mac.to_ascii_lowercase();
+        assert_eq!(env.value, mac);
+        for version in ["current", "2024"] {
+            assert_mac_survives_armbian_firstrun(&r, env, &mac, version);
+        }
     }
+}
+
+fn armbian_fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/armbian")
+        .join(name)
+}
+
+fn ethaddr_lines(env: &str) -> Vec<&str> {
+    env.lines().filter(|l| l.starts_with("ethaddr=")).collect()
+}
+
+/// Runs the real armbian-firstrun lines that randomise the MAC (vendored in
+/// tests/fixtures/armbian, both the current and the 2024 form) on the
+/// build-time armbianEnv.txt, then the rendered drop-in's command, in a temp
+/// root: the node's MAC must be what the next boot reads.
+fn assert_mac_survives_armbian_firstrun(
+    r: &Rendered,
+    env: &render::KeyValueEdit,
+    mac: &str,
+    version: &str,
+) {
+    let root = tempfile::tempdir().unwrap();
+    let env_file = root
+        .path()
+        .join(paths::ARMBIAN_BOOT_ENV.trim_start_matches('/'));
+    // armbianEnv.txt as an Armbian image ships it, with the build-time edit.
+    let shipped = "verbosity=1\nbootlogo=false\nconsole=both\nethaddr=02:11:22:33:44:55\n\
+                   overlay_prefix=bcm2711\nrootdev=UUID=0b7c0a5e-0d3b-4e9c-9a53-3f0c5c3e0a01\n";
+    let built = String::from_utf8(env.apply(Some(shipped.as_bytes()))).unwrap();
+    assert_eq!(ethaddr_lines(&built), [format!("ethaddr={mac}")]);
+    write(&env_file, built.as_bytes(), 0o644);
+
+    run_ok(
+        Command::new("bash")
+            .arg(armbian_fixture("armbian-firstrun-mac.bash"))
+            .arg(version)
+            .env("ROOT", root.path()),
+    );
+    let after_firstrun = std::fs::read_to_string(&env_file).unwrap();
+    assert_ne!(
+        ethaddr_lines(&after_firstrun),
+        [format!("ethaddr={mac}")],
+        "{}: armbian-firstrun ({version}) leaves ethaddr alone; the fixture is not the real script",
+        r.node
+    );
+
+    let dropin = r
+        .root_files
+        .iter()
+        .find(|f| f.path == paths::ARMBIAN_FIRSTRUN_DROPIN)
+        .unwrap_or_else(|| panic!("{}: no armbian-firstrun drop-in", r.node));
+    assert_eq!(dropin.mode, 0o644);
+    let text = String::from_utf8(dropin.content.clone()).unwrap();
+    // The unit is Type=simple with RemainAfterExit=yes; only as a oneshot
+    // without RemainAfterExit does ExecStopPost run right after the script.
+    for line in ["[Service]", "Type=oneshot", "RemainAfterExit=no"] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{}: {line}:\n{text}",
+            r.node
+        );
+    }
+    let command = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStopPost=-"))
+        .unwrap_or_else(|| panic!("{}: no ExecStopPost=:\n{text}", r.node));
+    assert!(command.contains(paths::ARMBIAN_BOOT_ENV), "{command}");
+    // systemd splits the command line as sh does for these quotes.
+    let command = command.replace(paths::ARMBIAN_BOOT_ENV, &env_file.display().to_string());
+    run_ok(Command::new("sh").args(["-c", &command]));
+    let next_boot = std::fs::read_to_string(&env_file).unwrap();
+    assert_eq!(
+        ethaddr_lines(&next_boot),
+        [format!("ethaddr={mac}")],
+        "{}: after armbian-firstrun ({version}):\n{next_boot}",
+        r.node
+    );
+    let others = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.starts_with("ethaddr="))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(others(&next_boot), others(&built), "{}", r.node);
 }
 
 #[test]

@@ -145,7 +145,7 @@ fn sign_then_verify_round_trip_records_revision() {
     );
     let seen = SeenRevisions::load(dir.path()).unwrap();
     assert_eq!(seen.newest(Subject::Node("titan-db")), Some(7));
-    assert!(dir.path().join("trust/seen.json").is_file());
+    assert!(dir.path().join("seen.json").is_file());
 
     // The pieces the registry module pushes are self-consistent and cosign-shaped.
     let sig = &p.signature;

@@ -35,7 +35,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the lab's nodes from the signed lab index: class, revision,
-    /// whether each is cached (or stale) and whether its signature verifies.
+    /// whether each is cached (or stale) and whether the cached artifact
+    /// verifies (signature, node, revision; blobs are checked when flashing).
     List(ListArgs),
     /// Flash a node's verified card (`metis-flash NODE` is the same): pull (or
     /// use the cache), verify the signature and every digest, decrypt the
@@ -58,16 +59,19 @@ pub enum Command {
         /// The whole-disk device, e.g. /dev/sdb or \\.\PhysicalDrive2.
         device: PathBuf,
     },
-    /// Low-level/dev entry: write a card from local artifact files.
+    /// Development and benchmarks only: write a card from local, UNSIGNED
+    /// artifact files. No signature, node binding or revision is checked.
     ///
     /// Takes the class base, the composed chunk table, the node patch and the
-    /// decrypted secrets-slot bytes. Every chunk is verified against the table
-    /// before it is written, the partition-table area is written last, and the
-    /// card is read back bypassing the page cache before `insert and power on`.
-    /// The node flow (`metis-flash NODE`) does the same from the registry.
+    /// decrypted secrets-slot bytes. Every chunk is checked against the given
+    /// table before it is written, the partition-table area is written last,
+    /// and the card is read back bypassing the page cache. Operators flash with
+    /// `metis-flash NODE`, which verifies the signed artifact first. Present
+    /// only in debug builds and builds with `--features dev-write`.
     ///
     /// Exit status: 0 ok, 1 not confirmed, 2 bad input, 3 verification failed,
     /// 4 device refused, 5 I/O error, 130 interrupted.
+    #[cfg(any(debug_assertions, feature = "dev-write"))]
     Write(WriteArgs),
     /// Manage the public keys artifacts must be signed with.
     #[command(subcommand)]
@@ -84,6 +88,8 @@ pub enum Command {
     },
 }
 
+/// `metis-flash write` (debug builds and `--features dev-write` only).
+#[cfg(any(debug_assertions, feature = "dev-write"))]
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("target").required(true).args(["device", "output"])))]
 #[command(group(ArgGroup::new("zeros").args(["sparse", "full"])))]

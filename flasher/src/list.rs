@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use metis_core::oci::{self, ImageManifest};
-use metis_core::trust::{self, HeldSignature, SeenRevisions};
+use metis_core::trust::{self, HeldSignature};
 
 use crate::cli::{ListArgs, RegistryArgs};
 use crate::{node, pull};
@@ -49,8 +49,14 @@ pub struct LabNode {
     pub digest: String,
     /// Whether it is cached, and current.
     pub cache: CacheState,
-    /// Whether the cached artifact's signature verifies (blobs are checked at flash time).
+    /// Whether the cached artifact would be accepted for this node: its signature
+    /// verifies with a pinned key, it is signed for this node, its revision is the
+    /// one the index names (when it is the artifact the index names) and not older
+    /// than the newest seen here. Blobs are checked at flash time.
     pub verifies: bool,
+    /// Why a cached artifact does not verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// The verified lab index and its nodes.
@@ -81,7 +87,13 @@ pub fn lab_nodes(source: &IndexSource) -> Result<LabNodes> {
     let cache = pull::open_cache(source.cache)?;
     let repo = oci::index_repository(&target.prefix);
     let registry = pull::open_registry(&target, source.offline)?;
-    pull::pull_one(registry.as_ref(), &cache, &repo, "lab index", "latest")?;
+    pull::pull_one(
+        registry.as_ref(),
+        &cache,
+        &repo,
+        &pull::Pulling::Index,
+        "latest",
+    )?;
     let keys = node::trusted_keys(source.trust_key)?;
     let latest =
         oci::cached(&cache, &repo, "latest")?.context("the lab index is not in the cache")?;
@@ -97,7 +109,7 @@ pub fn lab_nodes(source: &IndexSource) -> Result<LabNodes> {
     let (sig, payloads) =
         pull::cached_signature(&cache, &repo, &latest.manifest.digest, "lab index")?;
     let payload_refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-    let mut seen = SeenRevisions::load(cache.dir())?;
+    let mut seen = pull::seen_revisions(&cache)?;
     let (index, verified) = trust::verify_index(
         &keys,
         &HeldSignature {
@@ -121,25 +133,10 @@ pub fn lab_nodes(source: &IndexSource) -> Result<LabNodes> {
             Some(r) if r.manifest.digest == entry.digest => CacheState::Cached,
             Some(_) => CacheState::Stale,
         };
-        // The signature only (blobs are checked at flash time): cheap enough for a list.
-        let verifies = match &cached {
-            Some(r) => pull::cached_signature(&cache, &node_repo, &r.manifest.digest, name)
-                .ok()
-                .and_then(|(sig, payloads)| {
-                    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-                    let m = cache.read_blob(&r.manifest.digest).ok()?;
-                    trust::verify_signature(
-                        &keys,
-                        &HeldSignature {
-                            manifest: &sig,
-                            payloads: &refs,
-                        },
-                        &m,
-                    )
-                    .ok()
-                })
-                .is_some(),
-            None => false,
+        // Everything but the blobs (checked at flash time): cheap enough for a list.
+        let problem = match &cached {
+            Some(r) => check_cached(&cache, &keys, &seen, &node_repo, name, entry, r).err(),
+            None => None,
         };
         nodes.push(LabNode {
             node: name.clone(),
@@ -147,7 +144,8 @@ pub fn lab_nodes(source: &IndexSource) -> Result<LabNodes> {
             revision: entry.revision,
             digest: entry.digest.clone(),
             cache: state,
-            verifies,
+            verifies: cached.is_some() && problem.is_none(),
+            problem,
         });
     }
     Ok(LabNodes {
@@ -155,6 +153,56 @@ pub fn lab_nodes(source: &IndexSource) -> Result<LabNodes> {
         key: verified.key_fingerprint,
         nodes,
     })
+}
+
+/// The checks of the cached artifact `cached` of `node` that need no blob: the
+/// signature, the node it is signed for, its revision against the index `entry`
+/// and against the newest seen. The error says which failed.
+fn check_cached(
+    cache: &oci::Layout,
+    keys: &trust::TrustedKeys,
+    seen: &trust::SeenRevisions,
+    repository: &str,
+    node: &str,
+    entry: &trust::IndexEntry,
+    cached: &oci::LayoutRef,
+) -> Result<(), String> {
+    let digest = &cached.manifest.digest;
+    let (sig, payloads) =
+        pull::cached_signature(cache, repository, digest, node).map_err(|e| format!("{e:#}"))?;
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let manifest = cache.read_blob(digest).map_err(|e| e.to_string())?;
+    let (payload, _) = trust::verify_signature(
+        keys,
+        &HeldSignature {
+            manifest: &sig,
+            payloads: &refs,
+        },
+        &manifest,
+    )
+    .map_err(|e| e.to_string())?;
+    let metadata =
+        trust::Metadata::from_optional(payload.optional.as_ref()).map_err(|e| e.to_string())?;
+    if metadata.kind != trust::Kind::Node {
+        return Err(format!(
+            "kind check failed: the signature is for a {}, not a node artifact",
+            metadata.kind.as_str()
+        ));
+    }
+    let signed_for = metadata.node.as_deref().unwrap_or_default();
+    if signed_for != node {
+        return Err(format!(
+            "node check failed: the cached artifact is signed for node `{signed_for}`, not `{node}`"
+        ));
+    }
+    if *digest == entry.digest && metadata.revision != entry.revision {
+        return Err(format!(
+            "revision check failed: the artifact is signed as revision {}, the lab index says {}",
+            metadata.revision, entry.revision
+        ));
+    }
+    seen.check(trust::Subject::Node(node), metadata.revision, false)
+        .map_err(|e| e.to_string())
 }
 
 /// Lists the lab's nodes from the verified index.
@@ -188,8 +236,17 @@ pub fn list(args: ListArgs) -> Result<()> {
                 n.class,
                 n.revision,
                 n.cache.as_str(),
-                if n.verifies { "ok" } else { "-" }
+                match (&n.cache, n.verifies) {
+                    (_, true) => "ok",
+                    (CacheState::NotCached, _) => "-",
+                    _ => "FAILED",
+                }
             );
+        }
+        for n in &lab.nodes {
+            if let Some(problem) = &n.problem {
+                eprintln!("{}: {problem}", n.node);
+            }
         }
     }
     Ok(())

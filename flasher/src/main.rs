@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let command = match cli.command {
         None => return node::flash_node(cli.flash).into(),
         Some(Command::Flash(args)) => return node::flash_node(args).into(),
+        #[cfg(any(debug_assertions, feature = "dev-write"))]
         Some(Command::Write(args)) => return write(args).into(),
         Some(command) => command,
     };
@@ -63,7 +64,9 @@ fn run(command: Command) -> Result<()> {
         Command::Pull(args) => pull::pull(args)?,
         Command::List(args) => list::list(args)?,
         Command::Cache { command, cache } => pull::cache(command, cache)?,
-        Command::Write(_) | Command::Flash(_) => unreachable!("dispatched in main"),
+        Command::Flash(_) => unreachable!("dispatched in main"),
+        #[cfg(any(debug_assertions, feature = "dev-write"))]
+        Command::Write(_) => unreachable!("dispatched in main"),
         Command::Probe { device } => {
             let d = backend
                 .describe(&device)
@@ -107,9 +110,18 @@ fn trust(command: cli::TrustCommand) -> Result<()> {
     Ok(())
 }
 
-/// `metis-flash write`: flash from local artifact files.
+/// `metis-flash write`: flash from local, unsigned artifact files (development
+/// and benchmarks; compiled only into debug builds and `--features dev-write`,
+/// so the binary operators run has no way to write without verification).
+#[cfg(any(debug_assertions, feature = "dev-write"))]
 fn write(args: cli::WriteArgs) -> exit::Exit {
     let json = args.json;
+    if !(args.quiet || json) {
+        eprintln!(
+            "warning: `metis-flash write` checks no signature, node or revision \
+             (development and benchmarks only); operators flash with `metis-flash NODE`"
+        );
+    }
     let outcome = open_composer(&args).and_then(|composer| {
         let verbosity = if args.quiet || json {
             flash::Verbosity::Quiet
@@ -143,6 +155,7 @@ fn write(args: cli::WriteArgs) -> exit::Exit {
                 block_size: args.block_size,
                 verbosity,
                 probe_capacity: !args.skip_capacity_probe,
+                signature_verified: false,
             },
         )
     });
@@ -164,13 +177,18 @@ fn finish(
                 println!("{value}");
             } else if !quiet {
                 eprintln!(
-                    "{}: {} bytes written to {} in {:.1} s ({:.1} MiB/s), read back and verified in {:.1} s",
+                    "{}: {} bytes written to {} in {:.1} s ({:.1} MiB/s), read back and verified in {:.1} s{}",
                     summary.node,
                     summary.image_bytes,
                     summary.target.display(),
                     summary.write_seconds,
                     summary.write_bytes_per_second / (1u64 << 20) as f64,
                     summary.verify_seconds,
+                    if summary.verified {
+                        ""
+                    } else {
+                        " (UNSIGNED: no signature was checked)"
+                    },
                 );
             }
             if summary.target_kind == "device" && !json {
@@ -193,6 +211,7 @@ fn finish(
 }
 
 /// Opens base, table and patch; any problem with them is bad input.
+#[cfg(any(debug_assertions, feature = "dev-write"))]
 fn open_composer(
     args: &cli::WriteArgs,
 ) -> Result<metis_core::image::compose::Composer<std::fs::File>, flash::FlashError> {

@@ -11,9 +11,7 @@ use metis_core::image::compose::{ComposeOptions, Composer};
 use metis_core::image::patch::Patch;
 use metis_core::oci::{self, ImageManifest};
 use metis_core::publish::NodeConfig;
-use metis_core::trust::{
-    self, BlobContent, HeldArtifact, HeldBlob, HeldSignature, SeenRevisions, TrustedKeys,
-};
+use metis_core::trust::{self, BlobContent, HeldArtifact, HeldBlob, HeldSignature, TrustedKeys};
 
 use crate::cli::FlashArgs;
 use crate::device::{self, Policy};
@@ -36,7 +34,13 @@ fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
     let cache = pull::open_cache(args.cache.as_deref())?;
     let repo = oci::node_repository(&target.prefix, node);
     let registry = pull::open_registry(&target, args.offline)?;
-    pull::pull_one(registry.as_ref(), &cache, &repo, node, "latest")?;
+    pull::pull_one(
+        registry.as_ref(),
+        &cache,
+        &repo,
+        &pull::Pulling::Node(node),
+        "latest",
+    )?;
 
     let latest = oci::cached(&cache, &repo, "latest")?.with_context(|| {
         format!(
@@ -51,27 +55,39 @@ fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
 
     let manifest = ImageManifest::parse(&manifest_bytes)
         .map_err(|e| anyhow::anyhow!("{node}: the cached manifest is malformed: {e}"))?;
-    let paths: Vec<(String, String, PathBuf)> = manifest
-        .blobs()
-        .map(|d| {
-            Ok((
-                d.media_type.clone(),
-                d.digest.clone(),
-                cache.blob_path(&d.digest)?,
-            ))
-        })
-        .collect::<Result<_, oci::OciError>>()?;
-    let held: Vec<HeldBlob> = paths
+    // The small blobs (config, patch, secrets) are read once: the bytes verified
+    // are the bytes used, so a cache file changed after verification changes
+    // nothing. The base is large and streamed: verified here as a file, and each
+    // chunk of it is checked again against the signed chunk table as it is written.
+    let mut blobs: Vec<(&str, &str, Held)> = Vec::new();
+    for d in manifest.blobs() {
+        let path = cache.blob_path(&d.digest)?;
+        let held = if d.media_type == oci::MEDIA_TYPE_BASE {
+            Held::File(path)
+        } else {
+            match std::fs::read(&path) {
+                Ok(bytes) => Held::Bytes(bytes),
+                // Missing: verification names it (BlobMissing) with the check that failed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Held::File(path),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        };
+        blobs.push((&d.media_type, &d.digest, held));
+    }
+    let held: Vec<HeldBlob> = blobs
         .iter()
-        .map(|(mt, d, p)| HeldBlob {
-            media_type: mt,
-            digest: d,
-            content: BlobContent::File(p),
+        .map(|(media_type, digest, content)| HeldBlob {
+            media_type,
+            digest,
+            content: match content {
+                Held::Bytes(b) => BlobContent::Bytes(b),
+                Held::File(p) => BlobContent::File(p),
+            },
         })
         .collect();
 
     let keys = trusted_keys(&args.trust_key)?;
-    let mut seen = SeenRevisions::load(cache.dir())?;
+    let mut seen = pull::seen_revisions(&cache)?;
     let verified = trust::verify_node(
         &keys,
         &HeldSignature {
@@ -87,17 +103,25 @@ fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
         args.allow_downgrade,
     )
     .with_context(|| format!("verifying {node}'s artifact {digest}: nothing was written"))?;
+    drop(held);
 
-    let blob = |media_type: &str| -> Result<PathBuf> {
-        paths
+    // Takes the verified blob of `media_type` out of `blobs`.
+    let mut take = |media_type: &str| -> Result<Held> {
+        let at = blobs
             .iter()
-            .find(|(mt, _, _)| mt == media_type)
-            .map(|(_, _, p)| p.clone())
-            .with_context(|| format!("{node}: the artifact has no {media_type} layer"))
+            .position(|(mt, _, _)| *mt == media_type)
+            .with_context(|| format!("{node}: the artifact has no {media_type} layer"))?;
+        Ok(blobs.swap_remove(at).2)
     };
-    let config: NodeConfig =
-        serde_json::from_slice(&std::fs::read(cache.blob_path(&manifest.config.digest)?)?)
-            .with_context(|| format!("{node}: the signed config is not a Metis node config"))?;
+    let config_bytes = take(&manifest.config.media_type)?.into_bytes(node)?;
+    let patch = take(oci::MEDIA_TYPE_PATCH)?.into_bytes(node)?;
+    let secrets = take(oci::MEDIA_TYPE_SECRETS)?.into_bytes(node)?;
+    let base = match take(oci::MEDIA_TYPE_BASE)? {
+        Held::File(path) => path,
+        Held::Bytes(_) => bail!("{node}: the base layer was not held as a file"),
+    };
+    let config: NodeConfig = serde_json::from_slice(&config_bytes)
+        .with_context(|| format!("{node}: the signed config is not a Metis node config"))?;
     if config.node != node {
         bail!(
             "{node}: the signed config is for {}; nothing was written",
@@ -105,14 +129,34 @@ fn load_verified(args: &FlashArgs, node: &str) -> Result<Verified> {
         );
     }
     Ok(Verified {
-        base: blob(oci::MEDIA_TYPE_BASE)?,
-        patch: std::fs::read(blob(oci::MEDIA_TYPE_PATCH)?)?,
-        secrets: std::fs::read(blob(oci::MEDIA_TYPE_SECRETS)?)?,
+        base,
+        patch,
+        secrets,
         config,
         digest,
         revision: verified.metadata.revision,
         key: verified.key_fingerprint,
     })
+}
+
+/// A blob of the artifact as held for verification.
+enum Held {
+    /// Read once; these bytes are verified and then used.
+    Bytes(Vec<u8>),
+    /// Streamed from the cache (the base), or missing.
+    File(PathBuf),
+}
+
+impl Held {
+    fn into_bytes(self, node: &str) -> Result<Vec<u8>> {
+        match self {
+            Held::Bytes(bytes) => Ok(bytes),
+            Held::File(path) => bail!(
+                "{node}: {} was verified as a file, not read; nothing was written",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// The pinned keys: the operator's (`metis-flash trust add`) and any given with --trust-key.
@@ -211,6 +255,16 @@ pub fn flash_node(args: FlashArgs) -> exit::Exit {
             return exit::Exit::BadInput;
         }
     };
+    if let Some(recipient) = identities.demo_recipient() {
+        if !demo_ok(&args) {
+            eprintln!(
+                "WARNING: your operator identity is the example lab's DEMO identity ({recipient}), \
+                 whose private half is public: anyone can decrypt {node}'s secrets. Generate your own \
+                 (age-keygen), have the lab rekey its secrets to it (inventory/demo-keys/README.md) \
+                 before using a real registry."
+            );
+        }
+    }
     let bundle = match metis_core::secrets::open_node_bundle(&verified.secrets, &identities) {
         Ok(b) => b,
         Err(e) => {
@@ -279,6 +333,7 @@ pub fn flash_node(args: FlashArgs) -> exit::Exit {
                     flash::Verbosity::Normal
                 },
                 probe_capacity: true,
+                signature_verified: true,
             },
         )
     })();

@@ -9,6 +9,8 @@ use metis_core::oci::{
     self, Layout, Progress, ProgressEvent, PullOptions, Registry, RegistryOptions,
 };
 
+use metis_core::trust::SeenRevisions;
+
 use crate::cli::{CacheCommand, PullArgs, RegistryArgs};
 
 /// The registry location, prefix and options, from the flags or the inventory.
@@ -116,6 +118,25 @@ pub(crate) fn cached_signature(
     Ok((manifest, payloads))
 }
 
+/// The operator's record of seen revisions (`<config dir>/metis/seen.json`, beside
+/// the pinned keys), with any copy an older version kept in `cache` folded in.
+pub(crate) fn seen_revisions(cache: &Layout) -> Result<SeenRevisions> {
+    let dir = SeenRevisions::default_dir().context(
+        "this system has no per-user config directory for the record of seen revisions \
+         (set XDG_CONFIG_HOME or HOME)",
+    )?;
+    let mut seen = SeenRevisions::load(&dir)?;
+    let legacy = SeenRevisions::legacy_path(cache.dir());
+    if seen.migrate(&legacy)? {
+        eprintln!(
+            "notice: moved the record of seen revisions from {} to {}",
+            legacy.display(),
+            seen.path().display()
+        );
+    }
+    Ok(seen)
+}
+
 pub(crate) fn open_cache(dir: Option<&Path>) -> Result<Layout> {
     let dir = oci::cache_dir(dir)?;
     Layout::open_or_create(&dir).with_context(|| format!("opening the cache {}", dir.display()))
@@ -156,15 +177,66 @@ pub fn pull(args: PullArgs) -> Result<()> {
     let mut failed = 0;
     for node in &nodes {
         let repository = oci::node_repository(&target.prefix, node);
-        if let Err(e) = pull_one(registry.as_ref(), &cache, &repository, node, &args.tag) {
+        if let Err(e) = pull_one(
+            registry.as_ref(),
+            &cache,
+            &repository,
+            &Pulling::Node(node),
+            &args.tag,
+        ) {
             eprintln!("error: {node}: {e:#}");
             failed += 1;
+        }
+    }
+    // The signed lab index travels with the nodes, so `list --offline` and the
+    // offline node picker work from what was pulled. Without it the nodes are
+    // still usable (each carries its own signature): a warning, not a failure.
+    if let Some(registry) = &registry {
+        let repository = oci::index_repository(&target.prefix);
+        if let Err(e) = pull_one(
+            Some(registry),
+            &cache,
+            &repository,
+            &Pulling::Index,
+            "latest",
+        ) {
+            eprintln!(
+                "warning: the signed lab index was not cached ({e:#}); `metis-flash list \
+                 --offline` and the offline node picker need it: check that `metis-build \
+                 publish` ran, then pull again"
+            );
         }
     }
     if failed > 0 {
         bail!("{failed} of {} node(s) could not be pulled", nodes.len());
     }
     Ok(())
+}
+
+/// What is being pulled: names it in messages and says which command caches it.
+pub(crate) enum Pulling<'a> {
+    /// A node's artifact.
+    Node(&'a str),
+    /// The signed lab index.
+    Index,
+}
+
+impl Pulling<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Pulling::Node(node) => node,
+            Pulling::Index => "lab index",
+        }
+    }
+
+    fn command(&self) -> String {
+        match self {
+            Pulling::Node(node) => format!("`metis-flash pull {node}`"),
+            Pulling::Index => "`metis-flash list`, or `metis-flash pull NODE…`, \
+                               which caches the lab index too"
+                .into(),
+        }
+    }
 }
 
 fn use_cached(cache: &Layout, repository: &str, node: &str, tag: &str) -> Result<Option<String>> {
@@ -185,9 +257,10 @@ pub(crate) fn pull_one(
     registry: Option<&Registry>,
     cache: &Layout,
     repository: &str,
-    node: &str,
+    what: &Pulling,
     tag: &str,
 ) -> Result<()> {
+    let node = what.name();
     let Some(registry) = registry else {
         return match use_cached(cache, repository, node, tag)? {
             Some(line) => {
@@ -195,6 +268,7 @@ pub(crate) fn pull_one(
                 Ok(())
             }
             None => Err(oci::OciError::NotCached {
+                command: what.command(),
                 repository: repository.into(),
                 tag: tag.into(),
                 cache: cache.dir().to_path_buf(),

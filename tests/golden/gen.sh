@@ -12,11 +12,12 @@
 #       Stand-ins rpi-ubuntu.img, armbian.img, amd64.img (~130-150 MiB each,
 #       sparse), bit-for-bit reproducible; no root needed. OUTDIR defaults to
 #       inventory/golden. Writes OUTDIR/SHA256SUMS and prints the digests.
-#   tests/golden/gen.sh --fill MIB [OUTDIR]
+#   tests/golden/gen.sh --fill MIB [--size MIB] [OUTDIR]
 #       The same stand-ins, each root file system grown by MIB MiB of
 #       incompressible, reproducible data (/usr/lib/metis-fill/), so the
-#       benchmarks see images of a real size. Still bit-for-bit reproducible;
-#       the digests differ from the default ones.
+#       benchmarks see images of a real size; --size grows each root partition
+#       further so that every image is that many MiB (a 4 GiB card: 4096).
+#       Still bit-for-bit reproducible; the digests differ from the default ones.
 #   tests/golden/gen.sh --bootable [OUTDIR]
 #       Bootable rpi-ubuntu-boot.img and amd64-boot.img from a debootstrapped
 #       Debian bookworm, with kernel and initrd beside them. Needs root and the
@@ -482,17 +483,23 @@ gen_standins() {
 		fill_tree "$stage/amd64/root" "$fill_mib" amd64
 		root_mib=$((64 + fill_mib + fill_mib / 16))
 	fi
+	# MBR cards: 1 MiB + 64 MiB boot + root + 1 MiB; GPT: 1 + 16 + 64 + root + 1.
+	mbr_root=$root_mib gpt_root=$root_mib
+	if [ "$size_mib" -gt 0 ]; then
+		mbr_root=$((size_mib - 66)) gpt_root=$((size_mib - 82))
+		[ "$gpt_root" -ge "$root_mib" ] || die "--size $size_mib is too small for --fill $fill_mib"
+	fi
 	# Modes and times must not depend on the umask or clock of the host.
 	find "$stage" -type d -exec chmod 0755 {} +
 	find "$stage" -type f -exec chmod 0644 {} +
 	pin_tree "$stage"
 
 	build_mbr_card "$work/rpi-ubuntu.img" 0x4d455449 64 system-boot 4d455001 "$stage/rpi/boot" \
-		"$root_mib" writable 4d455449-5300-4000-8000-0000000000a1 "$stage/rpi/root" yes
+		"$mbr_root" writable 4d455449-5300-4000-8000-0000000000a1 "$stage/rpi/root" yes
 	build_mbr_card "$work/armbian.img" 0x4d455441 64 armbi_boot 4d455002 "$stage/armbian/boot" \
-		"$root_mib" armbi_root 4d455449-5300-4000-8000-0000000000a2 "$stage/armbian/root" yes
+		"$mbr_root" armbi_root 4d455449-5300-4000-8000-0000000000a2 "$stage/armbian/root" yes
 	build_gpt_disk "$work/amd64.img" 4D455449-5300-4000-8000-000000000064 \
-		16 "$stage/amd64/esp" 64 "$stage/amd64/seed" "$root_mib" "$stage/amd64/root" yes
+		16 "$stage/amd64/esp" 64 "$stage/amd64/seed" "$gpt_root" "$stage/amd64/root" yes
 
 	for img in rpi-ubuntu.img armbian.img amd64.img; do
 		mv -f "$work/$img" "$out/$img"
@@ -758,12 +765,19 @@ clean_partial() {
 
 mode=standins
 fill_mib=0
+size_mib=0
 case "${1:-}" in
 --fill)
 	[ $# -ge 2 ] || die "--fill needs a size in MiB"
 	case $2 in '' | *[!0-9]*) die "--fill takes a whole number of MiB, not '$2'" ;; esac
 	fill_mib=$2
 	shift 2
+	if [ "${1:-}" = --size ]; then
+		[ $# -ge 2 ] || die "--size needs a size in MiB"
+		case $2 in '' | *[!0-9]*) die "--size takes a whole number of MiB, not '$2'" ;; esac
+		size_mib=$2
+		shift 2
+	fi
 	;;
 --bootable)
 	mode=bootable

@@ -222,9 +222,33 @@ fn publish_pull_round_trip_shared_base_and_interop() {
         &format!("oci:{}:metis/nodes/titan-a:latest", cache_dir.display()),
     );
     assert_eq!(local, pa.manifest);
+    // skopeo copies the node out of our cache into a layout of its own, every
+    // blob and the manifest unchanged (it checks their digests as it copies).
+    let copied = work.path().join("skopeo-copy");
+    tool::run(tool::command("skopeo").args([
+        "copy",
+        "--preserve-digests",
+        &format!("oci:{}:metis/nodes/titan-a:latest", cache_dir.display()),
+        &format!("oci:{}:titan-a", copied.display()),
+    ]))
+    .unwrap();
+    let copy = skopeo_raw(&reg, &format!("oci:{}:titan-a", copied.display()));
+    assert_eq!(copy, pa.manifest);
+    for layer in &pulled.manifest.layers {
+        let hex = layer.digest.strip_prefix("sha256:").unwrap();
+        assert_eq!(
+            std::fs::read(copied.join("blobs/sha256").join(hex)).unwrap(),
+            std::fs::read(cache_dir.join("blobs/sha256").join(hex)).unwrap()
+        );
+    }
 
     // An independent client (oras-py) pulls a layer; its digest matches.
     match oras_python() {
+        // CI installs it (scripts/install-deps); only a developer's machine may lack it.
+        None if std::env::var_os("CI").is_some() => panic!(
+            "no Python with the `oras` package, and CI must run this check: \
+             scripts/install-deps installs it in /opt/metis-oras"
+        ),
         None => eprintln!(
             "NOTE: oras check skipped: no Python with the `oras` package \
              (python3 -m venv /tmp/oras-venv && /tmp/oras-venv/bin/pip install oras)"
@@ -464,6 +488,62 @@ fn flasher_pull_offline_and_fallback_to_cache() {
     let (ok, stderr) = flash(&[]);
     assert!(ok, "{stderr}");
     assert!(stderr.contains(&published.digest), "{stderr}");
+
+    // With the registry up, --offline still opens no network socket at all.
+    let trace = work.path().join("offline.strace");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=socket,connect", "-o"])
+        .arg(&trace)
+        .arg(&exe)
+        .args(["pull", "titan-g", "--offline", "--registry"])
+        .arg(format!("{}/metis", reg.host()))
+        .arg("--ca-file")
+        .arg(reg.ca_file())
+        .arg("--cache")
+        .arg(&cache)
+        .env("HOME", work.path())
+        .env("METIS_INVENTORY", work.path().join("no-inventory"))
+        .output()
+        .expect("strace (apt-get install strace)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let net: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("AF_INET") || l.contains("AF_INET6"))
+        .collect();
+    assert!(
+        net.is_empty(),
+        "--offline opened sockets:\n{}",
+        net.join("\n")
+    );
+    let pulls_online = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=connect", "-o"])
+        .arg(work.path().join("online.strace"))
+        .arg(&exe)
+        .args(["pull", "titan-g", "--registry"])
+        .arg(format!("{}/metis", reg.host()))
+        .arg("--ca-file")
+        .arg(reg.ca_file())
+        .arg("--cache")
+        .arg(&cache)
+        .env("HOME", work.path())
+        .env("METIS_REGISTRY_USERNAME", USER)
+        .env("METIS_REGISTRY_PASSWORD", PASSWORD)
+        .env("METIS_INVENTORY", work.path().join("no-inventory"))
+        .output()
+        .unwrap();
+    assert!(pulls_online.status.success());
+    // The same check sees the sockets of a pull that does go online.
+    assert!(
+        std::fs::read_to_string(work.path().join("online.strace"))
+            .unwrap()
+            .contains("AF_INET"),
+        "strace saw no connect of an online pull: the offline check above proves nothing"
+    );
 
     reg.stop();
     let (ok, stderr) = flash(&["--offline"]);

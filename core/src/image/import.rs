@@ -386,6 +386,47 @@ pub fn pin_golden(
     class: &str,
     imported: &Imported,
 ) -> Result<PathBuf, ImportError> {
+    let block = format!(
+        "golden:\n  # imported by `metis-build golden import`\n  path: {}\n  sha256: {}\n",
+        imported.path.display(),
+        imported.sha256
+    );
+    pin_block(
+        inv,
+        class,
+        &block,
+        |g| matches!(g, Golden::Path { path, sha256 } if *path == imported.path && *sha256 == imported.sha256),
+    )
+}
+
+/// Points `class`'s `golden:` at the golden image stored in the lab registry
+/// as `reference` (see [`super::golden_oci::push_golden`]), as [`pin_golden`] does.
+pub fn pin_golden_oci(
+    inv: &Inventory,
+    class: &str,
+    reference: &str,
+    imported: &Imported,
+) -> Result<PathBuf, ImportError> {
+    let block = format!(
+        "golden:\n  # imported by `metis-build golden import --push`; a local copy is\n  \
+         # {} (sha256 {})\n  oci: {reference}\n",
+        imported.path.display(),
+        imported.sha256
+    );
+    pin_block(
+        inv,
+        class,
+        &block,
+        |g| matches!(g, Golden::Oci { reference: r } if r == reference),
+    )
+}
+
+fn pin_block(
+    inv: &Inventory,
+    class: &str,
+    block: &str,
+    pinned_as_asked: impl Fn(&Golden) -> bool,
+) -> Result<PathBuf, ImportError> {
     let classes = inv.dir.join("classes");
     let file = ["yaml", "yml"]
         .iter()
@@ -401,22 +442,17 @@ pub fn pin_golden(
         source,
     };
     let before = std::fs::read_to_string(&file).map_err(|e| io("cannot read", e))?;
-    let block = format!(
-        "golden:\n  # imported by `metis-build golden import`\n  path: {}\n  sha256: {}\n",
-        imported.path.display(),
-        imported.sha256
-    );
     let after =
-        replace_top_level_block(&before, "golden", &block).ok_or_else(|| ImportError::Pin {
+        replace_top_level_block(&before, "golden", block).ok_or_else(|| ImportError::Pin {
             path: file.clone(),
             what: "has no top-level `golden:` key; add one and import again".into(),
         })?;
     std::fs::write(&file, &after).map_err(|e| io("cannot write", e))?;
     let pinned = match inventory::load(&inv.dir) {
-        Ok(new) => matches!(
-            new.classes.get(class).map(|c| &c.golden),
-            Some(Golden::Path { path, sha256 }) if *path == imported.path && *sha256 == imported.sha256
-        ),
+        Ok(new) => new
+            .classes
+            .get(class)
+            .is_some_and(|c| pinned_as_asked(&c.golden)),
         Err(_) => false,
     };
     if !pinned {

@@ -13,6 +13,7 @@ pub mod chunks;
 pub mod compose;
 pub mod fat;
 pub mod golden;
+pub mod golden_oci;
 pub mod import;
 pub mod node;
 pub mod overlay;

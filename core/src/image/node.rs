@@ -105,8 +105,8 @@ pub fn golden_path(inv: &Inventory, class: &str) -> Result<(PathBuf, String), No
         Golden::Oci { reference } => Err(NodeImageError::GoldenSource {
             class: class.to_string(),
             what: format!(
-                "the golden image is the OCI artifact {reference}; pulling golden images is not implemented yet — \
-                 pin a local file with `golden: {{path: …, sha256: …}}`"
+                "the golden image is the registry artifact {reference}, not a file; \
+                 `metis-build publish` pulls it, or pin a local copy with `golden: {{path: …, sha256: …}}`"
             ),
         }),
         Golden::Url { url, .. } => Err(NodeImageError::GoldenSource {
@@ -126,6 +126,39 @@ pub fn open_class_golden(
     class: &str,
     cache_dir: Option<&Path>,
 ) -> Result<GoldenImage, NodeImageError> {
+    open_class_golden_via(inv, class, cache_dir, None)
+}
+
+/// As [`open_class_golden`]; a class pinned to a golden image in the lab
+/// registry (`golden: {oci: …}`) is pulled from `registry` into
+/// `<cache_dir>/oci` first (kept there for the next build).
+pub fn open_class_golden_via(
+    inv: &Inventory,
+    class: &str,
+    cache_dir: Option<&Path>,
+    registry: Option<&crate::oci::Registry>,
+) -> Result<GoldenImage, NodeImageError> {
+    if let Golden::Oci { reference } = &inv.classes[class].golden {
+        let source = |what: String| NodeImageError::GoldenSource {
+            class: class.to_string(),
+            what,
+        };
+        let (Some(registry), Some(cache)) = (registry, cache_dir) else {
+            return Err(source(format!(
+                "the golden image is the registry artifact {reference}: build with                  `metis-build publish` (which pulls it from the lab registry), or pin a                  local copy with `golden: {{path: …, sha256: …}}`"
+            )));
+        };
+        let host = &inv.lab.registry.host;
+        let lab_host = (!host.starts_with("oci:")).then_some(host.as_str());
+        return super::golden_oci::fetch_golden(
+            registry,
+            lab_host,
+            reference,
+            &cache.join("oci"),
+            cache,
+        )
+        .map_err(|e| source(e.to_string()));
+    }
     let (path, sha256) = golden_path(inv, class)?;
     Ok(GoldenImage::open_with(
         &path,

@@ -113,8 +113,56 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
-/// Turns a YAML/serde error into a diagnostic with a fix where one is obvious.
-pub fn from_yaml_error(file: &Path, err: &serde_saphyr::Error) -> Diagnostic {
+/// The first key of the block mapping whose key at `at` is one of its keys:
+/// walking up from `at`, lines indented like it belong to it, a sequence item
+/// (`- key:`) starts it, a line indented less is its parent. Returns `at` when
+/// the text does not look like a block mapping there (flow style, say).
+pub fn mapping_start(text: &str, at: Pos) -> Pos {
+    let lines: Vec<&str> = text.lines().collect();
+    let Ok(line) = usize::try_from(at.line) else {
+        return at;
+    };
+    if at.column == 0 || line == 0 || line > lines.len() {
+        return at;
+    }
+    let key_indent = at.column - 1;
+    let mut start = at;
+    for l in (1..line).rev() {
+        let raw = lines[l - 1];
+        let body = raw.trim_start_matches(' ');
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let indent = (raw.len() - body.len()) as u64;
+        if let Some(item) = body.strip_prefix('-') {
+            let after = item.trim_start_matches(' ');
+            let item_key = indent + 1 + (item.len() - after.len()) as u64;
+            if item_key == key_indent {
+                return Pos {
+                    line: l as u64,
+                    column: at.column,
+                };
+            }
+        }
+        if indent == key_indent {
+            start = Pos {
+                line: l as u64,
+                column: at.column,
+            };
+        } else if indent < key_indent {
+            // The key this mapping is the value of.
+            return Pos {
+                line: l as u64,
+                column: indent + 1,
+            };
+        }
+    }
+    start
+}
+
+/// Turns a YAML/serde error in `text` (the file's content) into a diagnostic
+/// with a fix where one is obvious.
+pub fn from_yaml_error(file: &Path, text: &str, err: &serde_saphyr::Error) -> Diagnostic {
     let at = err
         .location()
         .map(|l| Pos {
@@ -150,6 +198,9 @@ pub fn from_yaml_error(file: &Path, err: &serde_saphyr::Error) -> Diagnostic {
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or(rest);
+        // The parser reports a missing key at the mapping's last key, which
+        // says nothing; point at where the mapping starts instead.
+        let at = mapping_start(text, at);
         return Diagnostic::error(file, at, format!("missing required key `{field}`")).hint(
             format!("add `{field}:` to this mapping (see docs/inventory.md)"),
         );
@@ -160,4 +211,30 @@ pub fn from_yaml_error(file: &Path, err: &serde_saphyr::Error) -> Diagnostic {
             .hint("keep one of them; YAML mappings cannot repeat a key");
     }
     Diagnostic::error(file, at, msg).hint("fix the YAML at this position (see docs/inventory.md)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_start_finds_the_line_that_opens_the_mapping() {
+        let text = "# comment\nclass: a\nnetwork:\n  interfaces:\n    - name: eth0\n\n      addresses: [x]\n      gateway: y\nk3s:\n  labels:\n    - a=b\n  taints: []\n";
+        let at = |line, column| Pos { line, column };
+        for (from, want) in [
+            // top level: the first key
+            (at(9, 1), at(2, 1)),
+            // an item of a sequence: its `- ` line
+            (at(8, 7), at(5, 7)),
+            // a nested mapping: the key it belongs to
+            (at(12, 3), at(9, 1)),
+            // nothing to walk
+            (at(2, 1), at(2, 1)),
+            (Pos::FILE, Pos::FILE),
+            (at(99, 1), at(99, 1)),
+            (at(3, 40), at(2, 1)),
+        ] {
+            assert_eq!(mapping_start(text, from), want, "from {from:?}");
+        }
+    }
 }

@@ -33,6 +33,43 @@ pub mod builtin {
     pub const DISK_TIMEOUT_SEC: u32 = 30;
 }
 
+// What to write instead, for each rule of [`rules`] (the message says what is
+// wrong, these say how to fix it).
+const H_PREFIX: &str =
+    "write the repository prefix as lowercase path segments, e.g. `prefix: metis` or `lab/metis`";
+const H_AGE: &str = "paste the whole public key: an `age1…` recipient (`age-keygen -y KEYFILE` prints it) or an `ssh-ed25519 …`/`ssh-rsa …` line";
+const H_SERVER: &str =
+    "write the join URL of a live server or the VIP, e.g. `https://10.0.0.10:6443`";
+const H_DOMAIN: &str = "write the cluster's DNS domain, e.g. `lab.home.arpa`";
+const H_TZ: &str = "write a name from the tz database, e.g. `Europe/Berlin` or `Etc/UTC` (`timedatectl list-timezones` lists them)";
+const H_DNS: &str = "write the DNS server's IP address, e.g. `192.168.1.1` or `fd00::1`";
+const H_SEARCH: &str =
+    "write a search domain such as `lab.home.arpa` (lowercase letters, digits, `-` and dots)";
+const H_JSIZE: &str =
+    "write a size journald accepts: a number with K, M, G or T, e.g. `500M` or `1G`";
+const H_SPAN: &str = "write a systemd time span, e.g. `1month`, `2week` or `30d`";
+const H_LOGSIZE: &str = "write a size kubelet accepts, e.g. `10Mi` or `100Mi`";
+const H_LOG_FILES: &str = "set `container_log_max_files` to 2 or more";
+const H_PERCENT: &str = "write a whole percentage from 0 to 100";
+const H_USER: &str = "write a Linux user name: lowercase letters, digits, `-` and `_`, starting with a letter, e.g. `ops`";
+const H_SSH: &str = "paste the whole public key line, e.g. `ssh-ed25519 AAAA… comment` (from ~/.ssh/id_ed25519.pub)";
+const H_HOST: &str =
+    "write a host name of lowercase letters, digits and `-` (at most 63), e.g. `titan-04`";
+const H_MAC: &str = "write the interface's MAC as six hex octets separated by `:`, e.g. `dc:a6:32:01:02:03` (`ip link` on the node shows it)";
+const H_IFNAME: &str =
+    "write a Linux interface name of at most 15 letters, digits or `-_.`, e.g. `eth0`";
+const H_CIDR: &str =
+    "write the address with its prefix length, e.g. `192.168.1.20/24` or `fd00::20/64`";
+const H_GATEWAY: &str = "write the gateway's IPv4 address, e.g. `192.168.1.1`";
+const H_GATEWAY6: &str = "write the gateway's IPv6 address, e.g. `fd00::1` or `fe80::1`";
+const H_LABEL: &str =
+    "write the label as `key=value`, e.g. `lab.example/board=rpi4` (see docs/inventory.md)";
+const H_TAINT: &str = "write the taint as `key=value:Effect`, e.g. `dedicated=db:NoSchedule` (Effect NoSchedule, PreferNoSchedule or NoExecute)";
+const H_UUID: &str = "write the filesystem UUID `blkid` shows for the disk on the node, e.g. `6b1f0c3e-93a2-4d7e-9c11-0123456789ab`";
+const H_MODE: &str = "write the mode as octal digits in quotes, e.g. `\"0644\"` or `\"0600\"`";
+const H_SHA: &str = "write the image file's SHA-256 as 64 lowercase hex digits (`sha256sum FILE`)";
+const H_K3S_VERSION: &str = "write the k3s version the golden images carry, e.g. `v1.32.4+k3s1` (`k3s --version` prints it)";
+
 /// k3s config keys Metis writes itself; an inventory may not set them in `k3s_config`.
 const METIS_OWNED_K3S_KEYS: &[&str] = &[
     "node-name",
@@ -147,8 +184,8 @@ fn check_with(dir: &Path, require_sealed: bool) -> Checked {
         diags: Vec::new(),
     };
     let lab = cx.parse::<schema::LabFile>(Path::new("metis.yaml"));
-    let class_files = cx.parse_dir::<schema::ClassFile>("classes");
-    let node_files = cx.parse_dir::<schema::NodeFile>("nodes");
+    let (class_files, unparsed_classes) = cx.parse_dir::<schema::ClassFile>("classes");
+    let (node_files, _) = cx.parse_dir::<schema::NodeFile>("nodes");
 
     let mut inventory = None;
     if let Some((lab_file, lab_text)) = lab {
@@ -158,7 +195,14 @@ fn check_with(dir: &Path, require_sealed: bool) -> Checked {
             .iter()
             .filter_map(|(name, path, f)| cx.class(name, path, f).map(|c| (name.clone(), (c, f))))
             .collect();
-        let class_names: Vec<String> = class_files.iter().map(|(n, _, _)| n.clone()).collect();
+        // A class whose file exists is known even when it failed to parse:
+        // its own error says what is wrong, its nodes get no second one.
+        let mut class_names: Vec<String> = class_files
+            .iter()
+            .map(|(n, _, _)| n.clone())
+            .chain(unparsed_classes)
+            .collect();
+        class_names.sort();
         let mut nodes = BTreeMap::new();
         for (name, path, f) in &node_files {
             if let Some(node) = cx.node(name, path, f, &lab_file, &lab, &classes, &class_names) {
@@ -176,12 +220,16 @@ fn check_with(dir: &Path, require_sealed: bool) -> Checked {
             );
         }
         if cx.errors() == 0 {
-            inventory = Some(Inventory {
+            let inv = Inventory {
                 dir: dir.to_path_buf(),
                 lab,
                 classes: classes.into_iter().map(|(k, (c, _))| (k, c)).collect(),
                 nodes,
-            });
+            };
+            cx.renders(&inv);
+            if cx.errors() == 0 {
+                inventory = Some(inv);
+            }
         }
     }
     let mut diagnostics = cx.diags;
@@ -206,23 +254,24 @@ impl Cx {
             .count()
     }
 
-    fn err(&mut self, file: &Path, at: Pos, msg: impl Into<String>, hint: Option<String>) {
-        let mut d = Diagnostic::error(file, at, msg);
-        d.hint = hint;
-        self.diags.push(d);
+    /// Records an error; every error says how to fix it.
+    fn err(&mut self, file: &Path, at: Pos, msg: impl Into<String>, hint: impl Into<String>) {
+        self.diags.push(Diagnostic::error(file, at, msg).hint(hint));
     }
 
-    /// Checks a spanned value with a rule, recording an error at its position.
+    /// Checks a spanned value with a rule, recording an error at its
+    /// position with `hint`, what to write instead.
     fn rule<T, R>(
         &mut self,
         file: &Path,
         v: &S<T>,
+        hint: &str,
         f: impl FnOnce(&T) -> Result<R, String>,
     ) -> Option<R> {
         match f(&v.value) {
             Ok(r) => Some(r),
             Err(msg) => {
-                self.err(file, Pos::of(v), msg, None);
+                self.err(file, Pos::of(v), msg, hint);
                 None
             }
         }
@@ -234,12 +283,15 @@ impl Cx {
             Ok(t) => t,
             Err(e) => {
                 let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                    Some(format!(
+                    format!(
                         "is {} an inventory directory? It needs metis.yaml, classes/ and nodes/ (see docs/inventory.md)",
                         self.dir.display()
-                    ))
+                    )
                 } else {
-                    None
+                    format!(
+                        "make {} readable by this user",
+                        self.dir.join(rel).display()
+                    )
                 };
                 self.err(rel, Pos::FILE, format!("cannot read: {e}"), hint);
                 return None;
@@ -248,16 +300,18 @@ impl Cx {
         match serde_saphyr::from_str::<T>(&text) {
             Ok(v) => Some((v, text)),
             Err(e) => {
-                self.diags.push(from_yaml_error(rel, &e));
+                self.diags.push(from_yaml_error(rel, &text, &e));
                 None
             }
         }
     }
 
+    /// The parsed files of `sub/`, and the names of those that exist but did
+    /// not parse (their errors are recorded; they still exist for references).
     fn parse_dir<T: serde::de::DeserializeOwned>(
         &mut self,
         sub: &str,
-    ) -> Vec<(String, PathBuf, T)> {
+    ) -> (Vec<(String, PathBuf, T)>, Vec<String>) {
         let full = self.dir.join(sub);
         let entries = match std::fs::read_dir(&full) {
             Ok(rd) => rd,
@@ -266,9 +320,9 @@ impl Cx {
                     Path::new(sub),
                     Pos::FILE,
                     format!("cannot read directory: {e}"),
-                    Some(format!("create {sub}/ with one YAML file per entry")),
+                    format!("create {sub}/ with one YAML file per entry"),
                 );
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             }
         };
         let mut names: Vec<PathBuf> = entries
@@ -277,6 +331,7 @@ impl Cx {
             .collect();
         names.sort();
         let mut out = Vec::new();
+        let mut unparsed = Vec::new();
         for path in names {
             let rel = Path::new(sub).join(path.file_name().unwrap_or_default());
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -285,10 +340,7 @@ impl Cx {
                     &rel,
                     Pos::FILE,
                     "inventory files must end in .yaml",
-                    Some(format!(
-                        "rename it to {}",
-                        rel.with_extension("yaml").display()
-                    )),
+                    format!("rename it to {}", rel.with_extension("yaml").display()),
                 );
                 continue;
             }
@@ -305,15 +357,41 @@ impl Cx {
                     &rel,
                     Pos::FILE,
                     format!("file name is not a valid name: {e}"),
-                    Some("the file stem is the node/class name; rename the file".into()),
+                    "the file stem is the node/class name; rename the file",
                 );
                 continue;
             }
-            if let Some((v, _)) = self.parse::<T>(&rel) {
-                out.push((stem, rel, v));
+            match self.parse::<T>(&rel) {
+                Some((v, _)) => out.push((stem, rel, v)),
+                None => unparsed.push(stem),
             }
         }
-        out
+        (out, unparsed)
+    }
+
+    /// Every node must render: whatever the rules above miss but the render
+    /// refuses is still found here, at `check` time, not when a card is built.
+    fn renders(&mut self, inv: &Inventory) {
+        for node in inv.nodes.values() {
+            if let Err(e) = crate::render::render(inv, &node.name) {
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    message.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                self.err(
+                    &node.file,
+                    Pos::FILE,
+                    message,
+                    format!(
+                        "fix what it names in {} (or in metis.yaml or the node's class); `metis-build render {}` shows the same error",
+                        node.file.display(),
+                        node.name
+                    ),
+                );
+            }
+        }
     }
 
     /// Every node needs its sealed source `secrets/<node>.age`, and a lab with
@@ -329,7 +407,7 @@ impl Cx {
                     path,
                     Pos::FILE,
                     "a node cannot be named `cluster`: secrets/cluster.age holds the lab-wide secrets",
-                    Some("rename the node file".into()),
+                    "rename the node file",
                 );
                 continue;
             }
@@ -342,7 +420,7 @@ impl Cx {
                         "node `{name}` has no sealed secrets ({} is missing)",
                         sealed.display()
                     ),
-                    Some(hint.clone()),
+                    hint.clone(),
                 );
             }
         }
@@ -351,7 +429,7 @@ impl Cx {
                 Path::new("metis.yaml"),
                 Pos::FILE,
                 "the lab has no sealed cluster secrets (secrets/cluster.age is missing)",
-                Some(hint),
+                hint,
             );
         }
     }
@@ -388,7 +466,7 @@ impl Cx {
                 file,
                 Pos::of(&f.registry.host),
                 "registry host is empty",
-                Some("write `host: harbor.example.org` or `oci:/path/to/dir`".into()),
+                "write `host: harbor.example.org` or `oci:/path/to/dir`",
             );
         } else if !host.starts_with("oci:") {
             let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
@@ -400,13 +478,33 @@ impl Cx {
                     file,
                     Pos::of(&f.registry.host),
                     format!("`{host}` is not `host[:port]` nor `oci:DIR`"),
-                    None,
+                    "write the registry's host name or address with an optional port, e.g. `harbor.lab.example:443`, or `oci:DIR` for an OCI layout directory",
                 );
             }
         }
-        self.rule(file, &f.registry.prefix, |s| rules::repo_prefix(s));
+        self.rule(file, &f.registry.prefix, H_PREFIX, |s| {
+            rules::repo_prefix(s)
+        });
+        if let Some(ca) = &f.registry.ca_file {
+            if !self.dir.join(&ca.value).is_file() {
+                self.err(
+                    file,
+                    Pos::of(ca),
+                    format!("registry CA file `{}` does not exist", ca.value),
+                    format!(
+                        "put the registry's CA certificate (PEM) at {} (paths are relative to the inventory directory), or remove `ca_file:` if the registry's certificate is publicly trusted",
+                        self.dir.join(&ca.value).display()
+                    ),
+                );
+            }
+        }
         if f.signing.public_keys.is_empty() {
-            self.err(file, Pos::FILE, "signing.public_keys is empty", Some("name at least one cosign public key file (metis-build keys generate makes one)".into()));
+            self.err(
+                file,
+                Pos::FILE,
+                "signing.public_keys is empty",
+                "name at least one cosign public key file (metis-build keys generate makes one)",
+            );
         }
         for k in &f.signing.public_keys {
             if !self.dir.join(&k.value).is_file() {
@@ -414,7 +512,7 @@ impl Cx {
                     file,
                     Pos::of(k),
                     format!("public key file `{}` does not exist", k.value),
-                    Some("paths are relative to the inventory directory".into()),
+                    "paths are relative to the inventory directory",
                 );
             }
         }
@@ -440,14 +538,14 @@ impl Cx {
                 file,
                 Pos::FILE,
                 "operators.recipients is empty: nobody could decrypt a card's secrets",
-                Some("add the age public key (age1…) or SSH public key of each operator".into()),
+                "add the age public key (age1…) or SSH public key of each operator",
             );
         }
         for r in &f.operators.recipients {
-            self.rule(file, r, |s| rules::age_recipient(s));
+            self.rule(file, r, H_AGE, |s| rules::age_recipient(s));
         }
         if let Some(b) = &f.builder {
-            self.rule(file, &b.recipient, |s| rules::age_recipient(s));
+            self.rule(file, &b.recipient, H_AGE, |s| rules::age_recipient(s));
         }
         if !is_test_registry(&host) {
             let demo = self.demo_recipients();
@@ -471,13 +569,18 @@ impl Cx {
             }
         }
         if f.cluster.servers.is_empty() {
-            self.err(file, Pos::FILE, "cluster.servers is empty", Some("list the join URL of the live servers (or the VIP), e.g. `https://10.0.0.10:6443`".into()));
+            self.err(
+                file,
+                Pos::FILE,
+                "cluster.servers is empty",
+                "list the join URL of the live servers (or the VIP), e.g. `https://10.0.0.10:6443`",
+            );
         }
         for s in &f.cluster.servers {
-            self.rule(file, s, |s| rules::server_url(s));
+            self.rule(file, s, H_SERVER, |s| rules::server_url(s));
         }
         let version = self
-            .rule(file, &f.cluster.k3s_version, |s| {
+            .rule(file, &f.cluster.k3s_version, H_K3S_VERSION, |s| {
                 K3sVersion::parse(s)
                     .ok_or_else(|| format!("`{s}` is not a k3s version; write it as `v1.32.4+k3s1` (the version the golden images carry)"))
             })
@@ -487,7 +590,7 @@ impl Cx {
                 patch: 0,
                 k3s: 1,
             });
-        self.rule(file, &f.cluster.domain, |s| rules::dns_name(s));
+        self.rule(file, &f.cluster.domain, H_DOMAIN, |s| rules::dns_name(s));
         self.settings_rules(file, &f.defaults);
         Lab {
             registry: Registry {
@@ -534,7 +637,7 @@ impl Cx {
             file,
             Pos::of(v),
             format!("unknown {what} `{}`", v.value),
-            Some(hint),
+            hint,
         );
         None
     }
@@ -552,7 +655,7 @@ impl Cx {
                 file,
                 Pos::FILE,
                 "golden must name exactly one of `oci`, `path` or `url`",
-                Some("pin the class's golden image once, by digest".into()),
+                "pin the class's golden image once, by digest",
             );
             None
         } else if let Some(oci) = &g.oci {
@@ -565,7 +668,7 @@ impl Cx {
                     file,
                     Pos::of(oci),
                     format!("`{}` is not pinned by digest", oci.value),
-                    Some("write it as `registry/repo@sha256:<64 hex>`; tags can move".into()),
+                    "write it as `registry/repo@sha256:<64 hex>`; tags can move",
                 );
             }
             Some(Golden::Oci {
@@ -574,16 +677,14 @@ impl Cx {
         } else {
             let sha = match &g.sha256 {
                 Some(s) => self
-                    .rule(file, s, |v| rules::sha256_hex(v))
+                    .rule(file, s, H_SHA, |v| rules::sha256_hex(v))
                     .map(|_| s.value.clone()),
                 None => {
                     self.err(
                         file,
                         Pos::FILE,
                         "golden image has no `sha256`",
-                        Some(
-                            "add `sha256:` with the image file's digest (`sha256sum FILE`)".into(),
-                        ),
+                        "add `sha256:` with the image file's digest (`sha256sum FILE`)",
                     );
                     None
                 }
@@ -599,7 +700,7 @@ impl Cx {
                             file,
                             Pos::of(u),
                             format!("`{}` is not an http(s) URL", u.value),
-                            None,
+                            "write the image's download URL starting with `https://`",
                         );
                     }
                     Some(Golden::Url {
@@ -617,10 +718,20 @@ impl Cx {
             None => Some(SeedFilesystem::Vfat),
         };
         if f.seed.label.value.is_empty() {
-            self.err(file, Pos::of(&f.seed.label), "seed label is empty", Some("Ubuntu for Raspberry Pi: system-boot; Armbian: armbi_boot; cloud images: CIDATA".into()));
+            self.err(
+                file,
+                Pos::of(&f.seed.label),
+                "seed label is empty",
+                "Ubuntu for Raspberry Pi: system-boot; Armbian: armbi_boot; cloud images: CIDATA",
+            );
         }
         if f.root.label.value.is_empty() {
-            self.err(file, Pos::of(&f.root.label), "root label is empty", None);
+            self.err(
+                file,
+                Pos::of(&f.root.label),
+                "root label is empty",
+                "write the golden image's root filesystem label (Ubuntu for Raspberry Pi: writable; Armbian: armbi_root; cloud images: rootfs); `blkid` on the image shows it",
+            );
         }
         self.settings_rules(file, &f.defaults);
         Some(Class {
@@ -648,7 +759,7 @@ impl Cx {
 
     fn settings_rules(&mut self, file: &Path, s: &schema::SettingsFile) {
         if let Some(tz) = &s.timezone {
-            self.rule(file, tz, |v| {
+            self.rule(file, tz, H_TZ, |v| {
                 if v.is_empty() || v.contains(char::is_whitespace) || v.contains("..") {
                     Err(format!(
                         "`{v}` is not a time zone such as `Europe/Berlin` or `Etc/UTC`"
@@ -659,28 +770,28 @@ impl Cx {
             });
         }
         for d in s.dns.iter().flatten() {
-            self.rule(file, d, |v| rules::ip(v));
+            self.rule(file, d, H_DNS, |v| rules::ip(v));
         }
         for d in s.search.iter().flatten() {
-            self.rule(file, d, |v| rules::dns_name(v));
+            self.rule(file, d, H_SEARCH, |v| rules::dns_name(v));
         }
         if let Some(j) = &s.journald {
             for v in [&j.system_max_use, &j.system_keep_free]
                 .into_iter()
                 .flatten()
             {
-                self.rule(file, v, |v| rules::journald_size(v));
+                self.rule(file, v, H_JSIZE, |v| rules::journald_size(v));
             }
             if let Some(v) = &j.max_retention {
-                self.rule(file, v, |v| rules::time_span(v));
+                self.rule(file, v, H_SPAN, |v| rules::time_span(v));
             }
         }
         if let Some(k) = &s.kubelet {
             if let Some(v) = &k.container_log_max_size {
-                self.rule(file, v, |v| rules::log_size(v));
+                self.rule(file, v, H_LOGSIZE, |v| rules::log_size(v));
             }
             if let Some(v) = &k.container_log_max_files {
-                self.rule(file, v, |v| {
+                self.rule(file, v, H_LOG_FILES, |v| {
                     if *v >= 2 {
                         Ok(())
                     } else {
@@ -694,7 +805,7 @@ impl Cx {
                 .into_iter()
                 .flatten()
             {
-                self.rule(file, v, |v| {
+                self.rule(file, v, H_PERCENT, |v| {
                     if *v <= 100 {
                         Ok(())
                     } else {
@@ -711,14 +822,14 @@ impl Cx {
                     format!(
                         "k3s_config may not set `{key}`: Metis writes it from the node's inventory"
                     ),
-                    Some("use the node's k3s/network/kubelet settings instead".into()),
+                    "use the node's k3s/network/kubelet settings instead",
                 );
             }
         }
         for u in s.users.iter().flatten() {
-            self.rule(file, &u.name, |v| rules::user_name(v));
+            self.rule(file, &u.name, H_USER, |v| rules::user_name(v));
             for k in &u.ssh_authorized_keys {
-                self.rule(file, k, |v| rules::ssh_public_key(v));
+                self.rule(file, k, H_SSH, |v| rules::ssh_public_key(v));
             }
         }
         let mut seen = HashMap::new();
@@ -731,7 +842,7 @@ impl Cx {
                         "user `{}` is listed twice (first at line {})",
                         u.name.value, prev.line
                     ),
-                    None,
+                    "keep one entry per user; merge their keys and groups into it",
                 );
             }
         }
@@ -762,7 +873,7 @@ impl Cx {
                         file,
                         Pos::of(&f.class),
                         format!("unknown class `{}`", f.class.value),
-                        Some(hint),
+                        hint,
                     );
                 }
                 None
@@ -770,7 +881,7 @@ impl Cx {
         };
         let hostname = match &f.hostname {
             Some(h) => {
-                self.rule(file, h, |v| rules::dns_label(v));
+                self.rule(file, h, H_HOST, |v| rules::dns_label(v));
                 h.value.clone()
             }
             None => name.to_string(),
@@ -789,7 +900,7 @@ impl Cx {
                     "image GC low threshold ({}) must be below the high threshold ({}) after merging defaults",
                     settings.kubelet.image_gc_low_threshold, settings.kubelet.image_gc_high_threshold
                 ),
-                Some("set kubelet.image_gc_low_threshold below image_gc_high_threshold".into()),
+                "set kubelet.image_gc_low_threshold below image_gc_high_threshold",
             );
         }
 
@@ -800,19 +911,19 @@ impl Cx {
                 file,
                 Pos::FILE,
                 "network.interfaces is empty",
-                Some("add at least one interface with its `mac:` and `addresses:`".into()),
+                "add at least one interface with its `mac:` and `addresses:`",
             );
         }
         let mut names_seen: HashMap<String, u64> = HashMap::new();
         for (i, iface) in f.network.interfaces.iter().enumerate() {
-            let mac = self.rule(file, &iface.mac, |v| rules::mac(v));
+            let mac = self.rule(file, &iface.mac, H_MAC, |v| rules::mac(v));
             let ifname = iface
                 .name
                 .as_ref()
                 .map(|n| n.value.clone())
                 .unwrap_or_else(|| format!("eth{i}"));
             if let Some(n) = &iface.name {
-                self.rule(file, n, |v| {
+                self.rule(file, n, H_IFNAME, |v| {
                     let ok = !v.is_empty()
                         && v.len() <= 15
                         && v.bytes()
@@ -832,25 +943,25 @@ impl Cx {
                     file,
                     Pos::of(&iface.mac),
                     format!("two interfaces are named `{ifname}` (the other at line {prev})"),
-                    Some("give each interface its own `name:`".into()),
+                    "give each interface its own `name:`",
                 );
             }
             let addresses: Vec<IpCidr> = iface
                 .addresses
                 .iter()
-                .filter_map(|a| self.rule(file, a, |v| rules::cidr(v)))
+                .filter_map(|a| self.rule(file, a, H_CIDR, |v| rules::cidr(v)))
                 .collect();
             if !iface.dhcp && iface.addresses.is_empty() {
-                self.err(file, Pos::of(&iface.mac), format!("interface `{ifname}` has no addresses and no `dhcp: true`"), Some("a recovery card needs the node's static address: add `addresses: [10.x.y.z/24]`".into()));
+                self.err(file, Pos::of(&iface.mac), format!("interface `{ifname}` has no addresses and no `dhcp: true`"), "a recovery card needs the node's static address: add `addresses: [10.x.y.z/24]`");
             }
             let gateway4 = iface.gateway.as_ref().and_then(|g| {
-                let ip = self.rule(file, g, |v| rules::ip(v))?;
+                let ip = self.rule(file, g, H_GATEWAY, |v| rules::ip(v))?;
                 if !ip.is_ipv4() {
                     self.err(
                         file,
                         Pos::of(g),
-                        "`gateway` must be IPv4; use `gateway6` for IPv6",
-                        None,
+                        "`gateway` must be IPv4",
+                        "move an IPv6 gateway to `gateway6:`, and write the IPv4 gateway as `gateway: a.b.c.d`",
                     );
                 } else if !addresses.is_empty()
                     && !addresses.iter().any(|a| rules::in_subnet(a, &ip))
@@ -859,22 +970,27 @@ impl Cx {
                         file,
                         Pos::of(g),
                         format!("gateway {ip} is not in the subnet of any address of `{ifname}`"),
-                        Some("check the gateway and the addresses' prefix lengths".into()),
+                        "check the gateway and the addresses' prefix lengths",
                     );
                 }
                 Some(ip)
             });
             let gateway6 = iface.gateway6.as_ref().and_then(|g| {
-                let ip = self.rule(file, g, |v| rules::ip(v))?;
+                let ip = self.rule(file, g, H_GATEWAY6, |v| rules::ip(v))?;
                 if !ip.is_ipv6() {
-                    self.err(file, Pos::of(g), "`gateway6` must be IPv6", None);
+                    self.err(
+                        file,
+                        Pos::of(g),
+                        "`gateway6` must be IPv6",
+                        "move an IPv4 gateway to `gateway:`, and write the IPv6 gateway as `gateway6: fd00::1` (or a link-local `fe80::1`)",
+                    );
                 }
                 Some(ip)
             });
             let dns: Vec<IpAddr> = match &iface.dns {
                 Some(list) => list
                     .iter()
-                    .filter_map(|d| self.rule(file, d, |v| rules::ip(v)))
+                    .filter_map(|d| self.rule(file, d, H_DNS, |v| rules::ip(v)))
                     .collect(),
                 None => settings.dns.clone(),
             };
@@ -882,7 +998,7 @@ impl Cx {
                 Some(list) => list
                     .iter()
                     .filter_map(|d| {
-                        self.rule(file, d, |v| rules::dns_name(v))
+                        self.rule(file, d, H_SEARCH, |v| rules::dns_name(v))
                             .map(|_| d.value.clone())
                     })
                     .collect(),
@@ -905,7 +1021,7 @@ impl Cx {
         let (role, labels, taints) = match &f.k3s {
             None => {
                 if class.is_some() && class_runs_k3s {
-                    self.err(file, Pos::of(&f.class), format!("class `{}` runs k3s but the node has no `k3s:` section", f.class.value), Some("add `k3s: {role: agent}` (or server, or none for a node that stays out of the cluster)".into()));
+                    self.err(file, Pos::of(&f.class), format!("class `{}` runs k3s but the node has no `k3s:` section", f.class.value), "add `k3s: {role: agent}` (or server, or none for a node that stays out of the cluster)");
                 }
                 (Some(Role::None), Vec::new(), Vec::new())
             }
@@ -926,47 +1042,69 @@ impl Cx {
                                 "role `{r}` on class `{}`, whose golden image does not carry k3s",
                                 f.class.value
                             ),
-                            Some("use `role: none`, or a class with `k3s: true`".into()),
+                            "use `role: none`, or a class with `k3s: true`",
                         );
                     }
                 }
                 let mut label_keys: HashMap<String, u64> = HashMap::new();
                 let mut labels = Vec::new();
                 for l in &k.labels {
-                    if let Some(key) = self.rule(file, l, |v| rules::node_label(v)) {
+                    if let Some(key) = self.rule(file, l, H_LABEL, |v| rules::node_label(v)) {
                         if let Some(prev) = label_keys.insert(key.clone(), Pos::of(l).line) {
                             self.err(
                                 file,
                                 Pos::of(l),
                                 format!("label key `{key}` is set twice (also at line {prev})"),
-                                None,
+                                "keep one of them; a node has one value per label key",
                             );
                         }
                         labels.push(l.value.clone());
                     }
                 }
-                let mut taints = Vec::new();
+                let mut taints: Vec<Taint> = Vec::new();
+                let mut taint_lines: Vec<u64> = Vec::new();
                 for t in &k.taints {
-                    if let Some(taint) = self.rule(file, t, |v| rules::taint(v)) {
+                    if let Some(taint) = self.rule(file, t, H_TAINT, |v| rules::taint(v)) {
+                        // Kubernetes refuses a node whose taints repeat a key
+                        // and effect pair, whatever the values.
+                        if let Some(i) = taints
+                            .iter()
+                            .position(|o| o.key == taint.key && o.effect == taint.effect)
+                        {
+                            self.err(
+                                file,
+                                Pos::of(t),
+                                format!(
+                                    "taint key `{}` with effect {} is set twice (also at line {}); Kubernetes allows one taint per key and effect",
+                                    taint.key, taint.effect.as_str(), taint_lines[i]
+                                ),
+                                "keep one of them",
+                            );
+                            continue;
+                        }
                         taints.push(taint);
+                        taint_lines.push(Pos::of(t).line);
                     }
                 }
                 if role == Some(Role::None) {
                     if let Some(t) = k.taints.first() {
-                        self.err(file, Pos::of(t), "taints on a node with role `none`: it never registers with k3s, so they would never apply", Some("remove the taints or give the node a role".into()));
+                        self.err(file, Pos::of(t), "taints on a node with role `none`: it never registers with k3s, so they would never apply", "remove the taints or give the node a role");
                     }
                     if let Some(l) = k.labels.first() {
-                        self.err(file, Pos::of(l), "labels on a node with role `none`: it never registers with k3s, so they would never apply", Some("remove the labels or give the node a role".into()));
+                        self.err(file, Pos::of(l), "labels on a node with role `none`: it never registers with k3s, so they would never apply", "remove the labels or give the node a role");
                     }
                 }
-                if role == Some(Role::Server) {
-                    // A recovery card must join a live server; never start a new cluster.
+                if let Some(r @ (Role::Server | Role::Agent)) = role {
+                    // A recovery card must join a live server; never start a
+                    // new cluster. The render picks the first URL that is not
+                    // the node's own (render::k3s::join_url), by the same names.
                     let own: Vec<String> = interfaces
                         .iter()
                         .flat_map(|i| i.addresses.iter().map(|a| a.addr.to_string()))
                         .chain([
                             hostname.clone(),
                             format!("{hostname}.{}", lab.cluster.domain),
+                            name.to_string(),
                         ])
                         .collect();
                     let others = lab
@@ -980,8 +1118,8 @@ impl Cx {
                         self.err(
                             file,
                             Pos::of(&k.role),
-                            format!("server `{name}` would join itself: every cluster.servers URL in metis.yaml points at this node"),
-                            Some("a recovery card joins a live server and never runs cluster-init; list another server's URL or a VIP in metis.yaml cluster.servers".into()),
+                            format!("{r} `{name}` would join itself: every cluster.servers URL in metis.yaml points at this node"),
+                            "a recovery card joins a live server and never runs cluster-init; list another server's URL or a VIP in metis.yaml cluster.servers",
                         );
                     }
                 }
@@ -996,10 +1134,10 @@ impl Cx {
             let at = Pos::of(d);
             let d = &d.value;
             let uuid = match &d.uuid {
-                Some(u) => self.rule(file, u, |v| rules::fs_uuid(v)),
+                Some(u) => self.rule(file, u, H_UUID, |v| rules::fs_uuid(v)),
                 None => {
                     let what = if d.longhorn { "Longhorn disk" } else { "disk" };
-                    self.err(file, at, format!("{what} has no `uuid`"), Some("disks are mounted by filesystem UUID so a renamed device cannot be mounted in its place; take it from `blkid` on the node".into()));
+                    self.err(file, at, format!("{what} has no `uuid`"), "disks are mounted by filesystem UUID so a renamed device cannot be mounted in its place; take it from `blkid` on the node");
                     None
                 }
             };
@@ -1013,7 +1151,20 @@ impl Cx {
                                 "mount point `{}` must be an absolute path other than /",
                                 m.value
                             ),
-                            None,
+                            "write the full path without `..`, e.g. `mount: /var/lib/longhorn`",
+                        );
+                    }
+                    if m.value
+                        .contains(|c: char| c.is_whitespace() || c.is_control() || c == '\\')
+                    {
+                        self.err(
+                            file,
+                            Pos::of(m),
+                            format!(
+                                "mount point `{}` contains whitespace or a backslash, which fstab cannot hold as written",
+                                m.value
+                            ),
+                            "choose a mount point without spaces or backslashes, e.g. `/var/lib/longhorn-2`",
                         );
                     }
                     if let Some(prev) = mounts.insert(m.value.clone(), Pos::of(m).line) {
@@ -1024,7 +1175,7 @@ impl Cx {
                                 "mount point `{}` is used twice (also at line {prev})",
                                 m.value
                             ),
-                            None,
+                            "give each disk its own mount point, e.g. `/var/lib/longhorn-2`",
                         );
                     }
                     Some(m.value.clone())
@@ -1034,11 +1185,22 @@ impl Cx {
                         file,
                         at,
                         "disk has no `mount` point",
-                        Some("add `mount: /var/lib/longhorn` (or where it belongs)".into()),
+                        "add `mount: /var/lib/longhorn` (or where it belongs)",
                     );
                     None
                 }
             };
+            if let Some(bad) = d.options.iter().find(|o| {
+                o.is_empty()
+                    || o.contains(|c: char| c.is_whitespace() || c.is_control() || c == '\\')
+            }) {
+                self.err(
+                    file,
+                    at,
+                    format!("mount option `{bad}` is empty or contains whitespace or a backslash, which fstab cannot hold as written"),
+                    "write each option as its own list item without spaces, e.g. `options: [noatime, discard]`",
+                );
+            }
             let filesystem = match &d.filesystem {
                 Some(fs) => self
                     .one_of(file, fs, "filesystem", &["ext4", "xfs", "btrfs"])
@@ -1065,20 +1227,31 @@ impl Cx {
                         file,
                         Pos::of(&hf.path),
                         format!("hook file path `{}` must be absolute", hf.path.value),
-                        None,
+                        format!(
+                            "write the full path on the node, e.g. `/{}`",
+                            hf.path.value.trim_start_matches("./")
+                        ),
+                    );
+                }
+                if crate::render::paths::is_metis_owned(&hf.path.value) {
+                    self.err(
+                        file,
+                        Pos::of(&hf.path),
+                        format!("hook file `{}` would replace a file Metis writes itself", hf.path.value),
+                        "set what it holds through the inventory instead (k3s, network, kubelet, journald, disks); to add to it, write a drop-in next to it, e.g. /etc/rancher/k3s/config.yaml.d/50-hook.yaml",
                     );
                 }
                 let source = match (&hf.content, &hf.secret) {
                     (Some(c), None) => Some(HookFileSource::Content(c.clone())),
                     (None, Some(s)) => Some(HookFileSource::Secret(s.value.clone())),
                     _ => {
-                        self.err(file, Pos::of(&hf.path), "hook file needs exactly one of `content` or `secret`", Some("`content:` for inline text, `secret: KEY` for a value of the node's sealed secrets".into()));
+                        self.err(file, Pos::of(&hf.path), "hook file needs exactly one of `content` or `secret`", "`content:` for inline text, `secret: KEY` for a value of the node's sealed secrets");
                         None
                     }
                 };
                 let default_mode = if hf.secret.is_some() { "0600" } else { "0644" };
                 let mode = match &hf.mode {
-                    Some(m) => self.rule(file, m, |v| rules::file_mode(v)),
+                    Some(m) => self.rule(file, m, H_MODE, |v| rules::file_mode(v)),
                     None => Some(default_mode.to_string()),
                 };
                 let owner = hf
@@ -1097,7 +1270,12 @@ impl Cx {
             }
             for c in &h.commands {
                 if c.value.trim().is_empty() {
-                    self.err(file, Pos::of(c), "empty hook command", None);
+                    self.err(
+                        file,
+                        Pos::of(c),
+                        "empty hook command",
+                        "remove the empty entry from `hooks.commands`",
+                    );
                 } else {
                     hooks.commands.push(c.value.clone());
                 }
@@ -1142,7 +1320,7 @@ impl Cx {
                         pf.display(),
                         pp.line
                     ),
-                    Some(format!("every node needs its own {what}")),
+                    format!("every node needs its own {what}"),
                 );
             }
         };

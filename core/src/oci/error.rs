@@ -161,9 +161,11 @@ pub enum OciError {
     /// Offline, and the artifact is not in the cache.
     #[error(
         "{repository}:{tag} is not in the cache {cache}; pull it while online \
-         (`metis-flash pull NODE`) or copy a cache from another machine"
+         ({command}) or copy a cache from another machine"
     )]
     NotCached {
+        /// The command that caches it, e.g. `` `metis-flash pull titan-db` ``.
+        command: String,
         /// Repository.
         repository: String,
         /// Tag.

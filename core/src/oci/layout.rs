@@ -251,6 +251,28 @@ impl Layout {
         self.write_index(&index)
     }
 
+    /// Drops every tag of `repository`; returns how many distinct manifests
+    /// they named. Blobs stay until [`Layout::prune`].
+    pub fn remove_repository(&self, repository: &str) -> Result<usize, OciError> {
+        let _guard = self.index_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut index = self.read_index()?;
+        let prefix = format!("{repository}:");
+        let mut removed = BTreeSet::new();
+        index.manifests.retain(|d| {
+            let ours = d
+                .annotations
+                .get(REF_NAME)
+                .and_then(|n| n.strip_prefix(&prefix))
+                .is_some_and(|tag| !tag.contains(':') && !tag.contains('/'));
+            if ours {
+                removed.insert(d.digest.clone());
+            }
+            !ours
+        });
+        self.write_index(&index)?;
+        Ok(removed.len())
+    }
+
     /// Every tag in the layout.
     pub fn refs(&self) -> Result<Vec<LayoutRef>, OciError> {
         Ok(self

@@ -27,6 +27,7 @@ pub use manifest::{
 };
 pub use publish::{publish_artifact, publish_node_artifact, LayerFile, Published};
 pub use pull::{age_of, cache_dir, cached, pull_into, PullOptions, Pulled, ENV_CACHE};
+pub(crate) use registry::retry;
 pub use registry::{BlobStream, Progress, ProgressEvent, Registry, RegistryOptions};
 pub use remote::{is_loopback, Counters, Remote};
 

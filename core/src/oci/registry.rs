@@ -224,6 +224,35 @@ impl Registry {
         }
     }
 
+    /// Deletes every tagged manifest of `repository` (and so its tags);
+    /// returns how many manifests. A layout also drops the blobs nothing else
+    /// needs; a remote registry frees them in its garbage collection.
+    pub async fn delete_repository_manifests(&self, repository: &str) -> Result<usize, OciError> {
+        match self {
+            Registry::Remote(r) => {
+                let mut digests = std::collections::BTreeSet::new();
+                for tag in r.list_tags(repository).await? {
+                    match r.pull_manifest_raw(repository, &tag).await {
+                        Ok((_, digest)) => {
+                            digests.insert(digest);
+                        }
+                        Err(OciError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                for digest in &digests {
+                    retry(4, || r.delete_manifest(repository, digest)).await?;
+                }
+                Ok(digests.len())
+            }
+            Registry::Layout(l) => {
+                let n = l.remove_repository(repository)?;
+                l.prune()?;
+                Ok(n)
+            }
+        }
+    }
+
     /// Streams blob `digest` from byte `offset` on.
     pub async fn open_blob(
         &self,

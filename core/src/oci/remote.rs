@@ -411,6 +411,23 @@ impl Remote {
         repository: &str,
         from: &str,
     ) -> Result<Option<String>, OciError> {
+        self.scoped_token(
+            repository,
+            &[
+                format!("repository:{repository}:pull,push"),
+                format!("repository:{from}:pull"),
+            ],
+        )
+        .await
+    }
+
+    /// A Bearer token for `scopes` (`repository:NAME:ACTIONS`), when the
+    /// registry uses Bearer tokens; `None` when it does not.
+    async fn scoped_token(
+        &self,
+        repository: &str,
+        scopes: &[String],
+    ) -> Result<Option<String>, OciError> {
         let res = self
             .http
             .get(self.url(""))
@@ -433,13 +450,10 @@ impl Remote {
         else {
             return Ok(None);
         };
-        let mut query = vec![
-            (
-                "scope".to_owned(),
-                format!("repository:{repository}:pull,push"),
-            ),
-            ("scope".to_owned(), format!("repository:{from}:pull")),
-        ];
+        let mut query: Vec<(String, String)> = scopes
+            .iter()
+            .map(|s| ("scope".to_owned(), s.clone()))
+            .collect();
         if let Some((_, service)) = challenge.iter().find(|(k, _)| k == "service") {
             query.push(("service".to_owned(), service.clone()));
         }
@@ -599,6 +613,78 @@ impl Remote {
             .await
             .map_err(|e| self.map_oci(e, repository, &format!("pushing manifest {reference}")))?;
         Ok(())
+    }
+
+    /// Every tag of `repository` (none when the repository does not exist).
+    pub async fn list_tags(&self, repository: &str) -> Result<Vec<String>, OciError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let header = self.authorization(repository, false).await?;
+        let mut tags = Vec::new();
+        let mut next = Some(self.url(&format!("{repository}/tags/list?n=1000")));
+        while let Some(url) = next.take() {
+            let res = Self::with_auth(self.http.get(&url), header.clone())
+                .send()
+                .await
+                .map_err(|e| self.map_reqwest(&e))?;
+            match res.status().as_u16() {
+                200 => {}
+                404 => return Ok(tags),
+                s => {
+                    let text = res.text().await.unwrap_or_default();
+                    return Err(self.status_error(repository, "listing tags", s, text));
+                }
+            }
+            // RFC 5988 paging: `Link: </v2/…/tags/list?last=…&n=…>; rel="next"`.
+            next = res
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.split_once('<')?.1.split_once('>'))
+                .map(|(link, _)| self.absolute(link));
+            let page: TagList = res.json().await.map_err(|e| self.map_reqwest(&e))?;
+            tags.extend(page.tags.unwrap_or_default());
+        }
+        Ok(tags)
+    }
+
+    /// Deletes manifest `digest` of `repository`, and with it every tag
+    /// naming it. A docker-registry needs `storage: delete: enabled: true`;
+    /// Harbor a robot with the delete permission.
+    pub async fn delete_manifest(&self, repository: &str, digest: &str) -> Result<(), OciError> {
+        let header = match self
+            .scoped_token(repository, &[format!("repository:{repository}:delete")])
+            .await?
+        {
+            Some(token) => Some(format!("Bearer {token}")),
+            None => self.authorization(repository, true).await?,
+        };
+        let res = Self::with_auth(
+            self.http
+                .delete(self.url(&format!("{repository}/manifests/{digest}"))),
+            header,
+        )
+        .send()
+        .await
+        .map_err(|e| self.map_reqwest(&e))?;
+        match res.status().as_u16() {
+            200 | 202 | 404 => Ok(()),
+            405 => Err(OciError::Registry {
+                registry: self.host.clone(),
+                repository: repository.to_owned(),
+                action: format!("deleting manifest {digest}"),
+                status: 405,
+                message: "the registry does not allow deletes; a docker-registry needs \
+                          `storage: delete: enabled: true` in its config"
+                    .into(),
+            }),
+            s => {
+                let text = res.text().await.unwrap_or_default();
+                Err(self.status_error(repository, &format!("deleting manifest {digest}"), s, text))
+            }
+        }
     }
 
     /// Fetches the manifest `reference` (tag or digest): its bytes and digest.

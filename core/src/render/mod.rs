@@ -93,6 +93,13 @@ pub mod paths {
     /// at build time; Ubuntu and Armbian, whose seed is the boot partition).
     pub const CLOUD_INIT_LOCAL_DROPIN: &str =
         "/etc/systemd/system/cloud-init-local.service.d/60-metis-seed.conf";
+    /// armbianEnv.txt as the node sees it (Armbian mounts its boot partition
+    /// at /boot).
+    pub const ARMBIAN_BOOT_ENV: &str = "/boot/armbianEnv.txt";
+    /// Puts the node's `ethaddr` back after armbian-firstrun randomised it
+    /// (written at build time; Armbian).
+    pub const ARMBIAN_FIRSTRUN_DROPIN: &str =
+        "/etc/systemd/system/armbian-firstrun.service.d/60-metis-mac.conf";
     /// Armbian's first-run settings.
     pub const ARMBIAN_FIRSTRUN: &str = "/etc/default/armbian-firstrun";
     /// The journal tag (`SYSLOG_IDENTIFIER`) of every bootstrap message.
@@ -106,6 +113,48 @@ pub mod paths {
     /// The k3s unit's drop-in holding `RequiresMountsFor=` the Longhorn disks.
     pub fn k3s_unit_dropin(unit: &str) -> String {
         format!("/etc/systemd/system/{unit}.d/60-metis-longhorn.conf")
+    }
+
+    /// Whether Metis writes `path` on the node itself, so a hook file may not
+    /// take it over (`metis-build check` refuses such a hook).
+    pub fn is_metis_owned(path: &str) -> bool {
+        // The path as the node resolves it: `//`, `.` and `..` folded.
+        let mut parts: Vec<&str> = Vec::new();
+        for part in path.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                p => parts.push(p),
+            }
+        }
+        let path = format!("/{}", parts.join("/"));
+        let path = path.as_str();
+        [
+            K3S_CONFIG,
+            K3S_TOKEN,
+            NODE_PASSWORD,
+            REGISTRIES,
+            REGISTRY_CA,
+            KUBELET_DROPIN,
+            JOURNALD_DROPIN,
+            NODE_ENV,
+            FSTAB,
+            K3S_PHASE,
+            STATUS,
+            MACHINE_ID,
+            CLOUD_INIT_LOCAL_DROPIN,
+            ARMBIAN_FIRSTRUN_DROPIN,
+            ARMBIAN_FIRSTRUN,
+        ]
+        .contains(&path)
+            || path == k3s_unit_dropin("k3s.service")
+            || path == k3s_unit_dropin("k3s-agent.service")
+            || path == HOOKS_DIR
+            || path.starts_with(&format!("{HOOKS_DIR}/"))
+            || path.starts_with("/etc/ssh/ssh_host_")
+            || path.starts_with("/var/lib/metis/")
     }
 }
 
@@ -249,31 +298,6 @@ fn longhorn_mounts(node: &Node) -> Vec<&str> {
         .collect()
 }
 
-/// Paths only Metis writes; a hook file may not take one of them over.
-fn metis_owned(path: &str) -> bool {
-    [
-        paths::K3S_CONFIG,
-        paths::K3S_TOKEN,
-        paths::NODE_PASSWORD,
-        paths::REGISTRIES,
-        paths::REGISTRY_CA,
-        paths::KUBELET_DROPIN,
-        paths::JOURNALD_DROPIN,
-        paths::NODE_ENV,
-        paths::FSTAB,
-        paths::K3S_PHASE,
-        paths::STATUS,
-        paths::MACHINE_ID,
-        paths::CLOUD_INIT_LOCAL_DROPIN,
-    ]
-    .contains(&path)
-        || path == paths::k3s_unit_dropin("k3s.service")
-        || path == paths::k3s_unit_dropin("k3s-agent.service")
-        || path.starts_with(paths::HOOKS_DIR)
-        || path.starts_with("/etc/ssh/ssh_host_")
-        || path.starts_with("/var/lib/metis/")
-}
-
 /// Renders node `node` of `inv`.
 pub fn render(inv: &Inventory, node: &str) -> Result<Rendered, RenderError> {
     let node = find_node(inv, node)?;
@@ -330,7 +354,7 @@ pub fn render(inv: &Inventory, node: &str) -> Result<Rendered, RenderError> {
         add(&path, script, "0755");
     }
     for hf in &node.hooks.files {
-        if metis_owned(&hf.path) {
+        if paths::is_metis_owned(&hf.path) {
             return Err(unrenderable(format!(
                 "hook file {} would replace a file Metis writes itself",
                 hf.path

@@ -16,9 +16,52 @@ pub(super) fn root_files(class: &Class, node: &Node) -> Vec<RootFile> {
         // builder/tests/boot_chain.rs; cloud-init issue #6614). nofail data
         // disks are not ordered before local-fs.target, so a missing disk
         // does not hold this up.
-        Os::Ubuntu | Os::Armbian => vec![cloud_init_local_dropin(&node.name)],
+        Os::Ubuntu => vec![cloud_init_local_dropin(&node.name)],
+        Os::Armbian => std::iter::once(cloud_init_local_dropin(&node.name))
+            .chain(armbian_firstrun_dropin(node))
+            .collect(),
         Os::Debian => Vec::new(),
     }
+}
+
+/// The MAC Armbian's boot loader gives the first interface (`ethaddr` in
+/// armbianEnv.txt): the node's own, the one network-config matches.
+fn armbian_ethaddr(node: &Node) -> Option<String> {
+    node.interfaces.first().map(|i| i.mac.to_ascii_lowercase())
+}
+
+/// The drop-in that puts the node's `ethaddr` back after armbian-firstrun.
+///
+/// armbian-firstrun (armbian/build,
+/// packages/bsp/common/usr/lib/armbian/armbian-firstrun) rewrites every
+/// `^ethaddr=` line of /boot/armbianEnv.txt with a random MAC whenever the
+/// file exists; no setting in /etc/default/armbian-firstrun turns that off.
+/// U-Boot reads the file at the next boot, so without this the node would come
+/// back from its first reboot with a random MAC and network-config's
+/// match-by-MAC would miss. The unit is `Type=simple`, which would start a
+/// post command beside the script instead of after it: as `oneshot` without
+/// `RemainAfterExit`, `ExecStopPost=` runs as soon as the script ends, whether
+/// it succeeded or failed. The rest of first-run (locale, console, Bluetooth
+/// tweaks) still runs. core/tests/fixtures/armbian-firstrun-mac.bash runs the
+/// real script's lines against it.
+fn armbian_firstrun_dropin(node: &Node) -> Option<RootFile> {
+    let mac = armbian_ethaddr(node)?;
+    Some(RootFile {
+        path: paths::ARMBIAN_FIRSTRUN_DROPIN.into(),
+        content: format!(
+            "# Rendered by Metis for node {node}: armbian-firstrun writes a random\n\
+             # ethaddr into /boot/armbianEnv.txt; put the node's MAC back as soon as\n\
+             # it ends, so every later boot keeps the MAC network-config matches.\n\
+             [Service]\n\
+             Type=oneshot\n\
+             RemainAfterExit=no\n\
+             ExecStopPost=-/bin/sed -i -e \"s/^ethaddr=.*/ethaddr={mac}/\" {env}\n",
+            node = node.name,
+            env = paths::ARMBIAN_BOOT_ENV,
+        )
+        .into_bytes(),
+        mode: 0o644,
+    })
 }
 
 /// The systemd drop-in that starts cloud-init's local stage only after
@@ -55,16 +98,17 @@ pub(super) fn root_edits(class: &Class) -> Vec<KeyValueEdit> {
 /// Edits of files on the seed partition (applied by the image engine at build time).
 pub(super) fn seed_edits(class: &Class, node: &Node) -> Vec<KeyValueEdit> {
     match class.os {
-        // Armbian's first boot writes a random `ethaddr` into armbianEnv.txt
-        // when it finds none; pinning the node's MAC keeps its address (and
-        // the MAC match of network-config) stable.
-        Os::Armbian => node
-            .interfaces
-            .first()
-            .map(|i| KeyValueEdit {
+        // On boards Armbian boots with U-Boot, `ethaddr` in armbianEnv.txt is
+        // the MAC the kernel gets; pinning the node's keeps it (and the MAC
+        // match of network-config) from the first boot on. armbian-firstrun
+        // overwrites it with a random one during that boot; the drop-in of
+        // [`armbian_firstrun_dropin`] writes it back. (Raspberry Pi boards
+        // boot without U-Boot and keep the MAC of their OTP either way.)
+        Os::Armbian => armbian_ethaddr(node)
+            .map(|mac| KeyValueEdit {
                 path: paths::ARMBIAN_ENV.into(),
                 key: "ethaddr".into(),
-                value: i.mac.to_ascii_lowercase(),
+                value: mac,
             })
             .into_iter()
             .collect(),

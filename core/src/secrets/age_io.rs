@@ -129,6 +129,78 @@ fn passphrase(prompt: &str) -> Option<SecretString> {
 /// (ed25519, RSA; passphrase asked when needed). `Debug` shows only how many.
 pub struct Identities {
     list: Vec<Box<dyn age::Identity + Send + Sync>>,
+    /// The DEMO recipient one of them belongs to, if any.
+    demo: Option<&'static str>,
+}
+
+/// The recipients of the example lab's DEMO identities (`inventory/demo-keys/`:
+/// `operator.agekey`, `builder.agekey`, `operator_ssh`), whose private halves are
+/// public: secrets sealed to them are not secret. A unit test keeps this list
+/// equal to the files.
+pub const DEMO_RECIPIENTS: &[&str] = &[
+    "age18n6fdqnkkqsadk73fr8mneqn6cjat0ys7w6glyr8pv7fta3jq9yq4fgwa5",
+    "age1lmyr4eednrm9p8mvqgkewuq699vqwe6qdnjm4zqyvcsqy8527csqtjge3l",
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZNhwignj2qWyV/ozWUNzidvfL1ZmsM1n9tEYAYQyso",
+];
+
+/// The recipient of each identity in an age identity file or OpenSSH private key,
+/// as far as it can be derived without a passphrase: X25519 identities, and the
+/// public key an `openssh-key-v1` file carries in clear (also when encrypted).
+fn recipients_of(text: &[u8]) -> Vec<String> {
+    let Ok(text) = std::str::from_utf8(text) else {
+        return Vec::new();
+    };
+    if let Some(ssh) = openssh_public_key(text) {
+        return vec![ssh];
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .filter_map(|l| age::x25519::Identity::from_str(l).ok())
+        .map(|id| id.to_public().to_string())
+        .collect()
+}
+
+/// Splits an SSH wire-format string (u32 length, bytes) off the front of `rest`.
+fn take_ssh_string<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let all: &'a [u8] = rest;
+    let len = u32::from_be_bytes(all.get(..4)?.try_into().ok()?) as usize;
+    let value = all.get(4..4usize.checked_add(len)?)?;
+    *rest = &all[4 + len..];
+    Some(value)
+}
+
+/// `ssh-<type> <base64>` from an `-----BEGIN OPENSSH PRIVATE KEY-----` file
+/// (PROTOCOL.key: magic, cipher, kdf, kdf options, key count, then the public key
+/// blob, before the possibly encrypted private part).
+fn openssh_public_key(text: &str) -> Option<String> {
+    use base64::Engine as _;
+    let body = text
+        .split("-----BEGIN OPENSSH PRIVATE KEY-----")
+        .nth(1)?
+        .split("-----END OPENSSH PRIVATE KEY-----")
+        .next()?;
+    let body: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let raw = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .ok()?,
+    );
+    let mut rest: &[u8] = raw.strip_prefix(b"openssh-key-v1\0")?;
+    for _cipher_kdf_and_options in 0..3 {
+        take_ssh_string(&mut rest)?;
+    }
+    let count = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    rest = &rest[4..];
+    if count != 1 {
+        return None;
+    }
+    let blob = take_ssh_string(&mut rest)?;
+    let kind = std::str::from_utf8(take_ssh_string(&mut &blob[..])?).ok()?;
+    Some(format!(
+        "{kind} {}",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    ))
 }
 
 impl fmt::Debug for Identities {
@@ -178,7 +250,23 @@ impl Identities {
         Self::parse_plain(text, name)
     }
 
+    /// The recipient of the example lab's DEMO identity these include, if any
+    /// (see [`DEMO_RECIPIENTS`]): the flasher warns, as for the demo signing key.
+    pub fn demo_recipient(&self) -> Option<&'static str> {
+        self.demo
+    }
+
     fn parse_plain(text: &[u8], name: &str) -> Result<Self> {
+        let demo = recipients_of(text)
+            .iter()
+            .find_map(|r| DEMO_RECIPIENTS.iter().find(|d| **d == r.as_str()).copied());
+        Ok(Self {
+            demo,
+            ..Self::parse_identities(text, name)?
+        })
+    }
+
+    fn parse_identities(text: &[u8], name: &str) -> Result<Self> {
         let bad = || SecretsError::BadIdentity {
             path: name.to_string(),
         };
@@ -205,6 +293,7 @@ impl Identities {
             };
             return Ok(Self {
                 list: vec![Box::new(id)],
+                demo: None,
             });
         }
         let file = age::IdentityFile::from_buffer(text).map_err(|_| bad())?;
@@ -212,7 +301,7 @@ impl Identities {
         if list.is_empty() {
             return Err(bad());
         }
-        Ok(Self { list })
+        Ok(Self { list, demo: None })
     }
 
     /// Reads an identity file (see [`Identities::parse`]).
@@ -277,4 +366,54 @@ fn operator_identity_candidates() -> Vec<PathBuf> {
         out.push(h.join(".ssh").join("id_rsa"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo_key(file: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../inventory/demo-keys")
+            .join(file)
+    }
+
+    #[test]
+    fn demo_identities_are_recognised_and_the_list_matches_the_files() {
+        let mut derived = Vec::new();
+        for (identity, public) in [
+            ("operator.agekey", None),
+            ("builder.agekey", None),
+            ("operator_ssh", Some("operator_ssh.pub")),
+        ] {
+            let id = Identities::from_file(&demo_key(identity)).unwrap();
+            let recipient = id
+                .demo_recipient()
+                .unwrap_or_else(|| panic!("{identity} not recognised as a demo identity"));
+            // The recipient is the one the demo files publish.
+            let published = match public {
+                Some(p) => std::fs::read_to_string(demo_key(p)).unwrap(),
+                None => std::fs::read_to_string(demo_key(identity)).unwrap(),
+            };
+            assert!(published.contains(recipient), "{identity}: {recipient}");
+            derived.push(recipient);
+        }
+        assert_eq!(derived, DEMO_RECIPIENTS);
+    }
+
+    #[test]
+    fn other_identities_are_not_demo() {
+        let id = age::x25519::Identity::generate();
+        let text = format!(
+            "{}\n",
+            age::secrecy::ExposeSecret::expose_secret(&id.to_string())
+        );
+        let parsed = Identities::parse(text.as_bytes(), "fresh").unwrap();
+        assert_eq!(parsed.demo_recipient(), None);
+        assert_eq!(
+            openssh_public_key("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n"),
+            None
+        );
+        assert_eq!(recipients_of(b"\xff\xfe"), Vec::<String>::new());
+    }
 }

@@ -206,7 +206,7 @@ pub enum VerifyError {
     /// The record of seen revisions could not be read or written.
     #[error("revision record {path}: {reason}")]
     SeenStore {
-        /// `<cache>/trust/seen.json`.
+        /// `<config dir>/metis/seen.json` (or an older `<cache>/trust/seen.json`).
         path: PathBuf,
         /// What went wrong.
         reason: String,

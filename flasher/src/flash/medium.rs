@@ -88,13 +88,18 @@ pub struct ImageFile {
 
 impl ImageFile {
     /// Creates (or truncates) `path` as an all-zero file of `size` bytes.
+    ///
+    /// The file is made readable by its owner only (0600 on Unix): its slot holds
+    /// the node's secrets in clear. An existing file is narrowed to 0600 before
+    /// anything is written to it.
     pub fn create(path: &Path, size: u64) -> io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         file.set_len(size)?;
         Ok(Self {
             file,

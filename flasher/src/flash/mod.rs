@@ -131,6 +131,9 @@ pub struct FlashRequest {
     /// Run the counterfeit-capacity probe before writing a device (always, except
     /// in the test that shows the read-back catches such a card on its own).
     pub probe_capacity: bool,
+    /// Whether the artifact's signature, node, revision and digests were verified
+    /// before this request was made (reported as `verified` in the summary).
+    pub signature_verified: bool,
 }
 
 /// What a successful flash did (`--json` prints it).
@@ -153,6 +156,9 @@ pub struct FlashSummary {
     /// Image bytes per second of the write phase.
     pub write_bytes_per_second: f64,
     /// Always true: a summary exists only for a card that read back correctly.
+    pub read_back: bool,
+    /// Whether the artifact was signature-verified before writing (the node
+    /// flow); false for `write` of local, unsigned files.
     pub verified: bool,
 }
 
@@ -391,7 +397,8 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
             write_seconds: timings.0,
             verify_seconds: timings.1,
             write_bytes_per_second: image_size as f64 / timings.0.max(1e-9),
-            verified: true,
+            read_back: true,
+            verified: request.signature_verified,
         }),
         Err(cause) => {
             progress.abandon();

@@ -49,8 +49,15 @@ pub fn published(dir: &Path, only: &[&str]) -> (PathBuf, PathBuf) {
         "gen.sh: {}",
         String::from_utf8_lossy(&gen.stderr)
     );
-    let inv = inventory::load(&inv_dir).unwrap();
     let reg_dir = dir.join("registry");
+    publish_into(&inv_dir, &reg_dir, only, None);
+    (inv_dir, reg_dir)
+}
+
+/// Publishes the inventory's `only` nodes (signed with the demo key) into the
+/// `oci:` registry `reg_dir`, as build `revision` (`None`: the next one).
+pub fn publish_into(inv_dir: &Path, reg_dir: &Path, only: &[&str], revision: Option<u64>) {
+    let inv = inventory::load(inv_dir).unwrap();
     let registry =
         metis_core::oci::Registry::open(&format!("oci:{}", reg_dir.display()), &Default::default())
             .unwrap();
@@ -73,15 +80,16 @@ pub fn published(dir: &Path, only: &[&str]) -> (PathBuf, PathBuf) {
             jobs: 1,
             dry_run: false,
             partial: true,
-            revision: None,
-            work_dir: dir.join("work"),
+            rebuild: false,
+            prune: false,
+            revision,
+            work_dir: inv_dir.with_file_name("work"),
             built: "2026-11-25T00:00:00Z".into(),
             source: "test".into(),
         },
     )
     .unwrap();
     assert!(!report.failed(), "{report:?}");
-    (inv_dir, reg_dir)
 }
 
 /// Runs `metis-flash` with its own cache and config directory, stdin from /dev/null.
