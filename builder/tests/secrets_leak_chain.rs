@@ -2,8 +2,10 @@
 //! sealed secrets are unique marker strings goes through every command of
 //! both binaries — `metis-build check`, `nodes`, `plan`, `publish` (to an
 //! `oci:` directory and to the real TLS + password test registry),
-//! `push-artifact`, `render`, `secrets digest|bundle`; `metis-flash trust`,
-//! `pull`, `list`, `cache ls|verify`, `devices`, `flash --output` — and their
+//! `push-artifact`, `render`, `golden import` (refused), `keys generate`, `secrets
+//! digest|bundle`; `metis-flash trust`, `pull`, `list`, `cache ls|verify|prune`,
+//! `devices`, `probe`, `flash --output` and `--device` (a loop device, as
+//! root) — and their
 //! failures (wrong identity, tampered blob, missing signing key, no trusted
 //! key, wrong registry password, unknown node). Then no marker, raw, base64
 //! or hex, may be in any stdout or stderr, nor in any file of the registry
@@ -391,6 +393,22 @@ fn no_secret_leaks_anywhere_in_the_build_publish_pull_flash_chain() {
     let render_out = out.join("render").display().to_string();
     let o = c.build(&["render", NODE, "--out", &render_out], &[]);
     Chain::must(&o, "render --out");
+    let o = c.build(
+        &[
+            "golden",
+            "import",
+            "rpi4-armbian-longhorn",
+            inventory.join("golden/armbian.img").to_str().unwrap(),
+            "--sha256",
+            "f64dfa2c8281601da60542a9ed3d0fdd37551e5452be14c93487fdad4f0df483",
+        ],
+        &[],
+    );
+    // The stand-ins have no cloud-init or k3s: refused, and swept all the same.
+    Chain::must_fail(&o, "golden import of a stand-in", "contract");
+    let keys = c.dir("keys").display().to_string();
+    let o = c.build(&["keys", "generate", "--out", &keys], &[]);
+    Chain::must(&o, "keys generate");
     let config = out.join("config.json");
     std::fs::write(&config, b"{\"leak\":\"sweep\"}").unwrap();
     let layer = format!("application/vnd.metis.secrets.v1.age={bundle}");
@@ -487,12 +505,15 @@ fn no_secret_leaks_anywhere_in_the_build_publish_pull_flash_chain() {
         &["cache", "ls"][..],
         &["cache", "ls", "--json"],
         &["cache", "verify"],
+        &["cache", "prune"],
     ] {
         let o = c.flash(cache, &[]);
         Chain::must(&o, &cache.join(" "));
     }
-    let o = c.flash(&["devices", "--json"], &[]);
-    let _ = o; // lists this machine's disks; may find none
+    // This machine's disks (may be none), and a device that is not there.
+    c.flash(&["devices", "--json"], &[]);
+    let o = c.flash(&["probe", "/dev/metis-no-such-disk"], &[]);
+    Chain::must_fail(&o, "probe of a missing device", "metis-no-such-disk");
     let card = out.join("card.img");
     let operator = demo("operator.agekey").display().to_string();
     let a = args!(
@@ -503,6 +524,45 @@ fn no_secret_leaks_anywhere_in_the_build_publish_pull_flash_chain() {
     let o = c.flash(&as_strs(&a), &[]);
     let err = Chain::must(&o, "flash --output");
     assert!(err.contains("verified with key"), "{err}");
+    // A card on a loop device (root only): its backing file, like the
+    // --output images, holds the secrets and is not swept.
+    let loop_card = out.join("loop-card.raw");
+    let mut loop_dev = None;
+    if std::fs::File::create(&loop_card)
+        .and_then(|f| f.set_len(256 << 20))
+        .is_ok()
+    {
+        if let Ok(o) = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&loop_card)
+            .env("PATH", metis_tests::tool::search_path())
+            .output()
+        {
+            if o.status.success() {
+                loop_dev = Some(String::from_utf8(o.stdout).unwrap().trim().to_owned());
+            }
+        }
+    }
+    if let Some(dev) = &loop_dev {
+        let a = args!(
+            s(&[
+                "flash",
+                NODE,
+                "--device",
+                dev,
+                "--yes",
+                "--force-non-removable"
+            ]),
+            s(&["--identity", &operator]),
+            s(reg)
+        );
+        let o = c.flash(&as_strs(&a), &[]);
+        let _ = Command::new("losetup").args(["-d", dev]).status();
+        let err = Chain::must(&o, "flash --device (loop)");
+        assert!(err.contains("insert and power on"), "{err}");
+    } else {
+        eprintln!("note: no loop device (not root?): flash --device not swept");
+    }
     // The operator's SSH key, from the cache alone.
     let ssh_key = inputs.join("operator_ssh");
     std::fs::copy(demo("operator_ssh"), &ssh_key).unwrap();
@@ -656,31 +716,26 @@ fn no_secret_leaks_anywhere_in_the_build_publish_pull_flash_chain() {
     Chain::must_fail(&o, "flash of an unknown node", "titan-77");
 
     // --- The secrets did flow: both cards hold every marker in clear. ------
-    for img in [&card, &card_ssh] {
-        let bytes = std::fs::read(img).unwrap();
+    let mut cards = vec![&card, &card_ssh];
+    if loop_dev.is_some() {
+        cards.push(&loop_card);
+    }
+    for img in &cards {
         for marker in &c.markers {
-            assert!(
-                find(&bytes, marker.as_bytes()),
-                "{marker} is not on the card {}",
-                img.display()
-            );
+            let o = Command::new("grep")
+                .args(["-q", "-a", "-F", "-e", marker])
+                .arg(img)
+                .status()
+                .unwrap();
+            assert!(o.success(), "{marker} is not on the card {}", img.display());
         }
     }
-    #[cfg(unix)]
-    {
+    // The --output images hold secrets in clear: owner-only (metis-flash
+    // creates them 0600).
+    for img in [&card, &card_ssh] {
         use std::os::unix::fs::PermissionsExt;
-        // metis-flash --output is made 0600 by a separate flasher change;
-        // assert it once that change is in the tree.
-        let medium = std::fs::read_to_string(workspace_root().join("flasher/src/flash/medium.rs"))
-            .unwrap_or_default();
-        if medium.contains("0o600") {
-            for img in [&card, &card_ssh] {
-                let mode = std::fs::metadata(img).unwrap().permissions().mode() & 0o777;
-                assert_eq!(mode, 0o600, "{} holds secrets", img.display());
-            }
-        } else {
-            eprintln!("note: metis-flash --output is not made 0600 yet; mode not asserted");
-        }
+        let mode = std::fs::metadata(img).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} holds secrets", img.display());
     }
 
     // --- The sweep --------------------------------------------------------
@@ -719,7 +774,7 @@ fn no_secret_leaks_anywhere_in_the_build_publish_pull_flash_chain() {
         // The card images hold the secrets in their slot by design; the
         // golden stand-ins are inputs, large, and compressed into the bases
         // that are swept; the needle list is the test's own.
-        if f == &card || f == &card_ssh || f.starts_with(&golden) || f == &patterns {
+        if cards.contains(&f) || f.starts_with(&golden) || f == &patterns {
             continue;
         }
         scanned += 1;
