@@ -102,7 +102,7 @@ if [ "$(id -u)" = 0 ] && loopdev="$(losetup -f --show -o "$boot_off" --sizelimit
         # No vfat in this kernel: copy the seed in with mtools instead.
         naive_mode="cp --sparse=never + mtools (no vfat module) + losetup/mount ext4 + copy-in"
         MTOOLS_SKIP_CHECK=1 mmd -i "$work/naive.img@@$boot_off" ::/metis
-        MTOOLS_SKIP_CHECK=1 mcopy -i "$work/naive.img@@$boot_off" \
+        MTOOLS_SKIP_CHECK=1 mcopy -o -i "$work/naive.img@@$boot_off" \
             "$work/user-data" "$work/meta-data" "$work/metis-secrets.bin" ::/
     fi
     losetup -d "$loopdev"
