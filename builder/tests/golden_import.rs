@@ -278,3 +278,124 @@ fn find_blob_of_size(layout: &Path) -> PathBuf {
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .unwrap()
 }
+
+/// A class pinned by `url:` + `sha256:` is downloaded (from a loopback HTTP
+/// server here), checked, kept by digest and reused: its card is the card
+/// the same image pinned by path gives, and a wrong digest keeps nothing.
+#[test]
+fn a_golden_image_pinned_by_url_is_downloaded_checked_and_kept() {
+    let (dir, inv) = lab();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let render = |out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_metis-build"))
+            .args(["render", "titan-04", "--image"])
+            .arg(out)
+            .arg("--inventory")
+            .arg(&inv)
+            .env("PATH", tool::search_path())
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap()
+    };
+    let by_path = dir.path().join("by-path.img");
+    let o = render(&by_path);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Serve the class's image, zstd-compressed, on loopback.
+    let srv = dir.path().join("srv");
+    std::fs::create_dir_all(&srv).unwrap();
+    tool::run(
+        tool::command("zstd")
+            .args(["-q", "-3", "-o"])
+            .arg(srv.join("rpi.img.zst"))
+            .arg(inv.join("golden/rpi-ubuntu.img")),
+    )
+    .unwrap();
+    let sha = file_sha256(&srv.join("rpi.img.zst")).unwrap();
+    let port = metis_tests::registry::free_port().unwrap();
+    let log = dir.path().join("http.log");
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&srv)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(&mut server);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let class_file = inv.join("classes/rpi5-ubuntu.yaml");
+    let class = std::fs::read_to_string(&class_file).unwrap();
+    let pin = |sha: &str| {
+        let mut out = String::new();
+        for line in class.lines() {
+            if line.starts_with("  path: ") {
+                out.push_str(&format!("  url: http://127.0.0.1:{port}/rpi.img.zst\n"));
+            } else if line.starts_with("  sha256: ") {
+                out.push_str(&format!("  sha256: {sha}\n"));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        std::fs::write(&class_file, out).unwrap();
+    };
+    let gets = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .matches("\"GET /rpi.img.zst")
+            .count()
+    };
+
+    pin(&sha);
+    let by_url = dir.path().join("by-url.img");
+    for _ in 0..2 {
+        let o = render(&by_url);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(
+        gets(),
+        1,
+        "the second build downloaded again:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        std::fs::read(&by_url).unwrap() == std::fs::read(&by_path).unwrap(),
+        "the card from the downloaded image differs from the card from the file"
+    );
+
+    // A digest the file does not have: refused, naming the URL; nothing kept.
+    let wrong = "0".repeat(64);
+    pin(&wrong);
+    let o = render(&dir.path().join("wrong.img"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{port}/rpi.img.zst")) && stderr.contains(&sha),
+        "{stderr}"
+    );
+    let kept: Vec<_> = std::fs::read_dir(tmp.join("metis-golden-downloads"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, vec![format!("{sha}.download")], "{kept:?}");
+}

@@ -333,6 +333,55 @@ fn cidata_mbr_fat12_fragmented() {
     check_layout(&CIDATA);
 }
 
+/// The nodes of a class share one metadata copy of the golden root, each
+/// node's edits rolled back with e2undo: a node built after another is byte
+/// for byte the node built alone, and the copy survives for the next one.
+#[test]
+fn nodes_sharing_the_root_copy_are_the_nodes_built_alone() {
+    for layout in [&UBUNTU, &ARMBIAN] {
+        let built = build(layout);
+        let req_a = request(layout, &built.golden);
+        let mut req_b = request(layout, &built.golden);
+        req_b.root_files[0] = RootFile::machine_id("0123456789abcdef0123456789abcdef").unwrap();
+        req_b.root_files[1].bytes = b"node=titan-jh, a longer file than node a has\n".to_vec();
+        assert!(!built.golden.root_scratch().holds_copy());
+        let a = built.dir.join("a.img");
+        let b_after_a = built.dir.join("b-after-a.img");
+        let b_alone = built.dir.join("b-alone.img");
+        let a_again = built.dir.join("a-again.img");
+        write_image(&personalise(&built.golden, &req_a).unwrap(), &a).unwrap();
+        assert!(built.golden.root_scratch().holds_copy(), "{}", layout.name);
+        write_image(&personalise(&built.golden, &req_b).unwrap(), &b_after_a).unwrap();
+        write_image(&personalise(&built.golden, &req_a).unwrap(), &a_again).unwrap();
+        assert!(
+            built.golden.root_scratch().holds_copy(),
+            "{}: a roll-back failed and the copy was dropped",
+            layout.name
+        );
+        let fresh = GoldenImage::open(
+            &built.golden_path,
+            &file_sha256(&built.golden_path).unwrap(),
+        )
+        .unwrap();
+        write_image(&personalise(&fresh, &req_b).unwrap(), &b_alone).unwrap();
+        assert!(
+            std::fs::read(&b_after_a).unwrap() == std::fs::read(&b_alone).unwrap(),
+            "{}: node b built after node a differs from node b built alone",
+            layout.name
+        );
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&a_again).unwrap(),
+            "{}: node a built again differs",
+            layout.name
+        );
+        assert!(
+            std::fs::read(&a).unwrap() != std::fs::read(&b_alone).unwrap(),
+            "{}: the two nodes should differ",
+            layout.name
+        );
+    }
+}
+
 #[test]
 fn same_input_gives_the_same_image() {
     let built = build(&ARMBIAN);

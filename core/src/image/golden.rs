@@ -89,6 +89,14 @@ pub enum GoldenError {
         /// The underlying error.
         source: io::Error,
     },
+    /// Downloading a class's `url:` golden image failed.
+    #[error("downloading the golden image {url}: {detail}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// What went wrong and what to do.
+        detail: String,
+    },
     /// The image is empty.
     #[error("golden image {path} is empty")]
     Empty {
@@ -114,6 +122,8 @@ pub struct GoldenImage {
     compression: Compression,
     size: u64,
     _temp: Option<tempfile::TempPath>,
+    /// The root filesystem's metadata copy its nodes share.
+    root_scratch: super::rootfs::RootScratch,
 }
 
 impl GoldenImage {
@@ -188,6 +198,7 @@ impl GoldenImage {
             compression,
             size,
             _temp: temp,
+            root_scratch: Default::default(),
         })
     }
 
@@ -214,6 +225,12 @@ impl GoldenImage {
     /// Size of the raw image in bytes: the card size this class needs.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The metadata copy of the root filesystem shared by the nodes built
+    /// from this image (made by the first root edit).
+    pub fn root_scratch(&self) -> &super::rootfs::RootScratch {
+        &self.root_scratch
     }
 
     /// A fresh copy-on-write overlay over the raw image.
@@ -408,6 +425,74 @@ pub(crate) fn copy_sparse(mut reader: impl Read, out: &mut File) -> Result<(), C
 /// SHA-256 (lowercase hex) of a file, as [`GoldenImage::open`] computes it.
 pub fn file_sha256(path: &Path) -> io::Result<String> {
     sha256_of(&mut File::open(path)?)
+}
+
+/// Downloads a class's `url:` golden image into `dir` as `<sha256>.download`,
+/// streaming and hashing as it goes, and keeps it only if its SHA-256 is
+/// `sha256`. A file already there is reused ([`GoldenImage::open_with`] checks
+/// it again). Returns the file's path.
+pub fn fetch_url(url: &str, sha256: &str, dir: &Path) -> Result<PathBuf, GoldenError> {
+    let fail = |detail: String| GoldenError::Download {
+        url: url.to_owned(),
+        detail,
+    };
+    let expected = sha256.trim().to_ascii_lowercase();
+    let path = dir.join(format!("{expected}.download"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+    let mut part = tempfile::Builder::new()
+        .prefix(".metis-golden-")
+        .suffix(".part")
+        .tempfile_in(dir)
+        .map_err(|e| fail(format!("creating a file in {}: {e}", dir.display())))?;
+    let actual = crate::oci::block_on(async {
+        use futures_util::StreamExt;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("metis/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| fail(format!("setting up the HTTP client: {e}")))?;
+        let response = client.get(url).send().await.map_err(|e| {
+            fail(format!(
+                "{e}; check the URL and that this machine can reach it"
+            ))
+        })?;
+        if !response.status().is_success() {
+            return Err(fail(format!(
+                "the server answered {}; check the class's golden url",
+                response.status()
+            )));
+        }
+        let mut hasher = Sha256::new();
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk =
+                chunk.map_err(|e| fail(format!("the download broke off: {e}; try again")))?;
+            hasher.update(&chunk);
+            part.write_all(&chunk).map_err(|e| {
+                fail(format!(
+                    "writing into {}: {e}; check free space",
+                    dir.display()
+                ))
+            })?;
+        }
+        Ok(hex::encode(hasher.finalize()))
+    })?;
+    if actual != expected {
+        return Err(fail(format!(
+            "it has sha256 {actual}, but its class expects {expected}: the file at that URL \
+             changed or the class's sha256 is wrong; nothing was kept"
+        )));
+    }
+    part.as_file()
+        .sync_all()
+        .map_err(|e| fail(format!("writing into {}: {e}", dir.display())))?;
+    part.persist(&path)
+        .map_err(|e| fail(format!("keeping {}: {}", path.display(), e.error)))?;
+    Ok(path)
 }
 
 #[cfg(test)]

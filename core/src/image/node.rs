@@ -112,8 +112,8 @@ pub fn golden_path(inv: &Inventory, class: &str) -> Result<(PathBuf, String), No
         Golden::Url { url, .. } => Err(NodeImageError::GoldenSource {
             class: class.to_string(),
             what: format!(
-                "the golden image is at {url}; downloading is not implemented yet — download it, check its \
-                 sha256, and pin the file with `golden: {{path: …, sha256: …}}`"
+                "the golden image is downloaded from {url}, not a local file; open it with \
+                 `open_class_golden`, which fetches it"
             ),
         }),
     }
@@ -158,6 +158,21 @@ pub fn open_class_golden_via(
             cache,
         )
         .map_err(|e| source(e.to_string()));
+    }
+    if let Golden::Url { url, sha256 } = &inv.classes[class].golden {
+        // Downloads are kept by digest: in the cache directory, else in a
+        // per-machine temporary one, so a second build reuses them.
+        let dir = cache_dir
+            .map(|c| c.join("downloads"))
+            .unwrap_or_else(|| std::env::temp_dir().join("metis-golden-downloads"));
+        let path = super::golden::fetch_url(url, sha256, &dir)?;
+        return Ok(GoldenImage::open_with(
+            &path,
+            sha256,
+            &GoldenOptions {
+                cache_dir: cache_dir.map(Path::to_path_buf),
+            },
+        )?);
     }
     let (path, sha256) = golden_path(inv, class)?;
     Ok(GoldenImage::open_with(

@@ -128,12 +128,13 @@ pub fn personalise(
         }
         // The root is edited first, while its bytes in the overlay are still
         // the golden image's, which the edit tools read directly.
-        root_edits = rootfs::edit_root(
+        root_edits = rootfs::edit_root_with(
             &mut overlay,
             golden.raw_path(),
             &root,
             &request.root_files,
             image,
+            Some(golden.root_scratch()),
         )?;
         root_partition = Some(root);
     }

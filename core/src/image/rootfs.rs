@@ -15,6 +15,8 @@
 //! 3. debugfs's undo file lists every block it wrote. Those blocks (only) are
 //!    compared with the golden image and the ones that differ are written into
 //!    the overlay.
+//! 4. With a shared copy ([`RootScratch`], one per golden image), `e2undo`
+//!    then rolls the edits back, so the next node skips step 1.
 //!
 //! See docs/decisions.md, "Rootfs edits via debugfs".
 
@@ -193,6 +195,38 @@ impl RootFile {
             return Err(bad("mode holds more than permission bits"));
         }
         Ok(parts)
+    }
+}
+
+/// A metadata-only copy of a golden image's root filesystem, made once and
+/// shared by every node built from that image (a [`GoldenImage`] holds one).
+/// Each node's edits are read out of it and then rolled back with `e2undo`
+/// from debugfs's undo file, so the copy is the golden image's again for the
+/// next node; edits are serialised on it. If a roll-back fails the copy is
+/// dropped and the next node makes a fresh one.
+///
+/// [`GoldenImage`]: super::golden::GoldenImage
+#[derive(Debug, Default)]
+pub struct RootScratch(std::sync::Mutex<Option<Scratch>>);
+
+impl RootScratch {
+    /// Whether a copy is kept for the next node (it is dropped when a
+    /// roll-back fails).
+    pub fn holds_copy(&self) -> bool {
+        self.0.lock().is_ok_and(|s| s.is_some())
+    }
+}
+
+#[derive(Debug)]
+struct Scratch {
+    /// Byte offset of the root partition it copies.
+    start: u64,
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn meta(&self) -> PathBuf {
+        self.dir.path().join("root-metadata.img")
     }
 }
 
@@ -400,6 +434,20 @@ pub fn edit_root(
     files: &[RootFile],
     image: &Path,
 ) -> Result<RootEdits, RootfsError> {
+    edit_root_with(overlay, raw_image, root, files, image, None)
+}
+
+/// As [`edit_root`], reusing (and leaving as it found it) the metadata copy
+/// in `scratch`, so only the first node of a golden image pays for copying
+/// the root's inode tables.
+pub fn edit_root_with(
+    overlay: &mut Overlay,
+    raw_image: &Path,
+    root: &Partition,
+    files: &[RootFile],
+    image: &Path,
+    scratch: Option<&RootScratch>,
+) -> Result<RootEdits, RootfsError> {
     let ctx = Ctx {
         image,
         number: root.number,
@@ -428,10 +476,66 @@ pub fn edit_root(
         .prefix("metis-rootfs-")
         .tempdir()
         .map_err(|e| ctx.io(e))?;
-    let meta = work.path().join("root-metadata.img");
     let undo = work.path().join("edits.e2undo");
 
-    // 1. Metadata-only sparse copy of the root filesystem.
+    // 1. Metadata-only sparse copy of the root filesystem: the shared one
+    //    (made by the first node), or one of this call's own.
+    let mut shared = scratch.map(|s| {
+        s.0.lock().unwrap_or_else(|poisoned| {
+            // A node that panicked mid-edit may have left it edited.
+            let mut guard = poisoned.into_inner();
+            *guard = None;
+            guard
+        })
+    });
+    let meta = match shared.as_deref_mut() {
+        Some(slot) => {
+            if slot.as_ref().is_some_and(|s| s.start != root.start) {
+                *slot = None;
+            }
+            if slot.is_none() {
+                let dir = tempfile::Builder::new()
+                    .prefix("metis-rootfs-shared-")
+                    .tempdir()
+                    .map_err(|e| ctx.io(e))?;
+                let made = Scratch {
+                    start: root.start,
+                    dir,
+                };
+                metadata_copy(&ctx, raw_image, root, &made.meta())?;
+                *slot = Some(made);
+            }
+            slot.as_ref().expect("just made").meta()
+        }
+        None => {
+            let meta = work.path().join("root-metadata.img");
+            metadata_copy(&ctx, raw_image, root, &meta)?;
+            meta
+        }
+    };
+    let result = edit_copy(
+        &ctx, overlay, root, files, &dirs, &targets, &meta, &undo, &work,
+    );
+    // Roll the shared copy back for the next node; drop it if that fails.
+    if let Some(slot) = shared.as_deref_mut() {
+        if undo.exists() {
+            let rolled_back = run("e2undo", &[undo.clone().into(), meta.clone().into()])
+                .is_ok_and(|out| out.status.success());
+            if !rolled_back {
+                *slot = None;
+            }
+        }
+    }
+    result
+}
+
+/// `e2image -r`: the root filesystem's metadata, as a sparse file at `meta`.
+fn metadata_copy(
+    ctx: &Ctx<'_>,
+    raw_image: &Path,
+    root: &Partition,
+    meta: &Path,
+) -> Result<(), RootfsError> {
     let out = run(
         "e2image",
         &[
@@ -439,7 +543,7 @@ pub fn edit_root(
             "-o".into(),
             root.start.to_string().into(),
             raw_image.into(),
-            meta.clone().into(),
+            meta.into(),
         ],
     )?;
     if !out.status.success() || !meta.is_file() {
@@ -448,13 +552,30 @@ pub fn edit_root(
             format!("{}; {}", out.status, complaints(&out.stderr).join("; ")),
         ));
     }
-    let device: OsString = meta.clone().into();
+    Ok(())
+}
+
+/// Steps 2 to 5 of [`edit_root_with`] on the metadata copy `meta`.
+#[allow(clippy::too_many_arguments)]
+fn edit_copy(
+    ctx: &Ctx<'_>,
+    overlay: &mut Overlay,
+    root: &Partition,
+    files: &[RootFile],
+    dirs: &BTreeSet<String>,
+    targets: &[String],
+    meta: &Path,
+    undo: &Path,
+    work: &tempfile::TempDir,
+) -> Result<RootEdits, RootfsError> {
+    let image = ctx.image;
+    let device: OsString = meta.into();
 
     // 2. Plan: which directories to create, which files to replace.
     let dir_list: Vec<String> = dirs.iter().cloned().collect();
     let mut probed = dir_list.clone();
     probed.extend(targets.iter().cloned());
-    let stats = probe(&ctx, &device, &probed, work.path())?;
+    let stats = probe(ctx, &device, &probed, work.path())?;
     let (dir_stats, target_stats) = stats.split_at(dir_list.len());
     let mut cmds = String::new();
     for (dir, stat) in dir_list.iter().zip(dir_stats) {
@@ -506,7 +627,7 @@ pub fn edit_root(
         &[
             "-w".into(),
             "-z".into(),
-            undo.clone().into(),
+            undo.into(),
             "-f".into(),
             cmd_file.into(),
             device.clone(),
@@ -521,11 +642,11 @@ pub fn edit_root(
     }
 
     // 4. Read back what was written.
-    verify(&ctx, &device, files, &targets, work.path())?;
+    verify(ctx, &device, files, targets, work.path())?;
 
     // 5. Fold the written blocks that changed into the overlay.
-    let written = undo_extents(&undo)?;
-    fold_back(&ctx, overlay, &meta, root, &written)
+    let written = undo_extents(undo)?;
+    fold_back(ctx, overlay, meta, root, &written)
 }
 
 fn push_attrs(cmds: &mut String, path: &str, mode: u32) {
