@@ -145,7 +145,9 @@ pub fn open_class_golden_via(
         };
         let (Some(registry), Some(cache)) = (registry, cache_dir) else {
             return Err(source(format!(
-                "the golden image is the registry artifact {reference}: build with                  `metis-build publish` (which pulls it from the lab registry), or pin a                  local copy with `golden: {{path: …, sha256: …}}`"
+                "the golden image is the registry artifact {reference}: build with \
+                 `metis-build publish` (which pulls it from the lab registry), or pin a \
+                 local copy with `golden: {{path: …, sha256: …}}`"
             )));
         };
         let host = &inv.lab.registry.host;
