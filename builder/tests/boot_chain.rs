@@ -26,6 +26,7 @@
 //! Expectations come from the inventory, not from the render, and every
 //! check names what was expected and what the node has.
 
+use metis_tests::DemoBuilderEnv;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -85,11 +86,7 @@ fn metis_build(inv: &Path, args: &[&str]) -> Result<Output> {
         .arg("--inventory")
         .arg(inv)
         .env("PATH", tool::search_path())
-        .env("COSIGN_PASSWORD", "demo")
-        .env(
-            "METIS_AGE_IDENTITY",
-            std::fs::read_to_string(demo("builder.agekey"))?,
-        )
+        .demo_builder_env()
         .env("METIS_REGISTRY_USERNAME", USER)
         .env("METIS_REGISTRY_PASSWORD", PASSWORD)
         .output()?)

@@ -6,6 +6,7 @@
 //! spec, not from our code) with the lab's public key. One flipped byte in a
 //! payload, a wrong claim or another key must be refused.
 
+use metis_tests::DemoBuilderEnv;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -151,11 +152,7 @@ fn cosigns_own_verifier_accepts_what_publish_pushed_and_refuses_a_flipped_byte()
         .arg("--work-dir")
         .arg(lab.path().join("work"))
         .env("PATH", tool::search_path())
-        .env("COSIGN_PASSWORD", "demo")
-        .env(
-            "METIS_AGE_IDENTITY",
-            std::fs::read_to_string(demo("builder.agekey")).unwrap(),
-        )
+        .demo_builder_env()
         .env("METIS_REGISTRY_USERNAME", USER)
         .env("METIS_REGISTRY_PASSWORD", PASSWORD)
         .output()

@@ -3,6 +3,7 @@
 //! points the class at it. (The boot chain test imports the bootable
 //! stand-ins this way and boots what comes of them.)
 
+use metis_tests::DemoBuilderEnv;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -180,11 +181,7 @@ fn a_golden_image_pushed_to_the_registry_is_what_publish_builds_from() {
             .env("PATH", tool::search_path())
             .env("METIS_REGISTRY_USERNAME", USER)
             .env("METIS_REGISTRY_PASSWORD", PASSWORD)
-            .env("COSIGN_PASSWORD", "demo")
-            .env(
-                "METIS_AGE_IDENTITY",
-                std::fs::read_to_string(demo.join("builder.agekey")).unwrap(),
-            )
+            .demo_builder_env()
             .output()
             .unwrap()
     };

@@ -4,6 +4,7 @@
 //! off. A wrong passphrase is named as such; without a terminal (and without
 //! `METIS_IDENTITY_PASSPHRASE`) the error says how to give it.
 
+use metis_tests::DemoBuilderEnv;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -54,11 +55,7 @@ fn lab_for_the_ssh_operator(dir: &Path) -> (PathBuf, String) {
             .arg("--inventory")
             .arg(&inventory)
             .env("PATH", tool::search_path())
-            .env("COSIGN_PASSWORD", "demo")
-            .env(
-                "METIS_AGE_IDENTITY",
-                std::fs::read_to_string(demo("builder.agekey")).unwrap(),
-            )
+            .demo_builder_env()
             .output()
             .unwrap();
         assert!(

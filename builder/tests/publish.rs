@@ -2,6 +2,7 @@
 //! against a real TLS + password registry on loopback and an `oci:` directory.
 //! Only what changed is built; unchanged nodes cost nothing; the index follows.
 
+use metis_tests::DemoBuilderEnv;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -38,11 +39,7 @@ fn metis_build(lab: &Lab, registry: &[&str], args: &[&str]) -> Output {
         .args(["--inventory", lab.inv.to_str().unwrap()])
         .args(registry)
         .env("PATH", metis_tests::tool::search_path())
-        .env("COSIGN_PASSWORD", "demo")
-        .env(
-            "METIS_AGE_IDENTITY",
-            std::fs::read_to_string(demo.join("builder.agekey")).unwrap(),
-        )
+        .demo_builder_env()
         .env("METIS_REGISTRY_USERNAME", USER)
         .env("METIS_REGISTRY_PASSWORD", PASSWORD);
     if args[0] == "publish" {
@@ -755,11 +752,7 @@ fn a_killed_run_is_finished_by_a_rerun_at_the_same_revision() {
         .args(["--key", demo.join("cosign.key").to_str().unwrap()])
         .args(["--work-dir", lab.work.to_str().unwrap()])
         .env("PATH", metis_tests::tool::search_path())
-        .env("COSIGN_PASSWORD", "demo")
-        .env(
-            "METIS_AGE_IDENTITY",
-            std::fs::read_to_string(demo.join("builder.agekey")).unwrap(),
-        )
+        .demo_builder_env()
         .env("METIS_REGISTRY_USERNAME", USER)
         .env("METIS_REGISTRY_PASSWORD", PASSWORD)
         .stdout(std::process::Stdio::null())

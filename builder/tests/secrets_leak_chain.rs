@@ -16,6 +16,7 @@
 //! Neither binary has a verbosity flag or reads `RUST_LOG`; it is set to
 //! `trace` anyway so that a logger added later is swept at its loudest.
 
+use metis_tests::DemoBuilderEnv;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -134,11 +135,7 @@ impl Chain {
             .env("DOCKER_CONFIG", self.dir("docker"))
             .env("METIS_CACHE", self.dir("cache"))
             .env("METIS_INVENTORY", &self.inventory)
-            .env("COSIGN_PASSWORD", "demo")
-            .env(
-                "METIS_AGE_IDENTITY",
-                std::fs::read_to_string(demo("builder.agekey")).unwrap(),
-            )
+            .demo_builder_env()
             .env("METIS_REGISTRY_USERNAME", USER)
             .env("METIS_REGISTRY_PASSWORD", PASSWORD)
             .env("RUST_LOG", "trace")

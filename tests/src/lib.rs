@@ -20,6 +20,25 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The example lab's demo builder secrets on a `metis-build` command, as CI
+/// gives it its real ones.
+pub trait DemoBuilderEnv {
+    /// Sets the cosign key's password (`COSIGN_PASSWORD`) and the CI age
+    /// identity (`METIS_AGE_IDENTITY`) from `inventory/demo-keys`.
+    fn demo_builder_env(&mut self) -> &mut Self;
+}
+
+impl DemoBuilderEnv for std::process::Command {
+    fn demo_builder_env(&mut self) -> &mut Self {
+        let identity = workspace_root().join("inventory/demo-keys/builder.agekey");
+        self.env("COSIGN_PASSWORD", "demo").env(
+            "METIS_AGE_IDENTITY",
+            std::fs::read_to_string(&identity)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", identity.display())),
+        )
+    }
+}
+
 /// Copies the example inventory (`inventory/`, without generated golden
 /// images) to `to`, for tests that change or publish it.
 pub fn copy_example_inventory(to: &std::path::Path) {
