@@ -466,8 +466,9 @@ fn flasher_pull_offline_and_fallback_to_cache() {
 
     let exe = workspace_binary("metis-flash", "metis-flash").unwrap();
     let cache = work.path().join("cache");
-    let flash = |extra: &[&str]| {
-        let mut cmd = std::process::Command::new(&exe);
+    // `metis-flash pull titan-g` from the test registry into `cache`, after
+    // whatever `cmd` already holds (the binary, or strace and the binary).
+    let pull = |cmd: &mut std::process::Command, extra: &[&str]| {
         cmd.args(["pull", "titan-g", "--registry"])
             .arg(format!("{}/metis", reg.host()))
             .arg("--ca-file")
@@ -478,8 +479,11 @@ fn flasher_pull_offline_and_fallback_to_cache() {
             .env("HOME", work.path())
             .env("METIS_REGISTRY_USERNAME", USER)
             .env("METIS_REGISTRY_PASSWORD", PASSWORD)
-            .env("METIS_INVENTORY", work.path().join("no-inventory"));
-        let out = cmd.output().unwrap();
+            .env("METIS_INVENTORY", work.path().join("no-inventory"))
+            .output()
+    };
+    let flash = |extra: &[&str]| {
+        let out = pull(&mut std::process::Command::new(&exe), extra).unwrap();
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -493,23 +497,12 @@ fn flasher_pull_offline_and_fallback_to_cache() {
     // the same trace of a pull that does go online sees its sockets.
     let traced_pull = |extra: &[&str]| -> (bool, Vec<String>) {
         let trace = work.path().join("pull.strace");
-        let out = std::process::Command::new("strace")
+        let mut strace = std::process::Command::new("strace");
+        strace
             .args(["-f", "-qq", "-e", "trace=socket,connect", "-o"])
             .arg(&trace)
-            .arg(&exe)
-            .args(["pull", "titan-g", "--registry"])
-            .arg(format!("{}/metis", reg.host()))
-            .arg("--ca-file")
-            .arg(reg.ca_file())
-            .arg("--cache")
-            .arg(&cache)
-            .args(extra)
-            .env("HOME", work.path())
-            .env("METIS_REGISTRY_USERNAME", USER)
-            .env("METIS_REGISTRY_PASSWORD", PASSWORD)
-            .env("METIS_INVENTORY", work.path().join("no-inventory"))
-            .output()
-            .expect("strace (apt-get install strace)");
+            .arg(&exe);
+        let out = pull(&mut strace, extra).expect("strace (apt-get install strace)");
         let net = std::fs::read_to_string(&trace)
             .unwrap()
             .lines()
