@@ -449,10 +449,7 @@ pub fn fetch_url(url: &str, sha256: &str, dir: &Path) -> Result<PathBuf, GoldenE
         .map_err(|e| fail(format!("creating a file in {}: {e}", dir.display())))?;
     let actual = crate::oci::block_on(async {
         use futures_util::StreamExt;
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("metis/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .read_timeout(std::time::Duration::from_secs(60))
+        let client = crate::oci::http_client()
             .build()
             .map_err(|e| fail(format!("setting up the HTTP client: {e}")))?;
         let response = client.get(url).send().await.map_err(|e| {

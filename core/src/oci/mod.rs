@@ -90,9 +90,29 @@ pub fn lab_location(inv: &crate::inventory::Inventory) -> String {
     }
 }
 
+/// The lab registry's host, or `None` when the lab publishes into an OCI
+/// image-layout directory (`oci:`), which has no host.
+pub fn lab_host(inv: &crate::inventory::Inventory) -> Option<&str> {
+    let host = inv.lab.registry.host.as_str();
+    (!host.starts_with("oci:")).then_some(host)
+}
+
 /// The inventory's extra CA file, relative to the inventory directory.
 pub fn lab_ca_file(inv: &crate::inventory::Inventory) -> Option<std::path::PathBuf> {
     inv.lab.registry.ca_file.as_ref().map(|f| inv.dir.join(f))
+}
+
+/// How long to wait for a connection, and for each read, on every HTTP request.
+pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// An HTTP client set up as all of Metis's are: its user agent and timeouts
+/// (add CA certificates before building it).
+pub(crate) fn http_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("metis/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
 }
 
 /// Runs `future` to completion on Metis's shared tokio runtime (created on

@@ -146,10 +146,7 @@ impl Remote {
             Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
             None => RegistryAuth::Anonymous,
         };
-        let mut http = reqwest::Client::builder()
-            .user_agent(concat!("metis/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .read_timeout(std::time::Duration::from_secs(60));
+        let mut http = super::http_client();
         let mut extra = Vec::new();
         if let Some(ca) = &options.ca_file {
             let pem = std::fs::read(ca).map_err(|e| OciError::io("reading CA file", ca, e))?;
@@ -173,8 +170,8 @@ impl Remote {
                 ClientProtocol::Https
             },
             extra_root_certificates: extra,
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
-            read_timeout: Some(std::time::Duration::from_secs(60)),
+            connect_timeout: Some(super::CONNECT_TIMEOUT),
+            read_timeout: Some(super::READ_TIMEOUT),
             ..Default::default()
         };
         let client = oci_client::Client::try_from(config)
