@@ -128,7 +128,7 @@ pub fn personalise(
         }
         // The root is edited first, while its bytes in the overlay are still
         // the golden image's, which the edit tools read directly.
-        root_edits = rootfs::edit_root_with(
+        root_edits = rootfs::edit_root(
             &mut overlay,
             golden.raw_path(),
             &root,

@@ -424,23 +424,12 @@ pub fn root_paths_exist(
 }
 
 /// Writes `files` into the ext4 partition `root` of the golden image
-/// `raw_image`, folding every changed block into `overlay`.
+/// `raw_image`, folding every changed block into `overlay`. With `scratch`,
+/// the metadata copy it holds is reused (and left as it was found), so only
+/// the first node of a golden image pays for copying the root's inode tables.
 ///
 /// The root partition's bytes in `overlay` must still be the golden image's.
 pub fn edit_root(
-    overlay: &mut Overlay,
-    raw_image: &Path,
-    root: &Partition,
-    files: &[RootFile],
-    image: &Path,
-) -> Result<RootEdits, RootfsError> {
-    edit_root_with(overlay, raw_image, root, files, image, None)
-}
-
-/// As [`edit_root`], reusing (and leaving as it found it) the metadata copy
-/// in `scratch`, so only the first node of a golden image pays for copying
-/// the root's inode tables.
-pub fn edit_root_with(
     overlay: &mut Overlay,
     raw_image: &Path,
     root: &Partition,
@@ -555,7 +544,7 @@ fn metadata_copy(
     Ok(())
 }
 
-/// Steps 2 to 5 of [`edit_root_with`] on the metadata copy `meta`.
+/// Steps 2 to 5 of [`edit_root`] on the metadata copy `meta`.
 #[allow(clippy::too_many_arguments)]
 fn edit_copy(
     ctx: &Ctx<'_>,
