@@ -311,8 +311,6 @@ fn golden_import(args: cli::GoldenImportArgs) -> Result<ExitCode> {
     );
     if args.push {
         let (inv, registry) = lab_registry(inv, &args.registry)?;
-        let host = &inv.lab.registry.host;
-        let lab_host = (!host.starts_with("oci:")).then_some(host.as_str());
         let golden = metis_core::image::golden::GoldenImage::open(&kept, &imported.sha256)?;
         eprintln!(
             "storing it in {} as {} ...",
@@ -323,7 +321,7 @@ fn golden_import(args: cli::GoldenImportArgs) -> Result<ExitCode> {
         let work = kept.parent().unwrap_or(&inv.dir).to_path_buf();
         let pushed = metis_core::image::golden_oci::push_golden(
             &registry,
-            lab_host,
+            metis_core::oci::lab_host(&inv),
             &inv.lab.registry.prefix,
             &args.class,
             &golden,

@@ -150,11 +150,9 @@ pub fn open_class_golden_via(
                  local copy with `golden: {{path: …, sha256: …}}`"
             )));
         };
-        let host = &inv.lab.registry.host;
-        let lab_host = (!host.starts_with("oci:")).then_some(host.as_str());
         return super::golden_oci::fetch_golden(
             registry,
-            lab_host,
+            crate::oci::lab_host(inv),
             reference,
             &cache.join("oci"),
             cache,

@@ -146,8 +146,7 @@ pub(super) fn unit_dropin(node: &Node) -> Option<String> {
 /// The registry k3s pulls from, unless the lab publishes into an OCI layout
 /// directory (`oci:`), which k3s cannot use.
 pub(super) fn registry_host(inv: &Inventory) -> Option<&str> {
-    let host = inv.lab.registry.host.as_str();
-    (!host.starts_with("oci:")).then_some(host)
+    crate::oci::lab_host(inv)
 }
 
 /// Appends `/etc/rancher/k3s/registries.yaml` for the lab's Harbor to `out`
