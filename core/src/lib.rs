@@ -5,9 +5,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod artifact;
 pub mod image;
 pub mod inventory;
+pub mod lab_registry;
 pub mod oci;
+pub mod profile;
 pub mod publish;
 pub mod render;
 pub mod secrets;

@@ -10,11 +10,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 /// Without NODE (or without --device/--output) on a terminal, pick the node
 /// from the signed lab index (or the card from the disks this machine sees).
 /// A node named like a subcommand is flashed with `metis-flash flash NAME`.
-///
-/// Exit status: 0 written and verified ("insert and power on"); 1 not
-/// confirmed or nothing picked; 2 bad input (no node, no target, wrong
-/// identity); 3 verification failed (nothing written, or the card wiped); 4
-/// device refused; 5 I/O error; 130 interrupted.
+/// Set up a laptop once with `metis-flash setup lab.metis`.
 #[derive(Debug, Parser)]
 #[command(
     name = "metis-flash",
@@ -41,13 +37,12 @@ pub enum Command {
     /// Flash a node's verified card (`metis-flash NODE` is the same): pull (or
     /// use the cache), verify the signature and every digest, decrypt the
     /// secrets, write, read back. Use this form for a node named like a
-    /// subcommand (`metis-flash flash list`).
-    ///
-    /// Exit status: 0 written and verified ("insert and power on"); 1 not
-    /// confirmed or no pick; 2 bad input (no node, no target, wrong identity);
-    /// 3 verification failed (nothing written, or the card wiped); 4 device
-    /// refused; 5 I/O error; 130 interrupted.
+    /// subcommand (`metis-flash flash list`). Exit codes: `metis-flash --help`.
     Flash(FlashArgs),
+    /// Set this laptop up once: the lab's registry, CA and signing keys from a
+    /// lab profile (`metis-build operator-profile > lab.metis`) or from flags,
+    /// and the operator's identity. Shows each key's fingerprint to confirm.
+    Setup(SetupArgs),
     /// List the disks this machine could write a card to.
     Devices {
         /// Print as JSON on stdout.
@@ -68,9 +63,6 @@ pub enum Command {
     /// and the card is read back bypassing the page cache. Operators flash with
     /// `metis-flash NODE`, which verifies the signed artifact first. Present
     /// only in debug builds and builds with `--features dev-write`.
-    ///
-    /// Exit status: 0 ok, 1 not confirmed, 2 bad input, 3 verification failed,
-    /// 4 device refused, 5 I/O error, 130 interrupted.
     #[cfg(any(debug_assertions, feature = "dev-write"))]
     Write(WriteArgs),
     /// Manage the public keys artifacts must be signed with.
@@ -179,9 +171,12 @@ pub struct PullArgs {
     /// Nodes to pull, e.g. titan-db.
     #[arg(required_unless_present = "all")]
     pub nodes: Vec<String>,
-    /// Pull every node of the inventory.
+    /// Pull every node the verified lab index lists.
     #[arg(long, conflicts_with = "nodes")]
     pub all: bool,
+    /// Also trust this cosign public key (besides the pinned ones).
+    #[arg(long, value_name = "FILE")]
+    pub trust_key: Vec<PathBuf>,
     /// Tag to pull: a build revision, or latest.
     #[arg(long, default_value = "latest")]
     pub tag: String,
@@ -195,27 +190,58 @@ pub struct PullArgs {
     pub registry: RegistryArgs,
 }
 
-/// Where the registry is; the inventory's `registry:` unless given.
+/// Where the registry is [default: what `metis-flash setup` saved].
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
     /// Registry as HOST[:PORT]/PREFIX, or oci:DIR for an image-layout
-    /// directory [default: the inventory's registry]
+    /// directory [default: the one `metis-flash setup` saved]
     #[arg(long)]
     pub registry: Option<String>,
-    /// Repository prefix [default: from --registry, else the inventory's,
+    /// Repository prefix [default: from --registry, else the saved one,
     /// else metis]
     #[arg(long)]
     pub prefix: Option<String>,
     /// Extra CA certificate (PEM) to trust besides the system roots
-    /// [default: the inventory's registry.ca_file]
+    /// [default: the lab CA `metis-flash setup` saved]
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// Use plain HTTP (only allowed for a loopback registry).
     #[arg(long)]
     pub insecure_http: bool,
-    /// The inventory to read the registry from.
-    #[arg(long, env = "METIS_INVENTORY", default_value = "inventory")]
-    pub inventory: PathBuf,
+    /// Maintainers: read the registry from this inventory's metis.yaml (its
+    /// `registry:` block only).
+    #[arg(long, env = "METIS_INVENTORY", value_name = "DIR")]
+    pub inventory: Option<PathBuf>,
+}
+
+/// `metis-flash setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The lab profile (`metis-build operator-profile > lab.metis`).
+    pub profile: Option<PathBuf>,
+    /// The registry as HOST[:PORT]/PREFIX or oci:DIR (instead of, or over,
+    /// the profile's).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// The lab CA certificate (PEM) to trust for the registry.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// A cosign public key to pin (besides the profile's).
+    #[arg(long, value_name = "FILE")]
+    pub trust_key: Vec<PathBuf>,
+    /// The operator's age identity or SSH private key to use by default.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// The lab's name, as shown to the operator.
+    #[arg(long)]
+    pub lab: Option<String>,
+    /// Without a terminal: accept the keys whose fingerprints are given with
+    /// --expect-fingerprint (never any other).
+    #[arg(long, short = 'y', requires = "expect_fingerprint")]
+    pub yes: bool,
+    /// The SHA-256 fingerprint (hex) a key to pin must have; repeat for each key.
+    #[arg(long, value_name = "HEX")]
+    pub expect_fingerprint: Vec<String>,
 }
 
 /// `metis-flash cache …`.
@@ -272,8 +298,29 @@ mod tests {
     }
 
     #[test]
+    fn setup_yes_needs_an_expected_fingerprint() {
+        assert!(Cli::try_parse_from(["metis-flash", "setup", "lab.metis", "--yes"]).is_err());
+        let cli = Cli::try_parse_from([
+            "metis-flash",
+            "setup",
+            "lab.metis",
+            "--yes",
+            "--expect-fingerprint",
+            "ab",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Setup(SetupArgs { yes: true, .. }))
+        ));
+    }
+
+    #[test]
     fn sizes_parse() {
-        assert_eq!(parse_size("4M"), Ok(crate::flash::DEFAULT_BLOCK_SIZE));
+        assert_eq!(
+            parse_size("4M"),
+            Ok(metis_engine::flash::DEFAULT_BLOCK_SIZE)
+        );
         assert_eq!(parse_size("64K"), Ok(64 << 10));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("4G").is_err());

@@ -12,10 +12,9 @@ use std::path::PathBuf;
 use dialoguer::console::Term;
 use dialoguer::Select;
 
-use crate::device::{Backend, Candidate, DeviceError, Disk, Policy};
-use crate::exit::Exit;
-use crate::flash::{self, size_text};
-use crate::list::{self, IndexSource};
+use metis_engine::device::{Backend, Candidate, DeviceError, Disk, Policy};
+use metis_engine::flash::size_text;
+use metis_engine::{Engine, EngineError, Exit};
 
 /// Whether a person can answer a picker: stdin and stderr are terminals.
 pub fn interactive() -> bool {
@@ -33,8 +32,8 @@ pub enum PickError {
     #[error("interrupted: nothing was written")]
     Interrupted,
     /// The lab index could not be read or did not verify.
-    #[error("{0:#}")]
-    Index(anyhow::Error),
+    #[error(transparent)]
+    Index(EngineError),
     /// The verified lab index lists no node.
     #[error("the lab index lists no node: publish the lab first (`metis-build publish`)")]
     NoNode,
@@ -62,11 +61,30 @@ impl PickError {
         match self {
             PickError::Cancelled | PickError::NoNode | PickError::Terminal(_) => Exit::Failure,
             PickError::Interrupted => Exit::Interrupted,
-            PickError::Index(_) => Exit::Verification,
+            PickError::Index(e) => e.exit(),
             PickError::NoDisk { .. } => Exit::DeviceRefused,
             // As for an explicitly named device (`FlashError::exit`).
             PickError::Devices(DeviceError::Io { .. }) => Exit::Io,
             PickError::Devices(_) => Exit::DeviceRefused,
+        }
+    }
+}
+
+impl PickError {
+    /// Prints the error (and its hint) and returns the exit code.
+    pub fn report(&self, json: bool) -> Exit {
+        match self {
+            PickError::Index(e) => crate::fail(e, json),
+            other => {
+                eprintln!("error: {other}");
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"ok": false, "error": other.to_string(), "exit_code": other.exit().code()})
+                    );
+                }
+                other.exit()
+            }
         }
     }
 }
@@ -76,7 +94,7 @@ impl PickError {
 fn select(prompt: &str, header: &str, rows: &[String]) -> Result<usize, PickError> {
     // Ctrl-C in the picker's raw mode arrives as a key: console re-raises it as
     // SIGINT, and the handler ends the process with 130 (nothing is written yet).
-    flash::handle_interrupts();
+    crate::commands::cancel_on_signals();
     let term = Term::stderr();
     eprintln!("{prompt} (arrows and Enter; Esc cancels):");
     eprintln!("  {header}");
@@ -96,8 +114,8 @@ fn select(prompt: &str, header: &str, rows: &[String]) -> Result<usize, PickErro
 }
 
 /// Shows the nodes of the verified lab index and returns the one picked.
-pub fn pick_node(source: &IndexSource) -> Result<String, PickError> {
-    let lab = list::lab_nodes(source).map_err(PickError::Index)?;
+pub fn pick_node(engine: &Engine) -> Result<String, PickError> {
+    let lab = engine.lab_nodes().map_err(PickError::Index)?;
     if lab.nodes.is_empty() {
         return Err(PickError::NoNode);
     }

@@ -264,11 +264,30 @@ fn loop_device_full_sparse_and_output_file_hold_the_composed_card() {
     let lo = Loop::attach(&backing, &[]);
     let dev = ["--device", &lo.dev, "--yes", "--force-non-removable"];
 
-    // Full (the default for a device), JSON summary.
+    // Full (the default for a device). `--json` prints the engine's events, one
+    // JSON object a line, then the summary last.
     let run = art.flash(&[&dev[..], &["--json"]].concat());
     assert_eq!(run.code, 0, "{run:?}");
-    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = lines.last().unwrap().clone();
     assert_eq!(summary["ok"], true);
+    let started: Vec<&str> = lines
+        .iter()
+        .filter(|e| e["event"] == "phase-started")
+        .map(|e| e["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(started, ["probe", "write", "read-back"], "{lines:#?}");
+    let last_write = lines
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["phase"] == "write")
+        .next_back()
+        .expect("write progress events");
+    assert_eq!(last_write["done"], 64 * MIB as u64);
+    assert_eq!(last_write["total"], 64 * MIB as u64);
     // Read back, but `write` takes local files: nothing signed was verified.
     assert_eq!(summary["read_back"], true);
     assert_eq!(summary["verified"], false);

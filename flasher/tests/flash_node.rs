@@ -264,7 +264,8 @@ fn tag_swap_rollback_and_tampered_signature_are_refused_through_the_binary() {
     // Revision 1 in one registry, revision 5 in another.
     let (inv_dir, old_reg) = published(work.path(), &["titan-13"]);
     let new_reg = work.path().join("registry-new");
-    lab::publish_into(&inv_dir, &new_reg, &["titan-13"], Some(5));
+    // titan-db too, so the lab index lists the node whose tag is swapped below.
+    lab::publish_into(&inv_dir, &new_reg, &["titan-13", "titan-db"], Some(5));
     let (old_reg, new_reg) = (
         format!("oci:{}", old_reg.display()),
         format!("oci:{}", new_reg.display()),

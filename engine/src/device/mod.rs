@@ -110,7 +110,7 @@ pub struct Candidate {
 }
 
 /// Overrides of the safety rules the operator asked for.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Policy {
     /// Accept a disk the OS does not report as removable, USB or SD (a loop device,
     /// an internal disk in an adapter the OS does not flag).

@@ -30,6 +30,11 @@ pub trait Medium: Send + Sync {
     fn is_disk(&self) -> bool;
     /// The path, for messages.
     fn path(&self) -> &Path;
+    /// Makes the verified image final. An image file is renamed over its target
+    /// path here; a disk has nothing to do.
+    fn commit(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Positional write of the whole buffer.
@@ -77,6 +82,11 @@ pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usiz
 
 /// A card image written to a regular file (`--output node.img`).
 ///
+/// The image is written to a temporary file beside `path` and renamed over it
+/// only by [`Medium::commit`], after the read-back verified it: a failed or
+/// interrupted flash leaves an existing `path` exactly as it was. The temporary
+/// file is removed when the image file is dropped uncommitted.
+///
 /// The file is truncated and extended to the image size when created, so every
 /// range the pipeline skips is a hole that reads back as zeros: zero chunks cost
 /// nothing on disk.
@@ -84,27 +94,35 @@ pub struct ImageFile {
     file: File,
     size: u64,
     path: PathBuf,
+    temp: std::sync::Mutex<Option<tempfile::TempPath>>,
 }
 
 impl ImageFile {
-    /// Creates (or truncates) `path` as an all-zero file of `size` bytes.
+    /// Creates an all-zero temporary file of `size` bytes beside `path`.
     ///
-    /// The file is made readable by its owner only (0600 on Unix): its slot holds
-    /// the node's secrets in clear. An existing file is narrowed to 0600 before
-    /// anything is written to it.
+    /// The file is readable by its owner only (0600 on Unix): its slot holds the
+    /// node's secrets in clear.
     pub fn create(path: &Path, size: u64) -> io::Result<Self> {
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(path)?;
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "card".into());
+        // tempfile creates it 0600 on Unix.
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".metis-partial")
+            .tempfile_in(dir)?;
+        let (file, temp) = temp.into_parts();
         file.set_len(size)?;
         Ok(Self {
             file,
             size,
             path: path.to_path_buf(),
+            temp: std::sync::Mutex::new(Some(temp)),
         })
     }
 }
@@ -135,5 +153,12 @@ impl Medium for ImageFile {
     }
     fn path(&self) -> &Path {
         &self.path
+    }
+    fn commit(&self) -> io::Result<()> {
+        let mut temp = self.temp.lock().unwrap_or_else(|e| e.into_inner());
+        match temp.take() {
+            Some(t) => t.persist(&self.path).map_err(|e| e.error),
+            None => Ok(()),
+        }
     }
 }

@@ -5,58 +5,60 @@
 //!   ──► writer::Writer   aligned blocks, bounded queue, O_DIRECT writes on a thread;
 //!                        the first MiB held back and written last, then fsync
 //!   ──► verify           cache-bypassing read-back, SHA-256 per chunk
+//!   ──► Medium::commit   (an image file is renamed over its target only now)
 //!   ──► FlashSummary
 //! ```
 //!
 //! Before the first write a device passes the backend's safety rules
-//! ([`crate::device::Backend::inspect`]), the operator's confirmation, an exclusive
+//! ([`crate::device::Backend::inspect`]), the operator's confirmation (a callback:
+//! the CLI asks on the terminal, the GUI has the typed name already), an exclusive
 //! open and the counterfeit-capacity [`probe`]. After the first write, any failure
-//! (a chunk failing verification, an I/O error, a read-back mismatch, SIGINT or
-//! SIGTERM) wipes the partition-table area so the card cannot boot as a healthy node.
+//! (a chunk failing verification, an I/O error, a read-back mismatch, a
+//! cancellation) wipes the partition-table area so the card cannot boot as a
+//! healthy node.
 //!
-//! The node flow calls [`run`]; `metis-flash write` is the same call from local files.
+//! The engine's node flow ([`crate::Engine::flash`]) calls [`run_with`]; the
+//! development `write` command makes the same call from local files.
 
 pub mod aligned;
 pub mod medium;
 pub mod probe;
-pub mod progress;
 pub mod verify;
 pub mod writer;
 
-use std::io::{self, BufRead, Read, Seek, Write};
+use std::io::{self, Read, Seek};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Once};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use metis_core::image::chunks::ChunkHash;
 use metis_core::image::compose::{ComposeError, Composer};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::cancel::CancelToken;
 use crate::device::{Backend, Candidate, DeviceError, Policy};
+use crate::events::{Events, Phase};
 use crate::exit::Exit;
 use aligned::{round_down, ALIGN};
 use medium::{ImageFile, Medium};
-pub use progress::Verbosity;
 use verify::ReadBackError;
 use writer::{WriteState, Writer, HEAD_BYTES};
 
-/// Default bytes per write (`--block-size 4M`), for the node flow's request.
-#[allow(dead_code)] // the node flow (not merged yet) and the CLI test use it
+/// Default bytes per write (`--block-size 4M`).
 pub const DEFAULT_BLOCK_SIZE: usize = 4 << 20;
 
 /// Sectors of a GPT backup (header and 128 entries) at a disk's end, wiped on failure.
 const GPT_BACKUP_BYTES: u64 = 33 * 512;
 
 /// Where the card image goes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A whole disk, checked by the safety rules and confirmed by the operator.
     Device {
         /// The disk (`/dev/sdb`).
         path: PathBuf,
-        /// Skip the typed confirmation. Only for a device named explicitly.
+        /// Skip the confirmation. Only for a device named explicitly.
         assume_yes: bool,
         /// Safety-rule overrides.
         policy: Policy,
@@ -112,8 +114,12 @@ impl WriteMode {
     }
 }
 
-/// Everything [`run`] needs besides the composer.
-#[derive(Debug)]
+/// Asks the operator to confirm writing `node` over the candidate disk; `true`
+/// goes on. Called once, after the safety rules passed and before the disk is
+/// opened.
+pub type Confirm = Box<dyn FnMut(&Candidate, &str) -> bool + Send>;
+
+/// Everything [`run_with`] needs besides the composer.
 pub struct FlashRequest {
     /// The node's name: shown, and typed by the operator to confirm.
     pub node: String,
@@ -126,14 +132,32 @@ pub struct FlashRequest {
     pub mode: Option<WriteMode>,
     /// Bytes per write; a power of two, at least 4096.
     pub block_size: usize,
-    /// Progress bar and messages, or quiet.
-    pub verbosity: Verbosity,
     /// Run the counterfeit-capacity probe before writing a device (always, except
     /// in the test that shows the read-back catches such a card on its own).
     pub probe_capacity: bool,
     /// Whether the artifact's signature, node, revision and digests were verified
     /// before this request was made (reported as `verified` in the summary).
     pub signature_verified: bool,
+    /// The confirmation for a device without `assume_yes`; `None` refuses such a
+    /// device (nobody to ask).
+    pub confirm: Option<Confirm>,
+    /// Where progress goes.
+    pub events: Events,
+    /// Stops the flash (wiping the card once anything was written).
+    pub cancel: CancelToken,
+}
+
+impl std::fmt::Debug for FlashRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the slot's bytes: they are the node's secrets.
+        f.debug_struct("FlashRequest")
+            .field("node", &self.node)
+            .field("slot", &self.slot.as_ref().map(|(o, b)| (o, b.len())))
+            .field("target", &self.target)
+            .field("mode", &self.mode)
+            .field("block_size", &self.block_size)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a successful flash did (`--json` prints it).
@@ -211,7 +235,7 @@ pub enum FlashError {
         #[source]
         source: io::Error,
     },
-    /// SIGINT or SIGTERM.
+    /// Cancelled (SIGINT, SIGTERM, the GUI's Cancel).
     #[error("interrupted")]
     Interrupted,
     /// A failure after the first write; the card was wiped (or the wipe failed too).
@@ -243,39 +267,12 @@ impl FlashError {
             FlashError::Wiped { cause, .. } => cause.exit(),
         }
     }
-}
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-/// Set once the target is opened: from then on a signal must not end the process.
-static WRITING: AtomicBool = AtomicBool::new(false);
-
-/// Installs the SIGINT/SIGTERM handler. Until [`catch_interrupts`] a signal ends
-/// the process with 130 at once: nothing has been written, and a picker's hidden
-/// cursor is shown again on the way out.
-pub fn handle_interrupts() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            if WRITING.load(Ordering::SeqCst) {
-                INTERRUPTED.store(true, Ordering::SeqCst);
-            } else {
-                let _ = dialoguer::console::Term::stderr().show_cursor();
-                eprintln!("\ninterrupted: nothing was written");
-                std::process::exit(Exit::Interrupted as i32);
-            }
-        });
-    });
-}
-
-/// From here on SIGINT/SIGTERM only set a flag the pipeline checks between chunks,
-/// so it can wipe the card instead of dying mid-write.
-fn catch_interrupts() {
-    handle_interrupts();
-    WRITING.store(true, Ordering::SeqCst);
-}
-
-fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    /// Whether the card (or the output file) is as it was before: nothing of the
+    /// image was written (an `--output` file is only ever replaced once verified).
+    pub fn nothing_written(&self) -> bool {
+        !matches!(self, FlashError::Wiped { .. })
+    }
 }
 
 /// Flashes the composed card to the target and reads it back; see the module docs.
@@ -286,19 +283,11 @@ fn interrupted() -> bool {
 /// # Errors
 ///
 /// [`FlashError`]; [`FlashError::exit`] gives the exit code. A failure after the
-/// first write comes as [`FlashError::Wiped`].
-pub fn run<R: Read + Seek + Send + 'static>(
-    composer: Composer<R>,
-    request: FlashRequest,
-) -> Result<FlashSummary, FlashError> {
-    run_with(&crate::device::Native, composer, request)
-}
-
-/// [`run`] with an explicit device backend.
+/// first write to a disk comes as [`FlashError::Wiped`].
 pub fn run_with<R: Read + Seek + Send + 'static>(
     backend: &dyn Backend,
     composer: Composer<R>,
-    request: FlashRequest,
+    mut request: FlashRequest,
 ) -> Result<FlashSummary, FlashError> {
     let block_size = request.block_size;
     if !block_size.is_power_of_two() || !(ALIGN..=(64 << 20)).contains(&block_size) {
@@ -312,13 +301,14 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
         .slot
         .as_ref()
         .map(|(offset, bytes)| *offset..offset.saturating_add(bytes.len() as u64));
-    let composer = match request.slot {
+    let composer = match request.slot.take() {
         Some((offset, bytes)) => composer
             .with_slot(offset, bytes)
             .map_err(|e| FlashError::BadInput(e.to_string()))?,
         None => composer,
     };
-    let progress = progress::Progress::new(request.verbosity);
+    let events = request.events.clone();
+    let cancel = request.cancel.clone();
 
     let (medium, mode): (Arc<dyn Medium>, WriteMode) = match &request.target {
         Target::Device {
@@ -327,51 +317,44 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
             policy,
         } => {
             let candidate = backend.inspect(path, image_size, *policy)?;
-            confirm(&candidate, &request.node, *assume_yes, request.verbosity)?;
-            let medium: Arc<dyn Medium> = Arc::from(backend.open(&candidate)?);
-            catch_interrupts();
-            if request.probe_capacity {
-                progress.say("checking that the card holds what it claims…");
+            if *assume_yes {
+                events.info(format!(
+                    "writing node {} to\n{}",
+                    request.node,
+                    candidate_text(&candidate)
+                ));
+            } else {
+                let confirmed = match request.confirm.as_mut() {
+                    Some(confirm) => confirm(&candidate, &request.node),
+                    None => false,
+                };
+                if !confirmed {
+                    return Err(FlashError::NotConfirmed(candidate.disk.path.clone()));
+                }
             }
-            let probed = match request.probe_capacity {
-                true => probe::probe(&*medium),
-                false => Ok(()),
-            };
-            probed.map_err(|e| match e {
-                probe::ProbeError::Io(source) => FlashError::Io {
-                    op: "probing the capacity of",
-                    path: path.clone(),
-                    source,
-                },
-                probe::ProbeError::Counterfeit {
-                    claimed,
-                    offset,
-                    aliased_with,
-                } => FlashError::Counterfeit {
-                    claimed,
-                    claimed_gib: claimed as f64 / (1u64 << 30) as f64,
-                    offset,
-                    how: match aliased_with {
-                        Some(other) => format!(
-                            "was overwritten by data written at byte {other} (writes wrap around)"
-                        ),
-                        None => "did not read back".into(),
-                    },
-                },
-            })?;
+            if cancel.is_cancelled() {
+                return Err(FlashError::Interrupted);
+            }
+            let medium: Arc<dyn Medium> = Arc::from(backend.open(&candidate)?);
+            cancel.arm();
+            if request.probe_capacity {
+                let meter = events.phase(Phase::Probe, 0);
+                probe::probe(&*medium).map_err(|e| probe_error(e, path))?;
+                meter.finish();
+            }
             (medium, request.mode.unwrap_or(WriteMode::Full))
         }
         Target::Output(path) => {
             let file = ImageFile::create(path, image_size).map_err(|source| FlashError::Io {
-                op: "creating",
+                op: "creating a temporary image beside",
                 path: path.clone(),
                 source,
             })?;
-            catch_interrupts();
+            cancel.arm();
             (Arc::new(file), request.mode.unwrap_or(WriteMode::Sparse))
         }
     };
-    if interrupted() {
+    if cancel.is_cancelled() {
         return Err(FlashError::Interrupted);
     }
 
@@ -383,10 +366,18 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
         slot_range,
         mode,
         block_size,
-        &progress,
+        &events,
+        &cancel,
         &state,
         &mut timings,
-    );
+    )
+    .and_then(|()| {
+        medium.commit().map_err(|source| FlashError::Io {
+            op: "renaming the verified image onto",
+            path: medium.path().to_path_buf(),
+            source,
+        })
+    });
     match result {
         Ok(()) => Ok(FlashSummary {
             node: request.node,
@@ -400,27 +391,43 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
             read_back: true,
             verified: request.signature_verified,
         }),
+        // An image file is written to a temporary file that is dropped here: the
+        // target path is as it was.
+        Err(cause) if !medium.is_disk() || !state.touched.load(Ordering::SeqCst) => Err(cause),
         Err(cause) => {
-            progress.abandon();
-            if !state.touched.load(Ordering::SeqCst) {
-                if !medium.is_disk() {
-                    let _ = std::fs::remove_file(medium.path());
-                }
-                return Err(cause);
-            }
             let target = medium.path().to_path_buf();
-            let wipe_error = if medium.is_disk() {
-                wipe(&*medium, image_size).err().map(|e| e.to_string())
-            } else {
-                // An image file is not worth keeping half-written: remove it.
-                std::fs::remove_file(&target).err().map(|e| e.to_string())
-            };
+            let wipe_error = wipe(&*medium, image_size).err().map(|e| e.to_string());
             Err(FlashError::Wiped {
                 cause: Box::new(cause),
                 target,
                 wipe_error,
             })
         }
+    }
+}
+
+fn probe_error(e: probe::ProbeError, path: &Path) -> FlashError {
+    match e {
+        probe::ProbeError::Io(source) => FlashError::Io {
+            op: "probing the capacity of",
+            path: path.to_path_buf(),
+            source,
+        },
+        probe::ProbeError::Counterfeit {
+            claimed,
+            offset,
+            aliased_with,
+        } => FlashError::Counterfeit {
+            claimed,
+            claimed_gib: claimed as f64 / (1u64 << 30) as f64,
+            offset,
+            how: match aliased_with {
+                Some(other) => {
+                    format!("was overwritten by data written at byte {other} (writes wrap around)")
+                }
+                None => "did not read back".into(),
+            },
+        },
     }
 }
 
@@ -431,7 +438,8 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
     slot_range: Option<Range<u64>>,
     mode: WriteMode,
     block_size: usize,
-    progress: &progress::Progress,
+    events: &Events,
+    cancel: &CancelToken,
     state: &Arc<WriteState>,
     timings: &mut (f64, f64),
 ) -> Result<(), FlashError> {
@@ -445,8 +453,7 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
     };
     let mut expected: Vec<ChunkHash> = table.hashes().to_vec();
 
-    let started = Instant::now();
-    progress.phase("write", image_size);
+    let meter = events.phase(Phase::Write, image_size);
     let mut writer = Writer::start(
         Arc::clone(medium),
         image_size,
@@ -455,7 +462,7 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
     );
     let mut chunks = composer.chunks();
     while let Some(item) = chunks.next() {
-        if interrupted() {
+        if cancel.is_cancelled() {
             return Err(FlashError::Interrupted);
         }
         let chunk = item.map_err(FlashError::Compose)?;
@@ -477,7 +484,7 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
                 writer.push(chunk.offset, &chunk.data)
             };
         pushed.map_err(io_err("writing"))?;
-        progress.set(state.done.load(Ordering::Relaxed));
+        meter.set(state.done.load(Ordering::Relaxed), Some(chunk.index));
         let mut chunk = chunk;
         if holds_secrets {
             // Its buffer goes back to the pool: wipe the decrypted secrets first.
@@ -488,23 +495,21 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
         chunks.recycle(chunk);
     }
     drop(chunks);
-    if interrupted() {
+    if cancel.is_cancelled() {
         return Err(FlashError::Interrupted);
     }
     writer.finish().map_err(io_err("writing and flushing"))?;
-    progress.set(image_size);
-    progress.finish_phase();
-    timings.0 = started.elapsed().as_secs_f64();
-    if interrupted() {
+    meter.set(image_size, None);
+    timings.0 = meter.finish();
+    if cancel.is_cancelled() {
         return Err(FlashError::Interrupted);
     }
 
-    let started = Instant::now();
-    progress.phase("read-back", image_size);
+    let meter = events.phase(Phase::ReadBack, image_size);
     let done = AtomicU64::new(0);
     let tick = || {
-        progress.set(done.load(Ordering::Relaxed));
-        interrupted()
+        meter.set(done.load(Ordering::Relaxed), None);
+        cancel.is_cancelled()
     };
     verify::read_back(
         Arc::clone(medium),
@@ -535,8 +540,7 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
         },
         ReadBackError::Interrupted => FlashError::Interrupted,
     })?;
-    progress.finish_phase();
-    timings.1 = started.elapsed().as_secs_f64();
+    timings.1 = meter.finish();
     Ok(())
 }
 
@@ -580,13 +584,9 @@ pub fn size_text(bytes: u64) -> String {
     }
 }
 
-/// Shows what will be erased and waits for the node name.
-fn confirm(
-    candidate: &Candidate,
-    node: &str,
-    assume_yes: bool,
-    verbosity: Verbosity,
-) -> Result<(), FlashError> {
+/// What will be erased on `candidate`, for a confirmation prompt: the disk, then
+/// each partition with its mounts.
+pub fn candidate_text(candidate: &Candidate) -> String {
     let disk = &candidate.disk;
     let mut text = format!(
         "{}: {} {}, bus {}{}\n",
@@ -606,24 +606,5 @@ fn confirm(
         }
         text.push('\n');
     }
-    if assume_yes {
-        if verbosity == Verbosity::Normal {
-            eprint!("writing node {node} to\n{text}");
-        }
-        return Ok(());
-    }
-    eprint!(
-        "Everything on this disk will be lost:\n{text}Type the node name ({node}) to write it: "
-    );
-    let _ = io::stderr().flush();
-    let mut answer = String::new();
-    let read = io::stdin().lock().read_line(&mut answer);
-    if matches!(read, Ok(n) if n > 0) && answer.trim() == node {
-        Ok(())
-    } else {
-        if !matches!(read, Ok(n) if n > 0) {
-            eprintln!("\n(no answer on stdin; scripts pass --yes with an explicit --device)");
-        }
-        Err(FlashError::NotConfirmed(disk.path.clone()))
-    }
+    text
 }

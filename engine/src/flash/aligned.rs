@@ -40,6 +40,11 @@ impl AlignedBuf {
         self.storage.len() - ALIGN
     }
 
+    /// Whether nothing is filled yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Bytes filled so far.
     pub fn len(&self) -> usize {
         self.len

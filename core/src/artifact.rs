@@ -1,0 +1,2 @@
+//! Placeholder until the lean-split branch lands.
+pub use crate::publish::{NodeConfig, SlotLocation};

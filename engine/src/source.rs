@@ -1,0 +1,228 @@
+//! Where artifacts come from: the registry location (parsed once into
+//! [`RegistryLocation`]) and the order in which flags, an inventory (maintainers
+//! only, its `registry:` block alone) and the operator's settings name it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use metis_core::oci::RegistryOptions;
+
+use crate::error::EngineError;
+use crate::settings::Settings;
+
+/// A registry: a host spoken to over HTTPS, or an OCI image-layout directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryLocation {
+    /// `HOST[:PORT]` (Harbor, distribution).
+    Remote(String),
+    /// `oci:DIR`: an image-layout directory (an air-gapped lab's USB stick, tests).
+    Layout(PathBuf),
+}
+
+impl RegistryLocation {
+    /// Parses `HOST[:PORT][/PREFIX]` or `oci:DIR`; the prefix when one is written.
+    pub fn parse_with_prefix(text: &str) -> Result<(Self, Option<String>), EngineError> {
+        let text = text.trim();
+        if let Some(dir) = text.strip_prefix("oci:") {
+            if dir.is_empty() {
+                return Err(EngineError::BadInput(
+                    "`oci:` names no directory: write oci:/path/to/layout".into(),
+                ));
+            }
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
+            return Ok((RegistryLocation::Layout(dir), None));
+        }
+        if text.contains("://") {
+            return Err(EngineError::BadInput(format!(
+                "registry {text:?}: write HOST[:PORT]/PREFIX without a scheme \
+                 (e.g. harbor.lab.home.arpa/metis)"
+            )));
+        }
+        let (host, prefix) = match text.split_once('/') {
+            Some((host, prefix)) => (host, Some(prefix.trim_matches('/').to_owned())),
+            None => (text, None),
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(EngineError::BadInput(format!(
+                "registry {text:?} is not HOST[:PORT]/PREFIX or oci:DIR"
+            )));
+        }
+        Ok((
+            RegistryLocation::Remote(host.to_owned()),
+            prefix.filter(|p| !p.is_empty()),
+        ))
+    }
+
+    /// Whether a demo key or identity is acceptable here: an `oci:` directory or
+    /// a loopback registry (the example lab and tests), never a lab's registry.
+    pub fn is_test_registry(&self) -> bool {
+        match self {
+            RegistryLocation::Layout(_) => true,
+            RegistryLocation::Remote(host) => {
+                let name = if let Some(v6) = host.strip_prefix('[') {
+                    v6.split(']').next().unwrap_or("")
+                } else {
+                    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+                };
+                name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        }
+    }
+}
+
+impl fmt::Display for RegistryLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryLocation::Remote(host) => f.write_str(host),
+            RegistryLocation::Layout(dir) => write!(f, "oci:{}", dir.display()),
+        }
+    }
+}
+
+/// How the caller names the registry (the CLI's flags, the GUI's settings).
+#[derive(Debug, Clone, Default)]
+pub struct RegistryFlags {
+    /// `HOST[:PORT]/PREFIX` or `oci:DIR`.
+    pub registry: Option<String>,
+    /// The repository prefix.
+    pub prefix: Option<String>,
+    /// An extra CA certificate (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Plain HTTP (loopback only).
+    pub insecure_http: bool,
+    /// An inventory whose `registry:` block names the registry (maintainers).
+    pub inventory: Option<PathBuf>,
+}
+
+/// The registry resolved: where, under which prefix, how to reach it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The registry; `None` offline when nothing names one (only the cache is used).
+    pub location: Option<RegistryLocation>,
+    /// The repository prefix.
+    pub prefix: String,
+    /// How to reach it.
+    pub options: RegistryOptions,
+}
+
+impl Source {
+    /// Resolves the registry: the flags, else the inventory named (its
+    /// `registry:` block only), else the settings. Offline, a missing registry is
+    /// fine: the cache is keyed by prefix alone.
+    pub fn resolve(
+        flags: &RegistryFlags,
+        settings: &Settings,
+        offline: bool,
+    ) -> Result<Self, EngineError> {
+        let (mut location, mut prefix, mut ca_file) = (None, None, None);
+        if let Some(text) = &flags.registry {
+            let (l, p) = RegistryLocation::parse_with_prefix(text)?;
+            location = Some(l);
+            prefix = p;
+        } else if let Some(dir) = &flags.inventory {
+            let (l, p, ca) = from_inventory(dir)?;
+            location = Some(l);
+            prefix = Some(p);
+            ca_file = ca;
+        } else if let Some(text) = &settings.registry {
+            let (l, p) = RegistryLocation::parse_with_prefix(text)?;
+            location = Some(l);
+            prefix = p.or_else(|| settings.prefix.clone());
+            ca_file = settings.ca_file.clone();
+        }
+        if location.is_none() && !offline {
+            return Err(EngineError::NoRegistry);
+        }
+        if flags.prefix.is_some() {
+            prefix = flags.prefix.clone();
+        }
+        let prefix = prefix
+            .or_else(|| settings.prefix.clone())
+            .unwrap_or_else(|| "metis".into());
+        if flags.ca_file.is_some() {
+            ca_file = flags.ca_file.clone();
+        }
+        Ok(Source {
+            location,
+            prefix,
+            options: RegistryOptions {
+                ca_file,
+                insecure_http: flags.insecure_http,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Whether a demo key or identity is acceptable (see
+    /// [`RegistryLocation::is_test_registry`]); offline with no registry named, no.
+    pub fn is_test_registry(&self) -> bool {
+        self.location
+            .as_ref()
+            .is_some_and(RegistryLocation::is_test_registry)
+    }
+}
+
+/// The registry an inventory's `metis.yaml` names (its `registry:` block alone;
+/// the inventory is never loaded or rendered here).
+fn from_inventory(dir: &Path) -> Result<(RegistryLocation, String, Option<PathBuf>), EngineError> {
+    let registry = metis_core::lab_registry::read_registry(dir)
+        .map_err(|e| EngineError::BadInput(e.to_string()))?;
+    let (location, _) = RegistryLocation::parse_with_prefix(&registry.location)?;
+    Ok((location, registry.prefix, registry.ca_file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse_once() {
+        let (l, p) = RegistryLocation::parse_with_prefix("harbor.lab:8443/metis/lab").unwrap();
+        assert_eq!(l, RegistryLocation::Remote("harbor.lab:8443".into()));
+        assert_eq!(p.as_deref(), Some("metis/lab"));
+        let (l, p) = RegistryLocation::parse_with_prefix("oci:/srv/reg").unwrap();
+        assert_eq!(l, RegistryLocation::Layout("/srv/reg".into()));
+        assert_eq!(l.to_string(), "oci:/srv/reg");
+        assert!(p.is_none());
+        for bad in ["https://harbor/metis", "", "oci:", "a b/c"] {
+            assert!(RegistryLocation::parse_with_prefix(bad).is_err(), "{bad}");
+        }
+        assert!(RegistryLocation::Remote("127.0.0.1:5000".into()).is_test_registry());
+        assert!(RegistryLocation::Remote("[::1]:5000".into()).is_test_registry());
+        assert!(!RegistryLocation::Remote("harbor.lab".into()).is_test_registry());
+    }
+
+    #[test]
+    fn flags_win_over_settings_and_offline_needs_no_registry() {
+        let settings = Settings {
+            registry: Some("harbor.lab".into()),
+            prefix: Some("lab".into()),
+            ca_file: Some("/c/ca.pem".into()),
+            ..Default::default()
+        };
+        let s = Source::resolve(&RegistryFlags::default(), &settings, false).unwrap();
+        assert_eq!(
+            s.location,
+            Some(RegistryLocation::Remote("harbor.lab".into()))
+        );
+        assert_eq!(s.prefix, "lab");
+        assert_eq!(s.options.ca_file.as_deref(), Some(Path::new("/c/ca.pem")));
+        let flags = RegistryFlags {
+            registry: Some("oci:/tmp/r".into()),
+            ..Default::default()
+        };
+        let s = Source::resolve(&flags, &settings, false).unwrap();
+        assert_eq!(s.location, Some(RegistryLocation::Layout("/tmp/r".into())));
+        assert_eq!(s.prefix, "lab");
+        let none = Settings::default();
+        assert!(matches!(
+            Source::resolve(&RegistryFlags::default(), &none, false),
+            Err(EngineError::NoRegistry)
+        ));
+        let s = Source::resolve(&RegistryFlags::default(), &none, true).unwrap();
+        assert!(s.location.is_none() && s.prefix == "metis");
+    }
+}
