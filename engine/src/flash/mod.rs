@@ -608,3 +608,6 @@ pub fn candidate_text(candidate: &Candidate) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests;
