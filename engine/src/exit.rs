@@ -81,11 +81,25 @@ impl Exit {
         }
     }
 
-    /// The exit-code table as plain text (for `--help`).
+    /// The exit-code table as plain text for `--help`, wrapped to 80 columns
+    /// with the meanings aligned.
     pub fn table() -> String {
+        const WIDTH: usize = 80;
+        const INDENT: usize = 7;
         let mut text = String::from("Exit status:\n");
         for e in Exit::ALL {
-            text.push_str(&format!("  {:>3}  {}\n", e.code(), e.meaning()));
+            let mut line = format!("  {:>3}  ", e.code());
+            for word in e.meaning().split(' ') {
+                if line.len() + word.len() + 1 > WIDTH && line.len() > INDENT {
+                    text.push_str(line.trim_end());
+                    text.push('\n');
+                    line = " ".repeat(INDENT);
+                }
+                line.push_str(word);
+                line.push(' ');
+            }
+            text.push_str(line.trim_end());
+            text.push('\n');
         }
         text
     }
@@ -117,6 +131,8 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(codes, sorted);
-        assert!(Exit::table().contains("  6  registry unreachable"));
+        let table = Exit::table();
+        assert!(table.contains("    6  registry unreachable"), "{table}");
+        assert!(table.lines().all(|l| l.len() <= 80), "{table}");
     }
 }

@@ -114,8 +114,15 @@ impl Engine {
             Ok(index) => Ok(index),
             Err(e @ (EngineError::Verification { .. } | EngineError::Unsigned { .. })) => Err(e),
             Err(e) => {
+                let why = match e {
+                    EngineError::Unreachable { .. } => {
+                        "the registry cannot be reached and none is cached".to_owned()
+                    }
+                    EngineError::NotCached { .. } => "none is cached".to_owned(),
+                    other => other.to_string(),
+                };
                 self.events.warn(format!(
-                    "no verified lab index at hand ({e}): the artifact's revision is checked \
+                    "no verified lab index at hand ({why}): the artifact's revision is checked \
                      only against what this laptop has seen"
                 ));
                 Ok(None)

@@ -379,7 +379,8 @@ pub struct FlashArgs {
     /// No progress bar or messages on stderr (errors still are).
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Print one JSON summary on stdout (implies -q).
+    /// Print the progress events and then the summary on stdout, one JSON
+    /// object a line (implies -q).
     #[arg(long)]
     pub json: bool,
 }
