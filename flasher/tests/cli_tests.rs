@@ -26,8 +26,14 @@ const END: &str = "<!-- end of exit-codes -->\n";
 fn readme_exit_codes_are_the_engines() {
     let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let readme = std::fs::read_to_string(&readme_path).unwrap();
-    let start = readme.find(BEGIN).expect("README.md has the exit-code marker") + BEGIN.len();
-    let end = start + readme[start..].find(END).expect("README.md has the end marker");
+    let start = readme
+        .find(BEGIN)
+        .expect("README.md has the exit-code marker")
+        + BEGIN.len();
+    let end = start
+        + readme[start..]
+            .find(END)
+            .expect("README.md has the end marker");
     let table = metis_engine::Exit::markdown_table();
     if std::env::var_os("METIS_BLESS").is_some() {
         let updated = format!("{}{table}{}", &readme[..start], &readme[end..]);

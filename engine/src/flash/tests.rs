@@ -217,7 +217,12 @@ fn cancelled_mid_write_the_partition_table_areas_are_wiped() {
             }
         })
     };
-    let e = run_with(&FakeBackend(disk.clone()), composer, request(events, cancel)).unwrap_err();
+    let e = run_with(
+        &FakeBackend(disk.clone()),
+        composer,
+        request(events, cancel),
+    )
+    .unwrap_err();
     assert_eq!(e.exit(), Exit::Interrupted, "{e}");
     assert!(!e.nothing_written());
     match &e {
@@ -231,7 +236,10 @@ fn cancelled_mid_write_the_partition_table_areas_are_wiped() {
     }
     let after = disk.snapshot();
     // The first MiB (MBR, GPT header and entries) is zero: nothing boots from it.
-    assert!(after[..MIB].iter().all(|b| *b == 0), "the head was not wiped");
+    assert!(
+        after[..MIB].iter().all(|b| *b == 0),
+        "the head was not wiped"
+    );
     // The GPT backup areas at the image's end and the disk's end are zero too.
     let backup = 33 * 512;
     assert!(after[size - backup..size].iter().all(|b| *b == 0));
