@@ -8,6 +8,7 @@
 pub mod image;
 pub mod inventory;
 pub mod oci;
+pub mod profile;
 pub mod publish;
 pub mod render;
 pub mod secrets;
