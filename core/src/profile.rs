@@ -286,7 +286,7 @@ pub(crate) fn check_certificates(pem: &str) -> Result<(), String> {
                 "it holds a `{label}` block; only `CERTIFICATE` blocks belong there"
             ));
         }
-        pem_rfc7468::decode_vec(block[..end].as_bytes())
+        pem_rfc7468::decode_vec(&block.as_bytes()[..end])
             .map_err(|e| format!("certificate {} is not valid PEM: {e}", count + 1))?;
         count += 1;
         rest = &block[end..];
@@ -302,9 +302,8 @@ mod tests {
     use super::*;
 
     const DEMO_KEY: &str = include_str!("../../inventory/demo-keys/cosign.pub");
-    /// A self-signed test certificate's PEM shape (the DER inside is not
-    /// parsed as X.509 here; TLS does that when the flasher connects).
-    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUfake0test0only0AAAAAAAAAAAAwCgYIKoZIzj0EAwIw\n-----END CERTIFICATE-----\n";
+    /// A self-signed certificate (`openssl req -x509`, P-256, CN "Metis test lab CA").
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBjjCCATWgAwIBAgIUQvzKvU3wMOIYKM0/1w5hRCUuIbswCgYIKoZIzj0EAwIw\nHDEaMBgGA1UEAwwRTWV0aXMgdGVzdCBsYWIgQ0EwIBcNMjYxMjAzMDc1MDI1WhgP\nMjEyNjExMDkwNzUwMjVaMBwxGjAYBgNVBAMMEU1ldGlzIHRlc3QgbGFiIENBMFkw\nEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEaP3qcZ85kqvF9HjjBf7eUaETtRJjIh/9\nrdTHTJazhxWcjSIPOs0GGV0vIr7ocbCTPaMVxL7BQI0vbw6PnYtseqNTMFEwHQYD\nVR0OBBYEFFKJEdzP5BUXArJo0rTbjotDUhh7MB8GA1UdIwQYMBaAFFKJEdzP5BUX\nArJo0rTbjotDUhh7MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIg\nHFsWX2ikSj+wIQ1XyS1b0EKPFBO0ZeLgiED0p1vqQzkCIF7PEXxMkqzvk2kbDewx\nwKVbKGs6HyHsqbyP2bZfHlZk\n-----END CERTIFICATE-----\n";
 
     fn good() -> LabProfile {
         LabProfile {
@@ -316,6 +315,9 @@ mod tests {
             public_keys: vec![DEMO_KEY.into()],
         }
     }
+
+    /// One change to a good profile.
+    type Edit = Box<dyn Fn(&mut LabProfile)>;
 
     fn json(p: &LabProfile) -> Vec<u8> {
         p.to_json().into_bytes()
@@ -352,7 +354,7 @@ mod tests {
 
     #[test]
     fn good_variants_parse() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut LabProfile)>)> = vec![
+        let cases: Vec<(&str, Edit)> = vec![
             ("no CA (omitted)", Box::new(|p| p.ca_certificate = None)),
             (
                 "oci: absolute",
@@ -396,8 +398,7 @@ mod tests {
     #[test]
     fn each_bad_profile_is_refused_with_what_to_do() {
         let private = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n";
-        #[allow(clippy::type_complexity)]
-        let cases: Vec<(&str, Box<dyn Fn(&mut LabProfile)>, &str)> = vec![
+        let cases: Vec<(&str, Edit, &str)> = vec![
             (
                 "format v2",
                 Box::new(|p| p.format = "metis-lab-profile/v2".into()),
