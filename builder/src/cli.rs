@@ -58,6 +58,16 @@ pub enum Command {
     /// Exit status 0, or 1 when some node's inputs could not be computed (its
     /// action is `fail`; the other nodes are still planned).
     Plan(PlanArgs),
+    /// Print the lab profile operators' laptops are set up from (JSON, stdout).
+    ///
+    /// Registry, repository prefix, the lab CA (registry.ca_file, inline) and
+    /// the signing public keys, from metis.yaml; an oci: directory is made
+    /// absolute. Public material only: no private key, identity or password.
+    /// Save it and give it to operators: `metis-build operator-profile >
+    /// lab.metis`, then on each laptop `metis-flash setup lab.metis`.
+    ///
+    /// Exit status: 0 printed (warnings on stderr), 1 on any error.
+    OperatorProfile(OperatorProfileArgs),
     /// Build, push and sign every changed node, then the signed lab index.
     ///
     /// Unchanged nodes cost nothing (no upload, no manifest). Each class base
@@ -324,6 +334,16 @@ pub struct CheckArgs {
     /// Print the findings as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorProfileArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// The lab's name, shown to operators [default: the inventory's
+    /// cluster.domain]
+    #[arg(long, value_name = "NAME")]
+    pub lab: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -50,7 +50,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Secrets(cmd) => secrets(cmd),
         Command::Plan(args) => plan(args),
         Command::Publish(args) => publish(args),
+        Command::OperatorProfile(args) => operator_profile(args),
     }
+}
+
+fn operator_profile(args: cli::OperatorProfileArgs) -> Result<ExitCode> {
+    let inv = inventory::load(&args.inventory.inventory)?;
+    let exported = inventory::operator_profile(&inv, args.lab.as_deref())
+        .context("exporting the operator profile")?;
+    for w in &exported.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", exported.profile.to_json());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn push_artifact(args: cli::PushArtifactArgs) -> Result<ExitCode> {

@@ -35,6 +35,52 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The example's golden stand-ins (`tests/golden/gen.sh`), made once and kept
+/// under the target directory while `EXPECTED_SHA256` still pins them.
+fn stand_ins() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("golden-stand-ins");
+        let sums = |p: &Path| {
+            let mut lines: Vec<String> = std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            lines.sort();
+            lines
+        };
+        let expected = sums(&example().join("../tests/golden/EXPECTED_SHA256"));
+        if sums(&dir.join("SHA256SUMS")) != expected {
+            let gen = example().join("../tests/golden/gen.sh");
+            let out = std::process::Command::new("sh")
+                .arg(&gen)
+                .arg(&dir)
+                .output()
+                .expect("running tests/golden/gen.sh");
+            assert!(
+                out.status.success(),
+                "tests/golden/gen.sh: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        dir
+    })
+}
+
+/// Copies the example inventory with its golden images (hard links to
+/// [`stand_ins`]) into a temp dir: the example as `check` sees it after
+/// `tests/golden/gen.sh`.
+fn copy_example_with_golden() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    copy_dir(&example(), tmp.path());
+    std::fs::create_dir(tmp.path().join("golden")).unwrap();
+    for name in ["rpi-ubuntu.img", "armbian.img", "amd64.img"] {
+        std::fs::hard_link(stand_ins().join(name), tmp.path().join("golden").join(name)).unwrap();
+    }
+    tmp
+}
+
 /// Replaces the first `from` in `file` with `to` (panics if absent, so a stale fixture fails loudly).
 fn edit(dir: &Path, file: &str, from: &str, to: &str) {
     let p = dir.join(file);
@@ -57,7 +103,8 @@ fn errors(dir: &Path) -> Vec<Diagnostic> {
 
 #[test]
 fn example_lab_passes() {
-    let checked = inventory::check(&example());
+    let dir = copy_example_with_golden();
+    let checked = inventory::check(dir.path());
     let errs: Vec<String> = checked.diagnostics.iter().map(|d| d.to_string()).collect();
     assert!(
         checked.inventory.is_some(),
@@ -424,7 +471,7 @@ fn example_classes_pin_the_generated_stand_ins() {
 
 #[test]
 fn demo_keys_warn_outside_test_registries() {
-    let dir = copy_example();
+    let dir = copy_example_with_golden();
     edit(
         dir.path(),
         "metis.yaml",
@@ -458,4 +505,72 @@ fn demo_keys_warn_outside_test_registries() {
 fn the_demo_key_fingerprint_constant_matches_the_demo_key() {
     let key = metis_core::trust::PublicKey::read(&example().join("demo-keys/cosign.pub")).unwrap();
     assert_eq!(key.fingerprint(), metis_core::trust::DEMO_KEY_FINGERPRINT);
+}
+
+/// A fresh clone has no golden images: `check` names each class's `path:`
+/// line and what to run, while `load` (nodes, render --out, golden import)
+/// still works; with the images in place the same copy passes.
+#[test]
+fn a_missing_golden_image_is_an_error_of_check_only() {
+    let dir = copy_example();
+    let errs = errors(dir.path());
+    let golden: Vec<&Diagnostic> = errs
+        .iter()
+        .filter(|d| d.message.contains("golden image"))
+        .collect();
+    assert_eq!(golden.len(), errs.len(), "only golden errors: {errs:?}");
+    // Six classes, three stand-in files; each class is named in its own file.
+    assert_eq!(golden.len(), 6, "{errs:?}");
+    let amd64 = golden
+        .iter()
+        .find(|d| d.file == Path::new("classes/amd64-agents.yaml"))
+        .expect("amd64-agents is reported");
+    assert_eq!((amd64.line, amd64.column), (5, 9), "{amd64}");
+    assert!(
+        amd64
+            .message
+            .contains("golden image `golden/amd64.img` of class `amd64-agents` does not exist"),
+        "{amd64}"
+    );
+    let hint = amd64.hint.as_deref().unwrap();
+    assert!(hint.contains("tests/golden/gen.sh"), "{hint}");
+    assert!(
+        hint.contains("metis-build golden import amd64-agents FILE --sha256 HEX --pin"),
+        "{hint}"
+    );
+    assert!(inventory::check(dir.path()).inventory.is_none());
+    assert!(
+        inventory::load(dir.path()).is_ok(),
+        "load needs no golden file"
+    );
+    assert!(inventory::load_for_sealing(dir.path()).is_ok());
+
+    // A directory where the image should be is named as such.
+    std::fs::create_dir_all(dir.path().join("golden/amd64.img")).unwrap();
+    let errs = errors(dir.path());
+    assert!(
+        errs.iter()
+            .any(|d| d.file == Path::new("classes/amd64-agents.yaml")
+                && d.message.contains("is not a file")),
+        "{errs:?}"
+    );
+
+    // url: and oci: pins need the network: check does not look for them.
+    edit(
+        dir.path(),
+        "classes/amd64-agents.yaml",
+        "path: golden/amd64.img",
+        "url: https://images.lab.home.arpa/amd64.img",
+    );
+    let errs = errors(dir.path());
+    assert!(
+        !errs
+            .iter()
+            .any(|d| d.file == Path::new("classes/amd64-agents.yaml")),
+        "{errs:?}"
+    );
+
+    let with = copy_example_with_golden();
+    let checked = inventory::check(with.path());
+    assert!(checked.inventory.is_some(), "{:?}", checked.diagnostics);
 }

@@ -308,10 +308,12 @@ fn check_names_a_node_without_sealed_secrets_and_the_command_to_run() {
     std::fs::remove_file(dir.join("secrets/cluster.age")).unwrap();
     let checked = inventory::check(&dir);
     assert!(checked.inventory.is_none());
+    // The copy has no golden images either; those findings are not this test's.
     let errors: Vec<_> = checked
         .diagnostics
         .iter()
         .filter(|d| d.severity == inventory::Severity::Error)
+        .filter(|d| !d.message.contains("golden image"))
         .collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
     let node = errors

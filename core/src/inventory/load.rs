@@ -140,8 +140,18 @@ fn invalid_message(dir: &str, diagnostics: &[Diagnostic]) -> String {
 }
 
 /// Loads and validates an inventory, failing on any error.
+///
+/// Golden image files are not looked for: commands that work without them
+/// (`nodes`, `render --out`, `golden import`, which is how they arrive) must
+/// work on a fresh clone; the stage that reads one reports it missing.
 pub fn load(dir: &Path) -> Result<Inventory, InventoryError> {
-    let checked = check(dir);
+    let checked = check_with(
+        dir,
+        Required {
+            sealed: true,
+            golden_files: false,
+        },
+    );
     match checked.inventory {
         Some(inv) => Ok(inv),
         None => Err(InventoryError::Invalid {
@@ -155,7 +165,13 @@ pub fn load(dir: &Path) -> Result<Inventory, InventoryError> {
 /// their sealed secrets (`secrets/<node>.age`): what `metis-build secrets`
 /// works from, since it is what creates them.
 pub fn load_for_sealing(dir: &Path) -> Result<Inventory, InventoryError> {
-    let checked = check_with(dir, false);
+    let checked = check_with(
+        dir,
+        Required {
+            sealed: false,
+            golden_files: false,
+        },
+    );
     match checked.inventory {
         Some(inv) => Ok(inv),
         None => Err(InventoryError::Invalid {
@@ -165,12 +181,30 @@ pub fn load_for_sealing(dir: &Path) -> Result<Inventory, InventoryError> {
     }
 }
 
-/// Reads, validates and resolves the inventory in `dir`, collecting every finding.
+/// Reads, validates and resolves the inventory in `dir`, collecting every
+/// finding: what `metis-build check` reports. Beyond [`load`], every local
+/// golden image file (`golden: {path: …}`) must exist and be readable, so a
+/// fresh clone hears what to run before `publish` fails on each node.
 pub fn check(dir: &Path) -> Checked {
-    check_with(dir, true)
+    check_with(
+        dir,
+        Required {
+            sealed: true,
+            golden_files: true,
+        },
+    )
 }
 
-fn check_with(dir: &Path, require_sealed: bool) -> Checked {
+/// Which files outside the YAML the inventory must already have.
+#[derive(Debug, Clone, Copy)]
+struct Required {
+    /// `secrets/<node>.age` and `secrets/cluster.age`.
+    sealed: bool,
+    /// The classes' local golden images (`golden.path`).
+    golden_files: bool,
+}
+
+fn check_with(dir: &Path, required: Required) -> Checked {
     if !dir.is_dir() {
         return Checked {
             inventory: None,
@@ -210,9 +244,16 @@ fn check_with(dir: &Path, require_sealed: bool) -> Checked {
             }
         }
         cx.cross_node(&node_files);
-        if require_sealed {
+        if required.sealed {
             cx.sealed_sources(&node_files);
         }
+        // Apart, so a clone without its images still hears about everything
+        // else, render errors included.
+        let golden_findings = if required.golden_files {
+            cx.golden_files(&class_files)
+        } else {
+            Vec::new()
+        };
         if node_files.is_empty() && cx.errors() == 0 {
             cx.diags.push(
                 Diagnostic::warning(Path::new("nodes"), Pos::FILE, "the inventory has no nodes")
@@ -227,10 +268,11 @@ fn check_with(dir: &Path, require_sealed: bool) -> Checked {
                 nodes,
             };
             cx.renders(&inv);
-            if cx.errors() == 0 {
+            if cx.errors() == 0 && golden_findings.is_empty() {
                 inventory = Some(inv);
             }
         }
+        cx.diags.extend(golden_findings);
     }
     let mut diagnostics = cx.diags;
     diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -392,6 +434,53 @@ impl Cx {
                 );
             }
         }
+    }
+
+    /// Every class pinned to a local golden image needs the file: without it
+    /// no card of the class can be built. Only presence and readability are
+    /// checked (the digest is checked where the image is read, in full);
+    /// `oci:` and `url:` pins need the network and are left to `publish`.
+    fn golden_files(
+        &self,
+        class_files: &[(String, PathBuf, schema::ClassFile)],
+    ) -> Vec<Diagnostic> {
+        let mut findings = Vec::new();
+        for (class, file, f) in class_files {
+            let g = &f.golden;
+            let Some(path) = g
+                .path
+                .as_ref()
+                .filter(|_| g.oci.is_none() && g.url.is_none())
+            else {
+                continue;
+            };
+            let full = self.dir.join(&path.value);
+            let problem = match std::fs::metadata(&full) {
+                Ok(m) if m.is_file() => match std::fs::File::open(&full) {
+                    Ok(_) => continue,
+                    Err(e) => format!("cannot be read: {e}"),
+                },
+                Ok(_) => "is not a file".to_owned(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+                Err(e) => format!("cannot be read: {e}"),
+            };
+            findings.push(
+                Diagnostic::error(
+                    file,
+                    Pos::of(path),
+                    format!(
+                        "golden image `{}` of class `{class}` {problem} ({})",
+                        path.value,
+                        full.display()
+                    ),
+                )
+                .hint(format!(
+                    "run `tests/golden/gen.sh {}` (the example's stand-ins) or `metis-build golden import {class} FILE --sha256 HEX --pin`",
+                    full.parent().unwrap_or(&self.dir).display()
+                )),
+            );
+        }
+        findings
     }
 
     /// Every node needs its sealed source `secrets/<node>.age`, and a lab with

@@ -10,9 +10,11 @@
 pub mod diag;
 mod load;
 pub mod model;
+mod profile;
 pub mod rules;
 mod schema;
 
 pub use diag::{Diagnostic, Severity};
 pub use load::{builtin, check, is_test_registry, load, load_for_sealing, Checked, InventoryError};
 pub use model::*;
+pub use profile::{operator_profile, ExportedProfile, ProfileExportError};
