@@ -28,8 +28,9 @@ measure() {
 mib_s() { awk -v b="$1" -v s="$2" 'BEGIN { if (s < 0.005) s = 0.005; printf "%.0f", b / s / 1048576 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2fx", a / b }'; }
 
-# json FIELD: a number from the last write_card's summary.
-json() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p" "$WORK/summary.json"; }
+# json FIELD: a number from the last write_card's summary (`--json` prints the
+# engine's events one a line, the summary last).
+json() { tail -n 1 "$WORK/summary.json" | sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; }
 
 # write_card ART DEV [ARGS...]: `metis-flash write` of the artifact directory ART
 # (bench/artifact's base.zst, node.json, node.patch, slot) and the bundle ART/bundle
