@@ -80,6 +80,12 @@ pub fn parse_registry_arg(arg: &str) -> (String, Option<String>) {
     }
 }
 
+/// Registries where the example lab's demo keys are acceptable: an OCI layout
+/// directory or a registry on the loopback interface.
+pub fn is_test_registry(location: &str) -> bool {
+    location.starts_with("oci:") || is_loopback(location)
+}
+
 /// Where the inventory's registry is, for [`Registry::open`]: an `oci:` directory
 /// written relative is relative to the inventory directory.
 pub fn lab_location(inv: &crate::inventory::Inventory) -> String {
@@ -186,6 +192,27 @@ mod tests {
         assert!(Registry::open("127.0.0.1:5000", &opts).is_ok());
         let err = Registry::open("oci:", &opts).unwrap_err().to_string();
         assert!(err.contains("expected oci:DIR"), "{err}");
+    }
+
+    #[test]
+    fn test_registries() {
+        for ok in [
+            "oci:/tmp/x",
+            "oci:relative/dir",
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_test_registry(ok), "{ok}");
+        }
+        for real in [
+            "192.168.22.5:443",
+            "harbor.lab.home.arpa",
+            "[2001:db8::1]:5000",
+        ] {
+            assert!(!is_test_registry(real), "{real}");
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@ use zeroize::Zeroizing;
 use super::age_io::{open, seal, Identities};
 use super::source::{sealed_path, Source, CLUSTER};
 use super::{Result, SecretsError};
+use crate::artifact::SLOT_SIZE;
 use crate::inventory::Inventory;
-use crate::render::{self, SLOT_SIZE};
+use crate::render;
 
 const SOURCE_HINT: &str = "the CI identity must be the one whose recipient is builder.recipient in metis.yaml (or an operator's); after a recipient change run `metis-build secrets rekey`";
 
