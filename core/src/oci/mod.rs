@@ -89,11 +89,7 @@ pub fn is_test_registry(location: &str) -> bool {
 /// Where the inventory's registry is, for [`Registry::open`]: an `oci:` directory
 /// written relative is relative to the inventory directory.
 pub fn lab_location(inv: &crate::inventory::Inventory) -> String {
-    let host = &inv.lab.registry.host;
-    match host.strip_prefix("oci:") {
-        Some(dir) => format!("oci:{}", inv.dir.join(dir).display()),
-        None => host.clone(),
-    }
+    crate::lab_registry::location(&inv.dir, &inv.lab.registry.host)
 }
 
 /// The lab registry's host, or `None` when the lab publishes into an OCI
