@@ -1,9 +1,9 @@
 //! The node artifact's wire format: the config blob ([`NodeConfig`]) that
 //! `metis-build` writes and `metis-flash` reads, and the size of the secrets
-//! slot the secrets layer decrypts to. Both sides import it from here, not
-//! from the writer (`publish`). The layers' media types are in
-//! [`oci`](crate::oci); the whole artifact is described in `docs/registry.md`
-//! and `docs/formats.md`.
+//! slot the secrets layer decrypts to. Both sides import it from here: the
+//! writer (`publish`) is behind the `build` feature, this module is not. The
+//! layers' media types are in [`oci`](crate::oci); the whole artifact is
+//! described in `docs/registry.md` and `docs/formats.md`.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -3,8 +3,9 @@
 //! A maintainer flashing from a checkout (`metis-flash --inventory DIR`) needs
 //! only where the lab publishes: the `registry:` block. [`read_registry`] reads
 //! that block and nothing else — it neither loads nor validates the rest of the
-//! inventory (that is `inventory::load`), so other keys, classes and nodes are
-//! ignored and a half-edited node file cannot stop a flash. Inside the block, unknown keys are refused: a misspelt `ca_file`
+//! inventory (that is `inventory::load`, behind the `build` feature), so other
+//! keys, classes and nodes are ignored and a half-edited node file cannot stop
+//! a flash. Inside the block, unknown keys are refused: a misspelt `ca_file`
 //! would otherwise surface later as a TLS error far from its cause.
 //!
 //! ```no_run

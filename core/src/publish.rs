@@ -12,9 +12,8 @@
 //! after a crash finish the rest instead of starting over.
 //!
 //! The config blob's format ([`NodeConfig`]) lives in [`artifact`](crate::artifact),
-//! where the flasher reads it. [`publish`] signs, so it exists only with the
-//! `signing` feature (metis-build); without it the builder-only helpers are
-//! compiled but unused.
+//! where the flasher reads it; this module needs the `build` feature, and
+//! [`publish`] signs, so it exists only with `signing` too.
 #![cfg_attr(not(feature = "signing"), allow(dead_code, unused_imports))]
 
 use std::collections::BTreeMap;
