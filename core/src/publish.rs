@@ -11,16 +11,16 @@
 //! Comparing against each node's own `latest` (not the index) makes a rerun
 //! after a crash finish the rest instead of starting over.
 //!
-//! [`publish`] signs, so it exists only with the `signing` feature (metis-build).
-//! Without it (metis-flash) this module provides the formats the flasher reads
-//! ([`NodeConfig`]), and the builder-only helpers are compiled but unused.
+//! The config blob's format ([`NodeConfig`]) lives in [`artifact`](crate::artifact),
+//! where the flasher reads it; this module needs the `build` feature, and
+//! [`publish`] signs, so it exists only with `signing` too.
 #![cfg_attr(not(feature = "signing"), allow(dead_code, unused_imports))]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::image::base::{write_base, BaseOptions};
@@ -36,8 +36,8 @@ use crate::render;
 use crate::trust::PrivateKey;
 use crate::trust::{self, LabIndex, Metadata};
 
-/// Version of the node config blob format (`application/vnd.metis.node.config.v1+json`).
-pub const NODE_CONFIG_VERSION: u32 = 1;
+pub use crate::artifact::{Inputs, NodeConfig, SlotLocation, Sources, NODE_CONFIG_VERSION};
+
 /// The builder's version, part of every input digest: a new builder rebuilds every node.
 pub const BUILDER_VERSION: &str = concat!("metis-build ", env!("CARGO_PKG_VERSION"));
 /// Version of what the input digest covers (2: operator recipients added).
@@ -143,62 +143,6 @@ impl SecretsSource for SealedSecrets {
 
     fn sealed_digest(&self, inv: &Inventory, node: &str) -> Result<String, String> {
         crate::secrets::sealed_digest(inv, node).map_err(|e| e.to_string())
-    }
-}
-
-/// The parts of a node's input digest, recorded in its config blob so a plan
-/// can say *what* changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Inputs {
-    /// `metis-build x.y.z` and the format versions.
-    pub builder: String,
-    /// The class and its golden image's sha256.
-    pub golden: String,
-    /// sha256 over the rendered seed, root files and edits.
-    pub seed: String,
-    /// Digest of the sealed secrets' ciphertext.
-    pub secrets: String,
-    /// sha256 over the operators' age recipients (`metis.yaml`), sorted: the
-    /// secrets layer is encrypted to them, so a new operator rebuilds every node.
-    #[serde(default)]
-    pub recipients: String,
-    /// Digests of the inventory files behind the seed, kept only to explain a
-    /// change; not part of the input digest (a comment edit rebuilds nothing).
-    #[serde(default)]
-    pub sources: Sources,
-}
-
-/// sha256 of the inventory files a node's seed is rendered from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sources {
-    /// `nodes/<node>.yaml`.
-    pub node: String,
-    /// `classes/<class>.yaml`.
-    pub class: String,
-    /// `metis.yaml`.
-    pub lab: String,
-}
-
-impl Inputs {
-    /// The input digest: sha256 over every part except [`Inputs::sources`].
-    pub fn digest(&self) -> String {
-        #[derive(Serialize)]
-        struct Digested<'a> {
-            builder: &'a str,
-            golden: &'a str,
-            seed: &'a str,
-            secrets: &'a str,
-            recipients: &'a str,
-        }
-        let json = serde_json::to_vec(&Digested {
-            builder: &self.builder,
-            golden: &self.golden,
-            seed: &self.seed,
-            secrets: &self.secrets,
-            recipients: &self.recipients,
-        })
-        .expect("inputs serialise");
-        format!("sha256:{}", hex::encode(Sha256::digest(&json)))
     }
 }
 
@@ -651,45 +595,6 @@ fn change_reason(old: Option<&Inputs>, new: &Inputs) -> String {
     } else {
         what.join(", ")
     }
-}
-
-/// The node config blob: everything the flasher needs besides the blobs, signed
-/// through the manifest digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeConfig {
-    /// [`NODE_CONFIG_VERSION`].
-    pub version: u32,
-    /// Node name.
-    pub node: String,
-    /// Class name.
-    pub class: String,
-    /// k3s role (`server`, `agent`, `none`).
-    pub role: String,
-    /// For a k3s server: the commands to run on the live cluster before its card boots.
-    pub rejoin_commands: Vec<String>,
-    /// Card image size in bytes.
-    pub image_size: u64,
-    /// Per-chunk SHA-256 of the class base (the golden image).
-    pub base_table: ChunkTable,
-    /// Per-chunk SHA-256 of the composed card image, secrets slot zeroed.
-    pub composed_table: ChunkTable,
-    /// The secrets slot on the card.
-    pub slot: SlotLocation,
-    /// The build revision (also the signed `metis.revision`).
-    pub revision: u64,
-    /// What the input digest was made of.
-    pub inputs: Inputs,
-    /// Builder that made it.
-    pub builder: String,
-}
-
-/// Where the flasher writes the decrypted secrets bundle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlotLocation {
-    /// First byte on the card.
-    pub offset: u64,
-    /// Length in bytes.
-    pub len: u64,
 }
 
 /// How to publish.

@@ -7,17 +7,29 @@
 //! SHA-256 tables the signed node config carries, and [`compose`] rebuilds the
 //! card stream from base and patch, verifying every chunk. Wire formats:
 //! `docs/formats.md`.
+//!
+//! Building needs the `build` feature; shipping (base, patch, chunks,
+//! compose) is what `metis-flash` reads and is always there.
 
 pub mod base;
 pub mod chunks;
 pub mod compose;
+#[cfg(feature = "build")]
 pub mod fat;
+#[cfg(feature = "build")]
 pub mod golden;
+#[cfg(feature = "build")]
 pub mod golden_oci;
+#[cfg(feature = "build")]
 pub mod import;
+#[cfg(feature = "build")]
 pub mod node;
+#[cfg(feature = "build")]
 pub mod overlay;
+#[cfg(feature = "build")]
 pub mod partition;
 pub mod patch;
+#[cfg(feature = "build")]
 pub mod personalise;
+#[cfg(feature = "build")]
 pub mod rootfs;

@@ -10,6 +10,7 @@ use super::diag::{closest, from_yaml_error, Diagnostic, Pos, Severity};
 use super::model::*;
 use super::rules;
 use super::schema::{self, S};
+use crate::oci::is_test_registry;
 
 /// Built-in defaults, used where neither metis.yaml, the class nor the node says otherwise.
 pub mod builtin {
@@ -1556,18 +1557,4 @@ fn merge_settings(
         users,
         disk_timeout_sec,
     }
-}
-
-/// Registries where the example lab's demo keys are acceptable: an OCI layout
-/// directory or a registry on the loopback interface.
-pub fn is_test_registry(host: &str) -> bool {
-    if host.starts_with("oci:") {
-        return true;
-    }
-    let name = if let Some(v6) = host.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

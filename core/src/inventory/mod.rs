@@ -14,7 +14,9 @@ mod profile;
 pub mod rules;
 mod schema;
 
+/// Moved to [`oci`](crate::oci), where the flasher (built without the inventory) reaches it.
+pub use crate::oci::is_test_registry;
 pub use diag::{Diagnostic, Severity};
-pub use load::{builtin, check, is_test_registry, load, load_for_sealing, Checked, InventoryError};
+pub use load::{builtin, check, load, load_for_sealing, Checked, InventoryError};
 pub use model::*;
 pub use profile::{operator_profile, ExportedProfile, ProfileExportError};

@@ -14,6 +14,7 @@ mod auth;
 mod error;
 mod layout;
 mod manifest;
+#[cfg(feature = "build")]
 mod publish;
 mod pull;
 mod registry;
@@ -25,8 +26,10 @@ pub use layout::{hash_file, ref_name, Layout, LayoutRef, FETCHED, REF_NAME};
 pub use manifest::{
     digest_hex, node_manifest, sha256_digest, Descriptor, ImageManifest, NodeLayers, NodeProvenance,
 };
+#[cfg(feature = "build")]
 pub use publish::{publish_artifact, publish_node_artifact, LayerFile, Published};
 pub use pull::{age_of, cache_dir, cached, pull_into, PullOptions, Pulled, ENV_CACHE};
+#[cfg(feature = "build")]
 pub(crate) use registry::retry;
 pub use registry::{BlobStream, Progress, ProgressEvent, Registry, RegistryOptions};
 pub use remote::{is_loopback, Counters, Remote};
@@ -80,24 +83,29 @@ pub fn parse_registry_arg(arg: &str) -> (String, Option<String>) {
     }
 }
 
+/// Registries where the example lab's demo keys are acceptable: an OCI layout
+/// directory or a registry on the loopback interface.
+pub fn is_test_registry(location: &str) -> bool {
+    location.starts_with("oci:") || is_loopback(location)
+}
+
 /// Where the inventory's registry is, for [`Registry::open`]: an `oci:` directory
 /// written relative is relative to the inventory directory.
+#[cfg(feature = "build")]
 pub fn lab_location(inv: &crate::inventory::Inventory) -> String {
-    let host = &inv.lab.registry.host;
-    match host.strip_prefix("oci:") {
-        Some(dir) => format!("oci:{}", inv.dir.join(dir).display()),
-        None => host.clone(),
-    }
+    crate::lab_registry::location(&inv.dir, &inv.lab.registry.host)
 }
 
 /// The lab registry's host, or `None` when the lab publishes into an OCI
 /// image-layout directory (`oci:`), which has no host.
+#[cfg(feature = "build")]
 pub fn lab_host(inv: &crate::inventory::Inventory) -> Option<&str> {
     let host = inv.lab.registry.host.as_str();
     (!host.starts_with("oci:")).then_some(host)
 }
 
 /// The inventory's extra CA file, relative to the inventory directory.
+#[cfg(feature = "build")]
 pub fn lab_ca_file(inv: &crate::inventory::Inventory) -> Option<std::path::PathBuf> {
     inv.lab.registry.ca_file.as_ref().map(|f| inv.dir.join(f))
 }
@@ -189,6 +197,28 @@ mod tests {
     }
 
     #[test]
+    fn test_registries() {
+        for ok in [
+            "oci:/tmp/x",
+            "oci:relative/dir",
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_test_registry(ok), "{ok}");
+        }
+        for real in [
+            "192.168.22.5:443",
+            "harbor.lab.home.arpa",
+            "[2001:db8::1]:5000",
+        ] {
+            assert!(!is_test_registry(real), "{real}");
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "build")]
     fn layout_round_trip_through_registry() {
         let dir = tempfile::tempdir().unwrap();
         let stick = dir.path().join("stick");

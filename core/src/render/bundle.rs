@@ -15,8 +15,9 @@ use crate::inventory::{HookFileSource, Inventory, Role};
 /// bundle there; the secrets phase installs it and zeroes it in place.
 pub const SLOT_FILE: &str = "metis-secrets.bin";
 
-/// Size of the slot file in bytes. A bundle is exactly this long.
-pub const SLOT_SIZE: u64 = 64 * 1024;
+/// Size of the slot file in bytes. A bundle is exactly this long (part of
+/// the artifact's wire format, so defined there).
+pub use crate::artifact::SLOT_SIZE;
 
 /// Version of the bundle format, the second word of the manifest's first line.
 /// The secrets phase refuses (and leaves the slot alone) on any other.

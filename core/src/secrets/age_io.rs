@@ -1,17 +1,22 @@
 //! age encryption and decryption, and the identities that decrypt.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
+#[cfg(feature = "build")]
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use age::armor::{ArmoredReader, ArmoredWriter, Format};
+use age::armor::ArmoredReader;
+#[cfg(feature = "build")]
+use age::armor::{ArmoredWriter, Format};
 use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::{Result, SecretsError};
 
 /// Environment variable holding the CI builder's age identity file *contents*.
+#[cfg(feature = "build")]
 pub const CI_IDENTITY_ENV: &str = "METIS_AGE_IDENTITY";
 
 /// Environment variable holding the passphrase of a passphrase-protected
@@ -20,6 +25,7 @@ pub const PASSPHRASE_ENV: &str = "METIS_IDENTITY_PASSPHRASE";
 
 /// Parses recipients as metis.yaml writes them: `age1…` (X25519) or
 /// `ssh-ed25519 …` / `ssh-rsa …` (age's SSH stanzas).
+#[cfg(feature = "build")]
 pub fn parse_recipients(list: &[String]) -> Result<Vec<Box<dyn age::Recipient + Send>>> {
     list.iter()
         .map(|r| {
@@ -43,6 +49,7 @@ pub fn parse_recipients(list: &[String]) -> Result<Vec<Box<dyn age::Recipient + 
 }
 
 /// Encrypts `plaintext` to `recipients`; ASCII-armored when `armor`.
+#[cfg(feature = "build")]
 pub fn seal(plaintext: &[u8], recipients: &[String], armor: bool) -> Result<Vec<u8>> {
     let parsed = parse_recipients(recipients)?;
     let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r.as_ref() as _))
@@ -314,6 +321,7 @@ impl Identities {
 
     /// The CI builder's identity: `file` when given, else the contents of
     /// `$METIS_AGE_IDENTITY`.
+    #[cfg(feature = "build")]
     pub fn from_ci_env_or_file(file: Option<&Path>) -> Result<Self> {
         if let Some(f) = file {
             return Self::from_file(f);

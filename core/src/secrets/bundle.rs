@@ -1,20 +1,29 @@
 //! A node's secrets bundle sealed to the operators, and the digest that says
 //! whether a node's secrets changed.
 
+#[cfg(feature = "build")]
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::age_io::{open, seal, Identities};
+#[cfg(feature = "build")]
+use super::age_io::seal;
+use super::age_io::{open, Identities};
+#[cfg(feature = "build")]
 use super::source::{sealed_path, Source, CLUSTER};
 use super::{Result, SecretsError};
+use crate::artifact::SLOT_SIZE;
+#[cfg(feature = "build")]
 use crate::inventory::Inventory;
-use crate::render::{self, SLOT_SIZE};
+#[cfg(feature = "build")]
+use crate::render;
 
+#[cfg(feature = "build")]
 const SOURCE_HINT: &str = "the CI identity must be the one whose recipient is builder.recipient in metis.yaml (or an operator's); after a recipient change run `metis-build secrets rekey`";
 
 const BUNDLE_HINT: &str = "ask an operator who can flash it to add your age or SSH public key to operators.recipients in metis.yaml, so CI rebuilds the node for you";
 
 /// Everyone a sealed source is encrypted to: the CI builder, then the operators.
+#[cfg(feature = "build")]
 pub fn source_recipients(inv: &Inventory) -> Result<Vec<String>> {
     let builder = inv
         .lab
@@ -27,6 +36,7 @@ pub fn source_recipients(inv: &Inventory) -> Result<Vec<String>> {
 }
 
 /// Reads and decrypts a sealed source (`target` is a node or [`CLUSTER`]).
+#[cfg(feature = "build")]
 pub(crate) fn read_source(inv: &Inventory, target: &str, ci: &Identities) -> Result<Source> {
     let path = sealed_path(inv, target);
     let ciphertext = match std::fs::read(&path) {
@@ -43,6 +53,7 @@ pub(crate) fn read_source(inv: &Inventory, target: &str, ci: &Identities) -> Res
 
 /// Encrypts a source to [`source_recipients`] and writes it (armored)
 /// atomically: a temp file beside it, then rename.
+#[cfg(feature = "build")]
 pub(crate) fn write_source(inv: &Inventory, target: &str, source: &Source) -> Result<()> {
     let recipients = source_recipients(inv)?;
     let plain = source.to_plaintext();
@@ -66,6 +77,7 @@ pub(crate) fn write_source(inv: &Inventory, target: &str, source: &Source) -> Re
 /// sources, builds the card's secrets slot ([`render::bundle`]) and encrypts
 /// it (binary age) to the operator recipients only. The secrets layer of the
 /// node's artifact.
+#[cfg(feature = "build")]
 pub fn seal_node_bundle(inv: &Inventory, node: &str, ci_identity: &Identities) -> Result<Vec<u8>> {
     if !inv.nodes.contains_key(node) {
         return Err(SecretsError::UnknownTarget { node: node.into() });
@@ -94,6 +106,7 @@ pub fn open_node_bundle(ciphertext: &[u8], identities: &Identities) -> Result<Ze
 /// `sha256:<hex>` over the ciphertext of the node's and the cluster's sealed
 /// sources (each hashed, then the two digests hashed with their names): what
 /// a node's input digest uses for its secrets. Never a hash of plaintext.
+#[cfg(feature = "build")]
 pub fn sealed_digest(inv: &Inventory, node: &str) -> Result<String> {
     let mut outer = Sha256::new();
     for target in [node, CLUSTER] {

@@ -1,6 +1,9 @@
 //! Secrets: age-sealed sources in the inventory and per-node bundles sealed
 //! to the operators. Formats and commands: docs/secrets.md.
 //!
+//! Without the `build` feature (metis-flash) only the operator's side is
+//! here: [`Identities::for_operator`] and [`open_node_bundle`].
+//!
 //! * **Sealed sources** — `inventory/secrets/<node>.age` and
 //!   `inventory/secrets/cluster.age`, ASCII-armored age files encrypted to the
 //!   CI builder recipient and the operator recipients of `metis.yaml`. Their
@@ -21,28 +24,40 @@
 //! [`wipe_plaintext_dirs`].
 //!
 //! ```no_run
+//! # #[cfg(feature = "build")] {
 //! use metis_core::secrets::{self, Identities};
 //! let inv = metis_core::inventory::load(std::path::Path::new("inventory"))?;
 //! let ci = Identities::from_ci_env_or_file(None)?;
 //! let sealed = secrets::seal_node_bundle(&inv, "titan-13", &ci)?;
 //! let operator = Identities::for_operator(None)?;
 //! let slot = secrets::open_node_bundle(&sealed, &operator)?;
-//! assert_eq!(slot.len() as u64, metis_core::render::SLOT_SIZE);
+//! assert_eq!(slot.len() as u64, metis_core::artifact::SLOT_SIZE);
+//! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod age_io;
 mod bundle;
+#[cfg(feature = "build")]
 mod commands;
+#[cfg(feature = "build")]
 mod plaintext_dir;
+#[cfg(feature = "build")]
 mod source;
 
 use std::path::PathBuf;
 
-pub use age_io::{open, parse_recipients, seal, Identities, CI_IDENTITY_ENV, PASSPHRASE_ENV};
-pub use bundle::{open_node_bundle, seal_node_bundle, sealed_digest, source_recipients};
+pub use age_io::{open, Identities, PASSPHRASE_ENV};
+#[cfg(feature = "build")]
+pub use age_io::{parse_recipients, seal, CI_IDENTITY_ENV};
+pub use bundle::open_node_bundle;
+#[cfg(feature = "build")]
+pub use bundle::{seal_node_bundle, sealed_digest, source_recipients};
+#[cfg(feature = "build")]
 pub use commands::{capture, edit, init, rekey, set, SecretKey};
+#[cfg(feature = "build")]
 pub use plaintext_dir::wipe_plaintext_dirs;
+#[cfg(feature = "build")]
 pub use source::{sealed_path, HostKey, RegistryCredentials, Secret, Source, CLUSTER};
 
 /// What can go wrong with secrets. Messages name files, nodes and keys,
@@ -155,6 +170,7 @@ pub enum SecretsError {
         outcome: String,
     },
     /// The bundle could not be built.
+    #[cfg(feature = "build")]
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
     /// Reading or writing a file.
