@@ -421,7 +421,7 @@ struct VerifiedNode {
 /// The names closest to `node`: those at the least edit distance (at most 2,
 /// a swap of two letters counting as one), or starting with it.
 fn suggestions<'a>(node: &str, names: impl Iterator<Item = &'a String>) -> Vec<String> {
-    let scored: Vec<(usize, &String)> = names.map(|n| (edit_distance(node, n), n)).collect();
+    let scored: Vec<(usize, &String)> = names.map(|n| (strsim::osa_distance(node, n), n)).collect();
     let best = scored.iter().map(|(d, _)| *d).min().unwrap_or(usize::MAX);
     let mut close: Vec<String> = scored
         .into_iter()
@@ -431,32 +431,6 @@ fn suggestions<'a>(node: &str, names: impl Iterator<Item = &'a String>) -> Vec<S
     close.sort();
     close.truncate(3);
     close
-}
-
-/// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]

@@ -283,8 +283,7 @@ fn loop_device_full_sparse_and_output_file_hold_the_composed_card() {
     assert_eq!(started, ["probe", "write", "read-back"], "{lines:#?}");
     let last_write = lines
         .iter()
-        .filter(|e| e["event"] == "progress" && e["phase"] == "write")
-        .next_back()
+        .rfind(|e| e["event"] == "progress" && e["phase"] == "write")
         .expect("write progress events");
     assert_eq!(last_write["done"], 64 * MIB as u64);
     assert_eq!(last_write["total"], 64 * MIB as u64);
