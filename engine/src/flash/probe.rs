@@ -39,7 +39,8 @@
 //! = m`: `y = N` and `x = N − d` is a baby step. ∎
 //!
 //! **Consequence.** For a card whose real size is `R = k` MiB with `1 <= k <= N`
-//! (every whole-MiB size short of the claim, the last partial MiB aside), take
+//! (every whole-MiB size short of the claim: all `k < claimed / 1 MiB`, and
+//! `k = ⌊claimed / 1 MiB⌋` too when a 4 KiB block fits past it), take
 //! `d = k`: the blocks at `x` MiB and `(x + k)` MiB are congruent modulo `R`, and
 //! since `x` MiB mod `R` is a whole MiB below `R`, both land entirely on the same
 //! physical block. Markers are written in ascending offset order, so the one at
@@ -50,12 +51,15 @@
 //! **Real sizes that are not whole MiB.** Two whole-MiB offsets alias modulo `R`
 //! exactly when their difference is a multiple of `R / gcd(R, 1 MiB)` MiB, so such
 //! a card is caught when `R / gcd(R, 1 MiB) <= N`: 256 MiB + 512 KiB (513) on any
-//! claim past 513 MiB, but 256 MiB + 4 KiB (65537) only on claims past 64 GiB.
-//! Below that, only a chance alias with a spread probe or the last block catches it,
-//! and the read-back after the write only if the image itself reaches past `R`.
-//! Flash is sold in whole MiB (powers of two and sums of them); a controller that
-//! hides a few KiB is not a fake we have seen. Probing every 4 KiB period instead
-//! would take 16 times the blocks.
+//! claim past 513 MiB, but 256 MiB + 4 KiB (65537) only on claims past 64 GiB +
+//! 1 MiB. Below that, only a chance alias with a spread probe or the last block
+//! catches it, and the read-back after the write only if the image itself reaches
+//! past `R`.
+//! Flash dies come in whole MiB (mostly powers of two), so a fake's real size
+//! normally is whole MiB; firmware that hides an odd number of KiB would fall in
+//! this gap. Probing every 4 KiB period instead would take 16 times the blocks.
+//! Nor is a real size within the claim's last 4 KiB caught (no whole block fits
+//! past it).
 //!
 //! # Cost
 //!
