@@ -28,11 +28,22 @@ pub use manifest::{
 };
 #[cfg(feature = "build")]
 pub use publish::{publish_artifact, publish_node_artifact, LayerFile, Published};
-pub use pull::{age_of, cache_dir, cached, pull_into, PullOptions, Pulled, ENV_CACHE};
+pub use pull::{
+    age_of, cache_dir, cached, pull_into, pull_verified, PullOptions, PullVerifiedError, Pulled,
+    SignedHead, ENV_CACHE,
+};
 #[cfg(feature = "build")]
 pub(crate) use registry::retry;
 pub use registry::{BlobStream, Progress, ProgressEvent, Registry, RegistryOptions};
 pub use remote::{is_loopback, Counters, Remote};
+
+/// The most Metis reads into memory of content that is small by nature:
+/// manifests, signature manifests, simple-signing payloads and config blobs
+/// (a Metis node manifest is ~1 KiB, its config a few KiB; a registry caps
+/// manifests at 4 MiB too). Anything announced larger is refused before it is
+/// read, and reading stops as soon as more arrives, so a hostile registry
+/// cannot make a pull hold more than this in memory for one of them.
+pub const MAX_SMALL_BYTES: u64 = 4 << 20;
 
 /// OCI image manifest media type.
 pub const MEDIA_TYPE_IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
