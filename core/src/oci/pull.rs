@@ -342,8 +342,18 @@ async fn fetch_blobs(
     match downloaded {
         Ok(d) => Ok((d.iter().sum(), reused)),
         Err(e) => {
-            if matches!(e, OciError::DiskFull { .. }) {
-                // Give back the space this pull took: its partial files.
+            // A full disk: give back the space this pull took. Content that is
+            // not what the manifest says: keep nothing of this pull (the
+            // downloads stopped mid-way beside it included), since retrying
+            // the same content cannot help. Other failures (an unreachable
+            // registry above all) leave partial files to resume.
+            if matches!(
+                e,
+                OciError::DiskFull { .. }
+                    | OciError::SizeMismatch { .. }
+                    | OciError::DigestMismatch { .. }
+                    | OciError::TooLarge { .. }
+            ) {
                 for hex in wanted.iter().filter_map(|b| digest_hex(&b.digest)) {
                     let partial = cache.incoming_dir().join(format!("{hex}.partial"));
                     let _ = tokio::fs::remove_file(partial).await;
