@@ -167,7 +167,7 @@ pub async fn pull_verified<E>(
     verify: impl FnOnce(&SignedHead) -> Result<(), E>,
 ) -> Result<Pulled, PullVerifiedError<E>> {
     let attempts = options.attempts.max(1);
-    let (bytes, digest, manifest) = fetch_manifest(registry, repository, tag, attempts).await?;
+    let (bytes, digest) = fetch_manifest(registry, repository, tag, attempts).await?;
     let sig_tag = signature_tag(&digest).ok_or_else(|| OciError::Manifest {
         registry: registry.name(),
         repository: repository.to_owned(),
@@ -192,6 +192,20 @@ pub async fn pull_verified<E>(
         .as_deref()
         .and_then(|sig| signature_payloads(sig).ok())
         .unwrap_or_default();
+    // Cosign writes one payload; a signature manifest naming many must not
+    // make the pull hold many caps' worth before anything is verified.
+    let total = named.iter().fold(0u64, |sum, p| sum.saturating_add(p.size));
+    if total > MAX_SMALL_BYTES {
+        return Err(OciError::TooLarge {
+            registry: registry.name(),
+            repository: repository.to_owned(),
+            what: format!("the signature payloads of {sig_tag} together"),
+            size: total,
+            at_least: false,
+            cap: MAX_SMALL_BYTES,
+        }
+        .into());
+    }
     for payload in &named {
         payloads.push(
             retry(attempts, || {
@@ -210,6 +224,7 @@ pub async fn pull_verified<E>(
     };
     verify(&head).map_err(PullVerifiedError::Refused)?;
 
+    let manifest = parse_manifest(registry, repository, tag, &head.digest, &head.manifest)?;
     let (downloaded, reused) = fetch_blobs(registry, cache, repository, &manifest, options).await?;
     if let Some(sig) = &head.signature_manifest {
         store_signature(
@@ -246,7 +261,8 @@ pub async fn pull_into(
     options: &PullOptions,
 ) -> Result<Pulled, OciError> {
     let attempts = options.attempts.max(1);
-    let (bytes, digest, manifest) = fetch_manifest(registry, repository, tag, attempts).await?;
+    let (bytes, digest) = fetch_manifest(registry, repository, tag, attempts).await?;
+    let manifest = parse_manifest(registry, repository, tag, &digest, &bytes)?;
     let (downloaded, reused) = fetch_blobs(registry, cache, repository, &manifest, options).await?;
     record(cache, repository, tag, &bytes)?;
     Ok(Pulled {
@@ -259,20 +275,33 @@ pub async fn pull_into(
     })
 }
 
-/// The manifest `<repository>:<tag>` (capped by the registry), checked
-/// against its digest and parsed; its config must be small too.
+/// The manifest `<repository>:<tag>` (capped by the registry) and its
+/// digest, the bytes checked against it. Not parsed: the verifier of
+/// [`pull_verified`] judges the bytes first.
 async fn fetch_manifest(
     registry: &Registry,
     repository: &str,
     tag: &str,
     attempts: u32,
-) -> Result<(Vec<u8>, String, ImageManifest), OciError> {
+) -> Result<(Vec<u8>, String), OciError> {
     let (bytes, digest) = retry(attempts, || registry.pull_manifest_raw(repository, tag)).await?;
     check_digest(registry, repository, &bytes, &digest)?;
-    let manifest = ImageManifest::parse(&bytes).map_err(|reason| OciError::Manifest {
+    Ok((bytes, digest))
+}
+
+/// Parses manifest `bytes`; its config, read into memory by whoever uses
+/// it, must be small too.
+fn parse_manifest(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<ImageManifest, OciError> {
+    let manifest = ImageManifest::parse(bytes).map_err(|reason| OciError::Manifest {
         registry: registry.name(),
         repository: repository.to_owned(),
-        digest: digest.clone(),
+        digest: digest.to_owned(),
         reason,
     })?;
     if manifest.config.size > MAX_SMALL_BYTES {
@@ -285,7 +314,7 @@ async fn fetch_manifest(
             cap: MAX_SMALL_BYTES,
         });
     }
-    Ok((bytes, digest, manifest))
+    Ok(manifest)
 }
 
 fn check_digest(
