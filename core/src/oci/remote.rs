@@ -119,6 +119,12 @@ fn parse_challenge(params: &str) -> Vec<(String, String)> {
 /// `CertificateError` variant or its context text), so the text is matched.
 /// An unknown TLS failure still says it is one, with rustls's words beside it.
 pub(crate) fn tls_problem(chain: &str, host: &str) -> Option<String> {
+    // The name a certificate carries has no port.
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None if host.matches(':').count() == 1 => host.split(':').next().unwrap_or(host),
+        None => host,
+    };
     let cert = "the registry's certificate";
     let pass_ca = "pass the lab CA certificate (PEM) with --ca-file or `registry.ca_file` in \
                    metis.yaml, or add it to this machine's trust store";
@@ -931,7 +937,8 @@ mod tests {
             (
                 "invalid peer certificate: certificate not valid for name \"harbor.lab\"; \
                  certificate is only valid for IpAddress(10.0.0.5)",
-                "is not issued for harbor.lab:443",
+                "is not issued for harbor.lab: reach the registry by a name its certificate lists, \
+                 or issue one whose subjectAltName includes harbor.lab",
             ),
             (
                 "invalid peer certificate: certificate not valid yet: verification time 1",
