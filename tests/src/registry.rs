@@ -35,6 +35,8 @@ pub enum ServerCert {
     /// the mistake of serving the lab CA as the server certificate, which
     /// rustls refuses (`CaUsedAsEndEntity`) even when the CA is trusted.
     CaItself,
+    /// A server certificate issued by the test CA that has expired.
+    Expired,
 }
 
 /// How the test registry authenticates clients.
@@ -105,7 +107,7 @@ impl TestRegistry {
         std::fs::create_dir_all(d.join("storage"))?;
         let p = |name: &str| d.join(name).display().to_string();
         match cert {
-            ServerCert::IssuedByCa => {
+            ServerCert::IssuedByCa | ServerCert::Expired => {
                 self_signed("/CN=metis test CA", &p("ca.key"), &p("certs/ca.crt"), &[])?
             }
             // A CA certificate that also names the server, so the only thing
@@ -144,7 +146,12 @@ impl TestRegistry {
             &p("ca.key"),
             "-CAcreateserial",
             "-days",
-            "2",
+            // -1: not valid after a day before it was made.
+            if cert == ServerCert::Expired {
+                "-1"
+            } else {
+                "2"
+            },
             "-extfile",
             &p("server.ext"),
             "-out",
@@ -203,11 +210,11 @@ impl TestRegistry {
                  {auth_config}",
                 storage = p("storage"),
                 crt = p(match cert {
-                    ServerCert::IssuedByCa => "server.crt",
+                    ServerCert::IssuedByCa | ServerCert::Expired => "server.crt",
                     ServerCert::CaItself => "certs/ca.crt",
                 }),
                 key = p(match cert {
-                    ServerCert::IssuedByCa => "server.key",
+                    ServerCert::IssuedByCa | ServerCert::Expired => "server.key",
                     ServerCert::CaItself => "ca.key",
                 }),
             ),

@@ -497,6 +497,12 @@ fn tls_certificate_problems_are_named_in_plain_words() {
          a server certificate from your CA",
     );
 
+    let expired = TestRegistry::start_serving(Auth::Htpasswd, ServerCert::Expired).unwrap();
+    expect_tls(
+        pull(&expired.host(), &options(&expired)),
+        "the registry's certificate has expired",
+    );
+
     let reg = TestRegistry::start().unwrap();
     // Without the lab CA.
     let mut no_ca = options(&reg);
