@@ -34,9 +34,38 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if registry_unreachable(&e) {
+                eprintln!(
+                    "hint: metis-build needs the registry (--registry, or registry.host in \
+                     the inventory's metis.yaml): check that it is running and reachable \
+                     from this machine, then run the same command again"
+                );
+            }
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether `e` is the registry client saying the registry could not be
+/// reached. The client's error passes through publish and golden errors
+/// transparently (they forward its source, so it is not itself in the
+/// chain), hence each wrapper is looked into.
+fn registry_unreachable(e: &anyhow::Error) -> bool {
+    use metis_core::image::golden_oci::GoldenOciError;
+    use metis_core::oci::OciError;
+    use metis_core::publish::PublishError;
+    e.chain().any(|cause| {
+        let oci = cause.downcast_ref::<OciError>().or_else(|| {
+            match (
+                cause.downcast_ref::<PublishError>(),
+                cause.downcast_ref::<GoldenOciError>(),
+            ) {
+                (Some(PublishError::Oci(o)), _) | (_, Some(GoldenOciError::Oci(o))) => Some(o),
+                _ => None,
+            }
+        });
+        oci.is_some_and(OciError::is_unreachable)
+    })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

@@ -308,26 +308,18 @@ struct PublishedNode {
     inputs: Option<Inputs>,
 }
 
-fn fetch_blob(registry: &Registry, repo: &str, digest: &str) -> Result<Vec<u8>, PublishError> {
-    use futures_util::StreamExt;
-    let bytes = block_on(async {
-        let mut s = registry.open_blob(repo, digest, 0).await?;
-        let mut out = Vec::new();
-        while let Some(chunk) = s.stream.next().await {
-            out.extend_from_slice(&chunk?);
-        }
-        Ok::<_, oci::OciError>(out)
-    })?;
-    let actual = oci::sha256_digest(&bytes);
-    if actual != digest {
-        return Err(PublishError::Oci(oci::OciError::DigestMismatch {
-            registry: registry.name(),
-            repository: repo.to_string(),
-            expected: digest.to_string(),
-            actual,
-        }));
-    }
-    Ok(bytes)
+/// A small published blob (a node config, the index document): within its
+/// descriptor's size and `oci::MAX_SMALL_BYTES`, digest checked.
+fn fetch_blob(
+    registry: &Registry,
+    repo: &str,
+    blob: &oci::Descriptor,
+) -> Result<Vec<u8>, PublishError> {
+    Ok(block_on(registry.fetch_small_blob(
+        repo,
+        &blob.digest,
+        blob.size,
+    ))?)
 }
 
 /// `repo`'s published `latest` manifest and its digest; `None` when there is none.
@@ -356,7 +348,7 @@ fn published_node(registry: &Registry, repo: &str) -> Result<Option<PublishedNod
         .get(REVISION_ANNOTATION)
         .and_then(|r| r.parse().ok())
         .unwrap_or(0);
-    let config: Option<NodeConfig> = fetch_blob(registry, repo, &manifest.config.digest)
+    let config: Option<NodeConfig> = fetch_blob(registry, repo, &manifest.config)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     // A run killed between pushing a manifest and its signature leaves it
@@ -383,7 +375,7 @@ fn published_index(
     let Some(layer) = manifest.layers.first() else {
         return Ok(None);
     };
-    let doc = fetch_blob(registry, &repo, &layer.digest)?;
+    let doc = fetch_blob(registry, &repo, layer)?;
     let Ok(index) = LabIndex::parse(&doc) else {
         return Ok(None);
     };

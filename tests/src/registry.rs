@@ -25,6 +25,20 @@ pub struct TestRegistry {
     token_server: Mutex<Option<Child>>,
 }
 
+/// The certificate the test registry serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerCert {
+    /// A server certificate (`CA:FALSE`, SAN `IP:127.0.0.1`) issued by the
+    /// test CA, which [`TestRegistry::ca_file`] holds: what a lab should run.
+    IssuedByCa,
+    /// The CA certificate itself (self-signed, `CA:TRUE`, SAN `IP:127.0.0.1`):
+    /// the mistake of serving the lab CA as the server certificate, which
+    /// rustls refuses (`CaUsedAsEndEntity`) even when the CA is trusted.
+    CaItself,
+    /// A server certificate issued by the test CA that has expired.
+    Expired,
+}
+
 /// How the test registry authenticates clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
@@ -80,6 +94,11 @@ impl TestRegistry {
 
     /// Like [`TestRegistry::start`], authenticating as `auth` says.
     pub fn start_with(auth: Auth) -> Result<Self> {
+        Self::start_serving(auth, ServerCert::IssuedByCa)
+    }
+
+    /// Like [`TestRegistry::start`], serving the certificate `cert` says.
+    pub fn start_serving(auth: Auth, cert: ServerCert) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("metis-registry-")
             .tempdir()?;
@@ -87,7 +106,19 @@ impl TestRegistry {
         std::fs::create_dir_all(d.join("certs"))?;
         std::fs::create_dir_all(d.join("storage"))?;
         let p = |name: &str| d.join(name).display().to_string();
-        self_signed("/CN=metis test CA", &p("ca.key"), &p("certs/ca.crt"))?;
+        match cert {
+            ServerCert::IssuedByCa | ServerCert::Expired => {
+                self_signed("/CN=metis test CA", &p("ca.key"), &p("certs/ca.crt"), &[])?
+            }
+            // A CA certificate that also names the server, so the only thing
+            // wrong with it is being a CA.
+            ServerCert::CaItself => self_signed(
+                "/CN=127.0.0.1",
+                &p("ca.key"),
+                &p("certs/ca.crt"),
+                &["-addext", "subjectAltName=IP:127.0.0.1"],
+            )?,
+        }
         tool::run(tool::command("openssl").args([
             "req",
             "-newkey",
@@ -115,7 +146,12 @@ impl TestRegistry {
             &p("ca.key"),
             "-CAcreateserial",
             "-days",
-            "2",
+            // -1: not valid after a day before it was made.
+            if cert == ServerCert::Expired {
+                "-1"
+            } else {
+                "2"
+            },
             "-extfile",
             &p("server.ext"),
             "-out",
@@ -135,6 +171,7 @@ impl TestRegistry {
                     "/CN=metis test token issuer",
                     &p("token.key"),
                     &p("token.crt"),
+                    &[],
                 )?;
                 std::fs::write(d.join("token_server.py"), TOKEN_SERVER)?;
                 let token_port = free_port()?;
@@ -172,8 +209,14 @@ impl TestRegistry {
                  http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {crt}\n    key: {key}\n\
                  {auth_config}",
                 storage = p("storage"),
-                crt = p("server.crt"),
-                key = p("server.key"),
+                crt = p(match cert {
+                    ServerCert::IssuedByCa | ServerCert::Expired => "server.crt",
+                    ServerCert::CaItself => "certs/ca.crt",
+                }),
+                key = p(match cert {
+                    ServerCert::IssuedByCa | ServerCert::Expired => "server.key",
+                    ServerCert::CaItself => "ca.key",
+                }),
             ),
         )?;
         let registry = TestRegistry {
@@ -306,12 +349,18 @@ fn wait_for_port(port: u16, within: Duration) -> Result<()> {
     Ok(())
 }
 
-/// A self-signed RSA certificate `cert` for `subject`, its key in `key`.
-fn self_signed(subject: &str, key: &str, cert: &str) -> Result<()> {
-    tool::run(tool::command("openssl").args([
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject, "-keyout",
-        key, "-out", cert,
-    ]))?;
+/// A self-signed RSA certificate `cert` for `subject`, its key in `key`
+/// (a CA certificate: `openssl req -x509` marks it `CA:TRUE`), with `extra`
+/// arguments to `openssl req`.
+fn self_signed(subject: &str, key: &str, cert: &str, extra: &[&str]) -> Result<()> {
+    tool::run(
+        tool::command("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+                "-keyout", key, "-out", cert,
+            ])
+            .args(extra),
+    )?;
     Ok(())
 }
 

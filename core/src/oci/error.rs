@@ -68,16 +68,77 @@ pub enum OciError {
         /// What was wrong.
         reason: String,
     },
-    /// The registry could not be reached (connection refused, DNS, TLS, timeout) after retries.
-    #[error(
-        "cannot reach {registry} ({reason}); check the address and network, or use \
-         --offline to flash from the cache"
-    )]
+    /// The registry could not be reached (connection refused, DNS, timeout) after retries.
+    ///
+    /// The message gives no advice beyond the address and the network: each
+    /// binary knows its own way out (the flasher its cache) and adds it, asking
+    /// [`OciError::is_unreachable`].
+    #[error("cannot reach {registry} ({reason}); check the address and the network")]
     Unreachable {
         /// Registry host.
         registry: String,
         /// The underlying cause.
         reason: String,
+    },
+    /// The registry answered, but its TLS certificate was not accepted. Not
+    /// transient and not "unreachable": retrying or falling back hides a
+    /// setup mistake (or someone in the middle) that only the operator can fix.
+    #[error("{registry}: {problem} (TLS: {reason})")]
+    Tls {
+        /// Registry host.
+        registry: String,
+        /// What is wrong with the certificate and what to do, in plain words.
+        problem: String,
+        /// The TLS library's own words.
+        reason: String,
+    },
+    /// Content that must be small (a manifest, a signature manifest, a
+    /// simple-signing payload, a config blob) is larger than
+    /// [`MAX_SMALL_BYTES`](super::MAX_SMALL_BYTES). Refused when the size is
+    /// announced (descriptor, `Content-Length`, file size), before reading it;
+    /// otherwise as soon as more than the cap arrived.
+    #[error(
+        "{what} in {registry}/{repository} is {}{size} bytes, more than the {cap} bytes Metis \
+         accepts for it; it was not read further — metis-build never publishes such \
+         content, so this is not an artifact of the lab",
+        at_least_text(*.at_least)
+    )]
+    TooLarge {
+        /// Registry (or directory).
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// What it is, e.g. `manifest latest` or `signature payload sha256:…`.
+        what: String,
+        /// Its size: as announced, or (`at_least`) how much had arrived when reading stopped.
+        size: u64,
+        /// `size` is what had arrived when reading stopped, not the whole size.
+        at_least: bool,
+        /// The cap.
+        cap: u64,
+    },
+    /// A blob's download is not the size its manifest descriptor gives: the
+    /// registry announced another length, or sent more bytes than the
+    /// descriptor says (reading stopped there), or fewer.
+    #[error(
+        "blob {digest} in {registry}/{repository} is {}{actual} bytes but the manifest \
+         says {expected}; the download was stopped and discarded — the registry content \
+         does not match the manifest",
+        at_least_text(*.at_least)
+    )]
+    SizeMismatch {
+        /// Registry (or directory).
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// The blob.
+        digest: String,
+        /// The size the manifest's descriptor gives.
+        expected: u64,
+        /// The size announced or received.
+        actual: u64,
+        /// `actual` is what had arrived when reading stopped, not the whole size.
+        at_least: bool,
     },
     /// The registry answered with an unexpected status.
     #[error("{registry} answered HTTP {status} for {repository} ({action}): {message}")]
@@ -175,6 +236,15 @@ pub enum OciError {
     },
 }
 
+/// `"at least "` when a size is only what had arrived.
+fn at_least_text(partial: bool) -> &'static str {
+    if partial {
+        "at least "
+    } else {
+        ""
+    }
+}
+
 impl OciError {
     pub(crate) fn io(
         action: &'static str,
@@ -198,8 +268,11 @@ impl OciError {
         }
     }
 
-    /// Whether the registry could not be reached at all (the caller may fall
-    /// back to the cache).
+    /// Whether the registry could not be reached at all: connection refused,
+    /// DNS, timeouts, or a 5xx from a proxy or a registry that is down. The
+    /// caller may fall back to what it has (the flasher: its cache) and say
+    /// so in its own words. A certificate problem ([`OciError::Tls`]) is not
+    /// "unreachable".
     pub fn is_unreachable(&self) -> bool {
         matches!(self, OciError::Unreachable { .. })
             || matches!(self, OciError::Registry { status, .. } if *status >= 500)

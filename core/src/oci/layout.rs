@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::manifest::{digest_hex, sha256_digest, Descriptor, ImageManifest};
-use super::OciError;
+use super::{OciError, MAX_SMALL_BYTES};
 
 /// Annotation naming a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -118,10 +118,43 @@ impl Layout {
         }
     }
 
-    /// Reads a (small) blob into memory: manifests and configs only.
+    /// Reads a small blob into memory (a manifest, signature payload, config
+    /// or index document), checking its digest; one larger than
+    /// [`MAX_SMALL_BYTES`] is refused without being read. Large blobs are
+    /// streamed from [`Layout::blob_path`], never read whole.
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, OciError> {
+        self.read_small_blob(digest, MAX_SMALL_BYTES)
+    }
+
+    /// Reads blob `digest` into memory when it is at most `cap` bytes,
+    /// checking its digest. The file's size is checked before reading, and
+    /// reading stops after `cap` bytes whatever the size said (a file that
+    /// grows meanwhile is refused, not slurped).
+    pub fn read_small_blob(&self, digest: &str, cap: u64) -> Result<Vec<u8>, OciError> {
         let path = self.blob_path(digest)?;
-        let bytes = fs::read(&path).map_err(|e| OciError::io("reading", &path, e))?;
+        let too_large = |size: u64, at_least: bool| OciError::TooLarge {
+            registry: format!("oci:{}", self.dir.display()),
+            repository: "blobs".into(),
+            what: format!("blob {digest}"),
+            size,
+            at_least,
+            cap,
+        };
+        let file = fs::File::open(&path).map_err(|e| OciError::io("reading", &path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| OciError::io("reading", &path, e))?
+            .len();
+        if size > cap {
+            return Err(too_large(size, false));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(cap + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| OciError::io("reading", &path, e))?;
+        if bytes.len() as u64 > cap {
+            return Err(too_large(bytes.len() as u64, true));
+        }
         let actual = sha256_digest(&bytes);
         if actual != digest {
             return Err(OciError::DigestMismatch {
@@ -483,5 +516,39 @@ mod tests {
         assert!(layout.verify().unwrap().is_empty());
         fs::write(layout.blob_path(&layer).unwrap(), b"tampered").unwrap();
         assert_eq!(layout.verify().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn small_blobs_are_read_within_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let digest = layout.put_blob_bytes(&[3u8; 100]).unwrap();
+        assert_eq!(layout.read_small_blob(&digest, 100).unwrap().len(), 100);
+        match layout.read_small_blob(&digest, 99) {
+            Err(OciError::TooLarge {
+                size: 100,
+                at_least: false,
+                cap: 99,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // A multi-GiB (sparse) file under a blob name is refused by its
+        // size, never read: `read_blob` caps at MAX_SMALL_BYTES.
+        let huge = sha256_digest(b"not what the file holds");
+        let file = fs::File::create(layout.blob_path(&huge).unwrap()).unwrap();
+        file.set_len(8 << 30).unwrap();
+        let err = layout.read_blob(&huge).unwrap_err();
+        assert!(
+            matches!(err, OciError::TooLarge { size, cap: MAX_SMALL_BYTES, .. } if size == 8 << 30),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "is 8589934592 bytes, more than the {MAX_SMALL_BYTES} bytes"
+            )),
+            "{text}"
+        );
     }
 }

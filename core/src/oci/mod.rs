@@ -28,11 +28,22 @@ pub use manifest::{
 };
 #[cfg(feature = "build")]
 pub use publish::{publish_artifact, publish_node_artifact, LayerFile, Published};
-pub use pull::{age_of, cache_dir, cached, pull_into, PullOptions, Pulled, ENV_CACHE};
+pub use pull::{
+    age_of, cache_dir, cached, pull_into, pull_verified, PullOptions, PullVerifiedError, Pulled,
+    SignedHead, ENV_CACHE,
+};
 #[cfg(feature = "build")]
 pub(crate) use registry::retry;
 pub use registry::{BlobStream, Progress, ProgressEvent, Registry, RegistryOptions};
 pub use remote::{is_loopback, Counters, Remote};
+
+/// The most Metis reads into memory of content that is small by nature:
+/// manifests, signature manifests, simple-signing payloads and config blobs
+/// (a Metis node manifest is ~1 KiB, its config a few KiB; a registry caps
+/// manifests at 4 MiB too). Anything announced larger is refused before it is
+/// read, and reading stops as soon as more arrives, so a hostile registry
+/// cannot make a pull hold more than this in memory for one of them.
+pub const MAX_SMALL_BYTES: u64 = 4 << 20;
 
 /// OCI image manifest media type.
 pub const MEDIA_TYPE_IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -271,5 +282,167 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(again.downloaded_bytes, 0);
+    }
+
+    /// A small node artifact published into an `oci:` layout; its digest and
+    /// the digest of its large layer.
+    #[cfg(feature = "build")]
+    fn published(dir: &std::path::Path, registry: &Registry) -> (String, String) {
+        let layer = dir.join("base");
+        std::fs::write(&layer, vec![9u8; 1 << 20]).unwrap();
+        let published = block_on(publish_node_artifact(
+            registry,
+            "metis/nodes/a",
+            &["latest".into()],
+            br#"{"node":"a"}"#,
+            &[LayerFile {
+                media_type: MEDIA_TYPE_BASE.into(),
+                path: layer.clone(),
+                shared_in: None,
+                digest: None,
+            }],
+            &Default::default(),
+            &Progress::none(),
+        ))
+        .unwrap();
+        (published.digest, hash_file(&layer).unwrap())
+    }
+
+    #[cfg(all(feature = "signing", feature = "build"))]
+    #[test]
+    fn pull_verified_from_a_layout_verifies_before_blobs_and_caches_the_signature() {
+        use crate::trust;
+        let dir = tempfile::tempdir().unwrap();
+        let stick = dir.path().join("stick");
+        let registry = Registry::open(
+            &format!("oci:{}", stick.display()),
+            &RegistryOptions::default(),
+        )
+        .unwrap();
+        let (digest, layer) = published(dir.path(), &registry);
+        let cache = Layout::open_or_create(&dir.path().join("cache")).unwrap();
+        let unsigned = |head: &SignedHead| match head.signature_manifest {
+            Some(_) => Ok(()),
+            None => Err("unsigned"),
+        };
+
+        // Unsigned: refused by the verifier, nothing cached.
+        let err = block_on(pull_verified(
+            &registry,
+            &cache,
+            "metis/nodes/a",
+            "latest",
+            &PullOptions::default(),
+            unsigned,
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(err, PullVerifiedError::Refused("unsigned")),
+            "{err:?}"
+        );
+        assert!(cache.refs().unwrap().is_empty());
+        assert!(!cache.has_blob(&layer, None));
+
+        // Signed: the verifier sees the payload, then everything is cached.
+        let key = trust::PrivateKey::generate();
+        let meta = trust::Metadata::node("a", "c", 1, "2026-12-03T00:00:00Z");
+        let sig = trust::sign("stick/metis/nodes/a", &digest, Some(&meta), &key).unwrap();
+        for blob in [&sig.payload, &sig.config] {
+            block_on(registry.push_blob_bytes("metis/nodes/a", &blob.bytes)).unwrap();
+        }
+        block_on(registry.push_manifest_raw(
+            "metis/nodes/a",
+            &sig.tag,
+            &sig.manifest.bytes,
+            MEDIA_TYPE_IMAGE_MANIFEST,
+        ))
+        .unwrap();
+        let keys = trust::TrustedKeys::new(vec![key.public_key()]);
+        let pulled = block_on(pull_verified(
+            &registry,
+            &cache,
+            "metis/nodes/a",
+            "latest",
+            &PullOptions::default(),
+            |head| {
+                assert!(!cache.has_blob(&layer, None), "a blob before verifying");
+                let payloads: Vec<&[u8]> = head.payloads.iter().map(Vec::as_slice).collect();
+                trust::verify_signature(
+                    &keys,
+                    &trust::HeldSignature {
+                        manifest: head.signature_manifest.as_deref().unwrap(),
+                        payloads: &payloads,
+                    },
+                    &head.manifest,
+                )
+                .map(drop)
+            },
+        ))
+        .unwrap();
+        assert_eq!(pulled.digest, digest);
+        assert!(cache.has_blob(&layer, Some(1 << 20)));
+        let sig_ref = cached(&cache, "metis/nodes/a", &sig.tag).unwrap().unwrap();
+        assert_eq!(sig_ref.manifest.digest, sig.manifest.digest);
+        assert!(cache.has_blob(&sig.payload.digest, None));
+        assert!(cache.has_blob(&sig.config.digest, None));
+        assert!(cache.verify().unwrap().is_empty());
+    }
+
+    #[cfg(feature = "build")]
+    #[test]
+    fn signature_payloads_over_the_cap_together_are_refused_before_verifying() {
+        let dir = tempfile::tempdir().unwrap();
+        let stick = dir.path().join("stick");
+        let registry = Registry::open(
+            &format!("oci:{}", stick.display()),
+            &RegistryOptions::default(),
+        )
+        .unwrap();
+        let (digest, _) = published(dir.path(), &registry);
+        // Two 3 MiB "payloads": each within the cap, together over it.
+        let Registry::Layout(stick) = &registry else {
+            unreachable!()
+        };
+        let payloads: Vec<Descriptor> = [1u8, 2]
+            .iter()
+            .map(|&b| {
+                let bytes = vec![b; 3 << 20];
+                stick.put_blob_bytes(&bytes).unwrap();
+                Descriptor::of_bytes(crate::trust::SIMPLE_SIGNING_MEDIA_TYPE, &bytes)
+            })
+            .collect();
+        let (sig, _) = ImageManifest {
+            schema_version: 2,
+            media_type: MEDIA_TYPE_IMAGE_MANIFEST.into(),
+            artifact_type: None,
+            config: Descriptor::of_bytes("application/vnd.oci.image.config.v1+json", b"{}"),
+            layers: payloads,
+            annotations: Default::default(),
+        }
+        .to_bytes();
+        let tag = crate::trust::signature_tag(&digest).unwrap();
+        block_on(registry.push_manifest_raw(
+            "metis/nodes/a",
+            &tag,
+            &sig,
+            MEDIA_TYPE_IMAGE_MANIFEST,
+        ))
+        .unwrap();
+        let cache = Layout::open_or_create(&dir.path().join("cache")).unwrap();
+        let err = block_on(pull_verified(
+            &registry,
+            &cache,
+            "metis/nodes/a",
+            "latest",
+            &PullOptions::default(),
+            |_| -> Result<(), ()> { panic!("verifier called") },
+        ))
+        .unwrap_err();
+        match err {
+            PullVerifiedError::Oci(OciError::TooLarge { size, cap, .. }) => {
+                assert_eq!((size, cap), (6 << 20, MAX_SMALL_BYTES));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

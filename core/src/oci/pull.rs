@@ -17,7 +17,8 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use super::layout::{Layout, LayoutRef};
 use super::manifest::{digest_hex, sha256_digest, Descriptor, ImageManifest};
 use super::registry::{retry, Progress, Registry};
-use super::{OciError, MEDIA_TYPE_IMAGE_MANIFEST};
+use super::{OciError, MAX_SMALL_BYTES, MEDIA_TYPE_IMAGE_MANIFEST};
+use crate::trust::{signature_payloads, signature_tag};
 
 /// Environment variable overriding the cache directory.
 pub const ENV_CACHE: &str = "METIS_CACHE";
@@ -106,7 +107,152 @@ pub fn cached(cache: &Layout, repository: &str, tag: &str) -> Result<Option<Layo
     cache.resolve(repository, tag)
 }
 
-/// Pulls `<repository>:<tag>` from `registry` into `cache`.
+/// What the verifier of [`pull_verified`] sees: the artifact's manifest and
+/// its signature, each fetched within [`MAX_SMALL_BYTES`]. Nothing else has
+/// been fetched yet and nothing has been written to the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHead {
+    /// Repository.
+    pub repository: String,
+    /// Tag.
+    pub tag: String,
+    /// `sha256:` digest of `manifest` (checked against the bytes).
+    pub digest: String,
+    /// The artifact manifest, exactly as the registry holds it.
+    pub manifest: Vec<u8>,
+    /// The signature manifest at `sha256-<hex>.sig`; `None` when the
+    /// registry has no signature for this digest.
+    pub signature_manifest: Option<Vec<u8>>,
+    /// The simple-signing payloads the signature manifest names, in its order,
+    /// each checked against its descriptor's digest; empty without a
+    /// signature, or when the signature manifest names none (or is malformed:
+    /// the verifier refuses it with its own words).
+    pub payloads: Vec<Vec<u8>>,
+}
+
+/// Why [`pull_verified`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PullVerifiedError<E> {
+    /// Fetching or storing failed (unreachable, too large, size or digest
+    /// mismatch, disk full, …).
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    /// The verifier refused what it saw: no blob of the artifact was fetched
+    /// and nothing was written to the cache.
+    #[error(transparent)]
+    Refused(E),
+}
+
+/// Pulls `<repository>:<tag>` from `registry` into `cache`, trusting nothing
+/// it has not verified first.
+///
+/// In order: the manifest (at most [`MAX_SMALL_BYTES`]); the signature
+/// manifest at `sha256-<hex>.sig` and its simple-signing payloads (each at
+/// most [`MAX_SMALL_BYTES`]); then `verify` sees them ([`SignedHead`]; no
+/// signature is `signature_manifest: None`, for the caller to refuse). Only
+/// when it returns `Ok` are the blobs the manifest names downloaded, each
+/// bounded by its descriptor's size (an announced length that differs, or a
+/// byte more than the descriptor says, stops it) and checked against its
+/// digest. The signature is then cached under its `.sig` tag (manifest,
+/// config and payloads, as `metis-flash` reads it offline), and the tag is
+/// recorded last, so a tag in the cache always has its blobs and, when the
+/// registry had one, its signature.
+pub async fn pull_verified<E>(
+    registry: &Registry,
+    cache: &Layout,
+    repository: &str,
+    tag: &str,
+    options: &PullOptions,
+    verify: impl FnOnce(&SignedHead) -> Result<(), E>,
+) -> Result<Pulled, PullVerifiedError<E>> {
+    let attempts = options.attempts.max(1);
+    let (bytes, digest) = fetch_manifest(registry, repository, tag, attempts).await?;
+    let sig_tag = signature_tag(&digest).ok_or_else(|| OciError::Manifest {
+        registry: registry.name(),
+        repository: repository.to_owned(),
+        digest: digest.clone(),
+        reason: "not a sha256 digest".into(),
+    })?;
+    let signature = match retry(attempts, || {
+        registry.pull_manifest_raw(repository, &sig_tag)
+    })
+    .await
+    {
+        Ok((sig, sig_digest)) => {
+            check_digest(registry, repository, &sig, &sig_digest)?;
+            Some(sig)
+        }
+        Err(OciError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut payloads = Vec::new();
+    // A malformed signature manifest names no payloads; the verifier refuses it.
+    let named = signature
+        .as_deref()
+        .and_then(|sig| signature_payloads(sig).ok())
+        .unwrap_or_default();
+    // Cosign writes one payload; a signature manifest naming many must not
+    // make the pull hold many caps' worth before anything is verified.
+    let total = named.iter().fold(0u64, |sum, p| sum.saturating_add(p.size));
+    if total > MAX_SMALL_BYTES {
+        return Err(OciError::TooLarge {
+            registry: registry.name(),
+            repository: repository.to_owned(),
+            what: format!("the signature payloads of {sig_tag} together"),
+            size: total,
+            at_least: false,
+            cap: MAX_SMALL_BYTES,
+        }
+        .into());
+    }
+    for payload in &named {
+        payloads.push(
+            retry(attempts, || {
+                registry.fetch_small_blob(repository, &payload.digest, payload.size)
+            })
+            .await?,
+        );
+    }
+    let head = SignedHead {
+        repository: repository.to_owned(),
+        tag: tag.to_owned(),
+        digest,
+        manifest: bytes,
+        signature_manifest: signature,
+        payloads,
+    };
+    verify(&head).map_err(PullVerifiedError::Refused)?;
+
+    let manifest = parse_manifest(registry, repository, tag, &head.digest, &head.manifest)?;
+    let (downloaded, reused) = fetch_blobs(registry, cache, repository, &manifest, options).await?;
+    if let Some(sig) = &head.signature_manifest {
+        store_signature(
+            registry,
+            cache,
+            repository,
+            &sig_tag,
+            sig,
+            &head.payloads,
+            attempts,
+        )
+        .await?;
+    }
+    record(cache, repository, tag, &head.manifest)?;
+    Ok(Pulled {
+        repository: repository.to_owned(),
+        tag: tag.to_owned(),
+        digest: head.digest,
+        manifest,
+        downloaded_bytes: downloaded,
+        reused_bytes: reused,
+    })
+}
+
+/// Pulls `<repository>:<tag>` from `registry` into `cache`, verifying
+/// nothing but digests and sizes: the manifest within [`MAX_SMALL_BYTES`],
+/// each blob bounded by its descriptor's size. For content whose signature
+/// is checked, use [`pull_verified`], which checks it before any blob moves.
 pub async fn pull_into(
     registry: &Registry,
     cache: &Layout,
@@ -115,23 +261,90 @@ pub async fn pull_into(
     options: &PullOptions,
 ) -> Result<Pulled, OciError> {
     let attempts = options.attempts.max(1);
+    let (bytes, digest) = fetch_manifest(registry, repository, tag, attempts).await?;
+    let manifest = parse_manifest(registry, repository, tag, &digest, &bytes)?;
+    let (downloaded, reused) = fetch_blobs(registry, cache, repository, &manifest, options).await?;
+    record(cache, repository, tag, &bytes)?;
+    Ok(Pulled {
+        repository: repository.to_owned(),
+        tag: tag.to_owned(),
+        digest,
+        manifest,
+        downloaded_bytes: downloaded,
+        reused_bytes: reused,
+    })
+}
+
+/// The manifest `<repository>:<tag>` (capped by the registry) and its
+/// digest, the bytes checked against it. Not parsed: the verifier of
+/// [`pull_verified`] judges the bytes first.
+async fn fetch_manifest(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    attempts: u32,
+) -> Result<(Vec<u8>, String), OciError> {
     let (bytes, digest) = retry(attempts, || registry.pull_manifest_raw(repository, tag)).await?;
-    let actual = sha256_digest(&bytes);
+    check_digest(registry, repository, &bytes, &digest)?;
+    Ok((bytes, digest))
+}
+
+/// Parses manifest `bytes`; its config, read into memory by whoever uses
+/// it, must be small too.
+fn parse_manifest(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<ImageManifest, OciError> {
+    let manifest = ImageManifest::parse(bytes).map_err(|reason| OciError::Manifest {
+        registry: registry.name(),
+        repository: repository.to_owned(),
+        digest: digest.to_owned(),
+        reason,
+    })?;
+    if manifest.config.size > MAX_SMALL_BYTES {
+        return Err(OciError::TooLarge {
+            registry: registry.name(),
+            repository: repository.to_owned(),
+            what: format!("config blob {} of {tag}", manifest.config.digest),
+            size: manifest.config.size,
+            at_least: false,
+            cap: MAX_SMALL_BYTES,
+        });
+    }
+    Ok(manifest)
+}
+
+fn check_digest(
+    registry: &Registry,
+    repository: &str,
+    bytes: &[u8],
+    digest: &str,
+) -> Result<(), OciError> {
+    let actual = sha256_digest(bytes);
     if actual != digest {
         return Err(OciError::DigestMismatch {
             registry: registry.name(),
             repository: repository.to_owned(),
-            expected: digest,
+            expected: digest.to_owned(),
             actual,
         });
     }
-    let manifest = ImageManifest::parse(&bytes).map_err(|reason| OciError::Manifest {
-        registry: registry.name(),
-        repository: repository.to_owned(),
-        digest: digest.clone(),
-        reason,
-    })?;
+    Ok(())
+}
 
+/// Brings every blob `manifest` names into `cache` (those it lacks);
+/// returns the bytes downloaded and the bytes the cache already held.
+async fn fetch_blobs(
+    registry: &Registry,
+    cache: &Layout,
+    repository: &str,
+    manifest: &ImageManifest,
+    options: &PullOptions,
+) -> Result<(u64, u64), OciError> {
+    let attempts = options.attempts.max(1);
     let mut wanted: Vec<&Descriptor> = Vec::new();
     let mut reused = 0;
     for blob in manifest.blobs() {
@@ -155,31 +368,75 @@ pub async fn pull_into(
         .buffer_unordered(options.parallel.max(1))
         .try_collect()
         .await;
-    let downloaded = match downloaded {
-        Ok(d) => d,
+    match downloaded {
+        Ok(d) => Ok((d.iter().sum(), reused)),
         Err(e) => {
-            if matches!(e, OciError::DiskFull { .. }) {
-                // Give back the space this pull took: its partial files.
+            // A full disk: give back the space this pull took. Content that is
+            // not what the manifest says: keep nothing of this pull (the
+            // downloads stopped mid-way beside it included), since retrying
+            // the same content cannot help. Other failures (an unreachable
+            // registry above all) leave partial files to resume.
+            if matches!(
+                e,
+                OciError::DiskFull { .. }
+                    | OciError::SizeMismatch { .. }
+                    | OciError::DigestMismatch { .. }
+                    | OciError::TooLarge { .. }
+            ) {
                 for hex in wanted.iter().filter_map(|b| digest_hex(&b.digest)) {
                     let partial = cache.incoming_dir().join(format!("{hex}.partial"));
                     let _ = tokio::fs::remove_file(partial).await;
                 }
             }
-            return Err(e);
+            Err(e)
         }
-    };
+    }
+}
 
-    cache.put_blob_bytes(&bytes)?;
-    let desc = Descriptor::of_bytes(MEDIA_TYPE_IMAGE_MANIFEST, &bytes);
-    cache.set_ref(repository, tag, &desc, Some(&now_rfc3339()))?;
-    Ok(Pulled {
+/// Caches the signature manifest `sig` of `repository` under `sig_tag`, with
+/// every blob it names: the payloads already fetched, the rest (its config)
+/// fetched now within [`MAX_SMALL_BYTES`]. The layout `metis-flash` reads
+/// offline, and the one `pull_into` of the `.sig` tag has always written.
+async fn store_signature(
+    registry: &Registry,
+    cache: &Layout,
+    repository: &str,
+    sig_tag: &str,
+    sig: &[u8],
+    payloads: &[Vec<u8>],
+    attempts: u32,
+) -> Result<(), OciError> {
+    let digest = sha256_digest(sig);
+    let parsed = ImageManifest::parse(sig).map_err(|reason| OciError::Manifest {
+        registry: registry.name(),
         repository: repository.to_owned(),
-        tag: tag.to_owned(),
-        digest,
-        manifest,
-        downloaded_bytes: downloaded.iter().sum(),
-        reused_bytes: reused,
-    })
+        digest: digest.clone(),
+        reason: format!("signature manifest: {reason}"),
+    })?;
+    for blob in parsed.blobs() {
+        if cache.has_blob(&blob.digest, Some(blob.size)) {
+            continue;
+        }
+        match payloads.iter().find(|p| sha256_digest(p) == blob.digest) {
+            Some(payload) => cache.put_blob_bytes(payload)?,
+            None => {
+                let bytes = retry(attempts, || {
+                    registry.fetch_small_blob(repository, &blob.digest, blob.size)
+                })
+                .await?;
+                cache.put_blob_bytes(&bytes)?
+            }
+        };
+    }
+    record(cache, repository, sig_tag, sig)
+}
+
+/// Stores manifest `bytes` and points `<repository>:<tag>` at it: last,
+/// after every blob it names is in the cache.
+fn record(cache: &Layout, repository: &str, tag: &str, bytes: &[u8]) -> Result<(), OciError> {
+    cache.put_blob_bytes(bytes)?;
+    let desc = Descriptor::of_bytes(MEDIA_TYPE_IMAGE_MANIFEST, bytes);
+    cache.set_ref(repository, tag, &desc, Some(&now_rfc3339()))
 }
 
 /// One attempt at bringing `blob` into the cache, resuming a partial file.
@@ -234,6 +491,22 @@ async fn fetch_blob(
         have = 0;
     }
     let mut source = registry.open_blob(repository, &blob.digest, have).await?;
+    let size_mismatch = |actual: u64, at_least: bool| OciError::SizeMismatch {
+        registry: registry.name(),
+        repository: repository.to_owned(),
+        digest: blob.digest.clone(),
+        expected: blob.size,
+        actual,
+        at_least,
+    };
+    let start = if source.from_start { 0 } else { have };
+    if let Some(length) = source.length {
+        if start + length != blob.size {
+            drop(file);
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(size_mismatch(start + length, false));
+        }
+    }
     if source.from_start && have > 0 {
         file.set_len(0).await.map_err(io("truncating"))?;
         file.seek(std::io::SeekFrom::Start(0))
@@ -251,13 +524,14 @@ async fn fetch_blob(
     let full = |e| cache.write_error(&partial, &blob.digest, e);
     let streamed = async {
         while let Some(chunk) = source.stream.try_next().await? {
+            if have + chunk.len() as u64 > blob.size {
+                // More than the manifest says: stop here, keep none of it.
+                return Err(size_mismatch(have + chunk.len() as u64, true));
+            }
             hasher.update(&chunk);
             out.write_all(&chunk).await.map_err(full)?;
             have += chunk.len() as u64;
             progress.advance(chunk.len() as u64);
-            if have > blob.size {
-                break;
-            }
         }
         Ok::<(), OciError>(())
     }
@@ -268,6 +542,11 @@ async fn fetch_blob(
             let _ = out.flush().await;
             return Err(e);
         }
+        Err(e @ OciError::SizeMismatch { .. }) => {
+            drop(out);
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
         Err(e) => return Err(e),
         Ok(()) => {
             out.flush().await.map_err(full)?;
@@ -275,18 +554,18 @@ async fn fetch_blob(
         }
     }
     drop(out);
+    if have != blob.size {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(size_mismatch(have, false));
+    }
     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if actual != blob.digest || have != blob.size {
+    if actual != blob.digest {
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(OciError::DigestMismatch {
             registry: registry.name(),
             repository: repository.to_owned(),
             expected: blob.digest.clone(),
-            actual: if have == blob.size {
-                actual
-            } else {
-                format!("{actual} ({have} bytes, expected {})", blob.size)
-            },
+            actual,
         });
     }
     let dest = cache.blob_path(&blob.digest)?;

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::stream::BoxStream;
+use futures_util::TryStreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use super::auth::Credentials;
 use super::layout::Layout;
 use super::remote::Remote;
-use super::OciError;
+use super::{OciError, MAX_SMALL_BYTES};
 
 /// How to reach a registry.
 #[derive(Debug, Clone, Default)]
@@ -78,6 +79,9 @@ pub struct BlobStream {
     /// `true` when the stream starts at byte 0 even though an offset was
     /// asked (the source cannot resume): the caller starts over.
     pub from_start: bool,
+    /// How many bytes the source says the stream holds (`Content-Length`,
+    /// the file's remaining length), when it says.
+    pub length: Option<u64>,
     /// The bytes.
     pub stream: BoxStream<'static, Result<bytes::Bytes, OciError>>,
 }
@@ -224,6 +228,62 @@ impl Registry {
         }
     }
 
+    /// Reads small blob `digest` of `repository` (`size` bytes, as its
+    /// descriptor says) into memory: one over [`MAX_SMALL_BYTES`] is refused
+    /// before it is fetched, an announced length other than `size` before it
+    /// is read, and reading stops at the first byte beyond `size`. The bytes
+    /// are checked against `digest`.
+    pub async fn fetch_small_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<Vec<u8>, OciError> {
+        let size_mismatch = |actual: u64, at_least: bool| OciError::SizeMismatch {
+            registry: self.name(),
+            repository: repository.to_owned(),
+            digest: digest.to_owned(),
+            expected: size,
+            actual,
+            at_least,
+        };
+        if size > MAX_SMALL_BYTES {
+            return Err(OciError::TooLarge {
+                registry: self.name(),
+                repository: repository.to_owned(),
+                what: format!("blob {digest}"),
+                size,
+                at_least: false,
+                cap: MAX_SMALL_BYTES,
+            });
+        }
+        let mut source = self.open_blob(repository, digest, 0).await?;
+        if let Some(length) = source.length.filter(|&l| l != size) {
+            return Err(size_mismatch(length, false));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = source.stream.try_next().await? {
+            let have = (bytes.len() + chunk.len()) as u64;
+            if have > size {
+                return Err(size_mismatch(have, true));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if bytes.len() as u64 != size {
+            return Err(size_mismatch(bytes.len() as u64, false));
+        }
+        let actual = super::sha256_digest(&bytes);
+        if actual != digest {
+            return Err(OciError::DigestMismatch {
+                registry: self.name(),
+                repository: repository.to_owned(),
+                expected: digest.to_owned(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Deletes every tagged manifest of `repository` (and so its tags);
     /// returns how many manifests. A layout also drops the blobs nothing else
     /// needs; a remote registry frees them in its garbage collection.
@@ -275,6 +335,12 @@ impl Registry {
                         OciError::io("opening", &path, e)
                     }
                 })?;
+                let length = file
+                    .metadata()
+                    .await
+                    .map_err(|e| OciError::io("reading", &path, e))?
+                    .len()
+                    .saturating_sub(offset);
                 file.seek(std::io::SeekFrom::Start(offset))
                     .await
                     .map_err(|e| OciError::io("reading", &path, e))?;
@@ -293,6 +359,7 @@ impl Registry {
                     });
                 Ok(BlobStream {
                     from_start: false,
+                    length: Some(length),
                     stream: Box::pin(stream),
                 })
             }

@@ -23,7 +23,7 @@ use tokio::io::AsyncReadExt as _;
 
 use super::auth::{CredentialSource, Credentials};
 use super::registry::{BlobStream, Progress, RegistryOptions};
-use super::OciError;
+use super::{OciError, MAX_SMALL_BYTES};
 
 /// Counts of what a [`Remote`] moved, for reports and tests.
 #[derive(Debug, Default)]
@@ -36,6 +36,12 @@ pub struct Counters {
     pub mounted_blobs: AtomicU64,
     /// Blobs already present (HEAD said so), not uploaded.
     pub present_blobs: AtomicU64,
+    /// Body bytes read from the registry: manifests and blobs.
+    pub downloaded_bytes: AtomicU64,
+    /// Manifest `GET`s sent.
+    pub manifest_requests: AtomicU64,
+    /// Blob `GET`s sent.
+    pub blob_requests: AtomicU64,
 }
 
 /// Repository and whether for push: what an `Authorization` header is good for.
@@ -101,6 +107,62 @@ fn parse_challenge(params: &str) -> Vec<(String, String)> {
         rest = tail.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
     }
     out
+}
+
+/// What is wrong with the registry's certificate, in plain words with what
+/// to do, when `chain` (an error chain's text) is a TLS certificate failure.
+///
+/// rustls's error sits deep in reqwest's source chain (reqwest → hyper-util →
+/// `io::Error` → `rustls::Error`). Naming its types would make rustls a direct
+/// dependency of core whose version must track reqwest's; its `Display` text is
+/// stable within rustls 0.23 (`invalid peer certificate: …`, the
+/// `CertificateError` variant or its context text), so the text is matched.
+/// An unknown TLS failure still says it is one, with rustls's words beside it.
+pub(crate) fn tls_problem(chain: &str, host: &str) -> Option<String> {
+    // The name a certificate carries has no port.
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None if host.matches(':').count() == 1 => host.split(':').next().unwrap_or(host),
+        None => host,
+    };
+    let cert = "the registry's certificate";
+    let pass_ca = "pass the lab CA certificate (PEM) with --ca-file or `registry.ca_file` in \
+                   metis.yaml, or add it to this machine's trust store";
+    let problem = if chain.contains("CaUsedAsEndEntity") {
+        format!(
+            "{cert} is a CA certificate used as a server certificate: issue a server \
+             certificate from your CA (basicConstraints CA:FALSE, subjectAltName {host}) \
+             and serve that instead"
+        )
+    } else if chain.contains("UnknownIssuer") {
+        format!("{cert} is not signed by a CA this machine trusts: {pass_ca}")
+    } else if chain.contains("certificate expired") || chain.contains("Expired") {
+        format!(
+            "{cert} has expired (or this machine's clock is wrong): renew the registry's \
+             certificate, or set the clock"
+        )
+    } else if chain.contains("certificate not valid yet") || chain.contains("NotValidYet") {
+        format!("{cert} is not valid yet: check this machine's clock")
+    } else if chain.contains("certificate not valid for name") || chain.contains("NotValidForName")
+    {
+        format!(
+            "{cert} is not issued for {host}: reach the registry by a name its certificate \
+             lists, or issue one whose subjectAltName includes {host}"
+        )
+    } else if chain.contains("extended key usage") || chain.contains("InvalidPurpose") {
+        format!("{cert} is not meant for a server (extendedKeyUsage lacks serverAuth): reissue it")
+    } else if chain.contains("BadSignature") {
+        format!("{cert} chain has a signature that does not verify: check the CA file")
+    } else if chain.contains("invalid peer certificate") {
+        format!("{cert} was refused: {pass_ca}, or fix the certificate")
+    } else if chain.contains("InvalidContentType") || chain.contains("corrupt message") {
+        "the registry did not answer in TLS (plain HTTP on that port?): check the port".into()
+    } else if chain.contains("received fatal alert") {
+        "the registry ended the TLS handshake: check that it serves TLS for this name".into()
+    } else {
+        return None;
+    };
+    Some(problem)
 }
 
 /// The full error chain of `e`, for messages.
@@ -218,10 +280,20 @@ impl Remote {
         }
     }
 
+    /// A failed request: a refused certificate ([`OciError::Tls`], in plain
+    /// words), else the registry is unreachable.
     pub(crate) fn map_reqwest(&self, e: &reqwest::Error) -> OciError {
-        OciError::Unreachable {
-            registry: self.host.clone(),
-            reason: chain(e),
+        let reason = chain(e);
+        match tls_problem(&reason, &self.host) {
+            Some(problem) => OciError::Tls {
+                registry: self.host.clone(),
+                problem,
+                reason,
+            },
+            None => OciError::Unreachable {
+                registry: self.host.clone(),
+                reason,
+            },
         }
     }
 
@@ -395,7 +467,7 @@ impl Remote {
             // access to the source. Either way the caller uploads.
             202 | 401 | 403 | 404 => Ok(false),
             s => {
-                let text = res.text().await.unwrap_or_default();
+                let text = self.error_text(res).await;
                 Err(self.status_error(repository, &format!("mounting blob {digest}"), s, text))
             }
         }
@@ -501,7 +573,7 @@ impl Remote {
         .map_err(|e| self.map_reqwest(&e))?;
         if res.status().as_u16() != 202 {
             let status = res.status().as_u16();
-            let text = res.text().await.unwrap_or_default();
+            let text = self.error_text(res).await;
             return Err(self.status_error(repository, &action, status, text));
         }
         let location = res
@@ -560,7 +632,7 @@ impl Remote {
         .map_err(|e| self.map_reqwest(&e))?;
         let status = res.status().as_u16();
         if status != 201 {
-            let text = res.text().await.unwrap_or_default();
+            let text = self.error_text(res).await;
             return Err(self.status_error(repository, &action, status, text));
         }
         self.counters.uploaded_blobs.fetch_add(1, Ordering::Relaxed);
@@ -630,7 +702,7 @@ impl Remote {
                 200 => {}
                 404 => return Ok(tags),
                 s => {
-                    let text = res.text().await.unwrap_or_default();
+                    let text = self.error_text(res).await;
                     return Err(self.status_error(repository, "listing tags", s, text));
                 }
             }
@@ -678,27 +750,107 @@ impl Remote {
                     .into(),
             }),
             s => {
-                let text = res.text().await.unwrap_or_default();
+                let text = self.error_text(res).await;
                 Err(self.status_error(repository, &format!("deleting manifest {digest}"), s, text))
             }
         }
     }
 
     /// Fetches the manifest `reference` (tag or digest): its bytes and digest.
+    ///
+    /// A manifest is small: one announced (`Content-Length`) over
+    /// [`MAX_SMALL_BYTES`] is refused before its body is read, and reading
+    /// stops as soon as more than that arrives. The digest is the one asked
+    /// for, else the registry's `Docker-Content-Digest`, else the bytes' own;
+    /// the caller checks the bytes against it.
     pub async fn pull_manifest_raw(
         &self,
         repository: &str,
         reference: &str,
     ) -> Result<(Vec<u8>, String), OciError> {
-        self.authorization(repository, false).await?;
-        self.client
-            .pull_manifest_raw(
-                &self.reference(repository, reference),
-                &self.auth,
-                &[super::MEDIA_TYPE_IMAGE_MANIFEST],
+        let header = self.authorization(repository, false).await?;
+        self.counters
+            .manifest_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let res = Self::with_auth(
+            self.http
+                .get(self.url(&format!("{repository}/manifests/{reference}")))
+                .header(reqwest::header::ACCEPT, super::MEDIA_TYPE_IMAGE_MANIFEST),
+            header,
+        )
+        .send()
+        .await
+        .map_err(|e| self.map_reqwest(&e))?;
+        let status = res.status().as_u16();
+        if status != 200 {
+            let text = self.error_text(res).await;
+            return Err(self.status_error(repository, &format!("tag {reference}"), status, text));
+        }
+        let announced = res
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|d| d.to_str().ok())
+            .map(str::to_owned);
+        let bytes = self
+            .read_capped(
+                res,
+                repository,
+                &format!("manifest {reference}"),
+                MAX_SMALL_BYTES,
             )
-            .await
-            .map_err(|e| self.map_oci(e, repository, &format!("tag {reference}")))
+            .await?;
+        let digest = if reference.starts_with("sha256:") {
+            reference.to_owned()
+        } else {
+            announced.unwrap_or_else(|| super::sha256_digest(&bytes))
+        };
+        Ok((bytes, digest))
+    }
+
+    /// The body of `res`, at most `cap` bytes: refused before reading when
+    /// the announced length is larger, and as soon as more than `cap` arrived.
+    async fn read_capped(
+        &self,
+        mut res: reqwest::Response,
+        repository: &str,
+        what: &str,
+        cap: u64,
+    ) -> Result<Vec<u8>, OciError> {
+        let too_large = |size: u64, at_least: bool| OciError::TooLarge {
+            registry: self.host.clone(),
+            repository: repository.to_owned(),
+            what: what.to_owned(),
+            size,
+            at_least,
+            cap,
+        };
+        let announced = res.content_length();
+        if let Some(len) = announced.filter(|&len| len > cap) {
+            return Err(too_large(len, false));
+        }
+        let mut body = Vec::with_capacity(announced.unwrap_or(0) as usize);
+        while let Some(chunk) = res.chunk().await.map_err(|e| self.map_reqwest(&e))? {
+            self.counters
+                .downloaded_bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            let have = (body.len() + chunk.len()) as u64;
+            if have > cap {
+                // Dropping the response closes the connection unread.
+                return Err(too_large(have, true));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// The start of an error response's body, for the message: a registry
+    /// that answers an error with an endless body is not read to its end.
+    async fn error_text(&self, res: reqwest::Response) -> String {
+        const ERROR_TEXT_CAP: u64 = 16 << 10;
+        match self.read_capped(res, "", "", ERROR_TEXT_CAP).await {
+            Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+            Err(_) => String::new(),
+        }
     }
 
     /// Streams blob `digest` from byte `offset` on.
@@ -717,6 +869,7 @@ impl Remote {
             if offset > 0 {
                 req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
             }
+            self.counters.blob_requests.fetch_add(1, Ordering::Relaxed);
             let res = Self::with_auth(req, header.clone())
                 .send()
                 .await
@@ -730,15 +883,23 @@ impl Remote {
                     continue;
                 }
                 s => {
-                    let text = res.text().await.unwrap_or_default();
+                    let text = self.error_text(res).await;
                     return Err(self.status_error(repository, &format!("blob {digest}"), s, text));
                 }
             };
             let host = self.host.clone();
+            let counters = self.counters.clone();
             return Ok(BlobStream {
                 from_start,
+                length: res.content_length(),
                 stream: res
                     .bytes_stream()
+                    .map_ok(move |chunk| {
+                        counters
+                            .downloaded_bytes
+                            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        chunk
+                    })
                     .map_err(move |e| OciError::Unreachable {
                         registry: host.clone(),
                         reason: chain(&e),
@@ -751,7 +912,58 @@ impl Remote {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_challenge;
+    use super::{parse_challenge, tls_problem};
+
+    #[test]
+    fn tls_failures_in_plain_words() {
+        let host = "harbor.lab:443";
+        let sending = "error sending request for url (https://harbor.lab/v2/): client error \
+                       (Connect): ";
+        for (rustls, words) in [
+            (
+                "invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+                "is a CA certificate used as a server certificate: issue a server certificate \
+                 from your CA",
+            ),
+            (
+                "invalid peer certificate: UnknownIssuer",
+                "is not signed by a CA this machine trusts: pass the lab CA",
+            ),
+            (
+                "invalid peer certificate: certificate expired: verification time 1796000000 \
+                 (UNIX), but certificate is not valid after 1795000000 (1000000 seconds ago)",
+                "has expired (or this machine's clock is wrong)",
+            ),
+            (
+                "invalid peer certificate: certificate not valid for name \"harbor.lab\"; \
+                 certificate is only valid for IpAddress(10.0.0.5)",
+                "is not issued for harbor.lab: reach the registry by a name its certificate lists, \
+                 or issue one whose subjectAltName includes harbor.lab",
+            ),
+            (
+                "invalid peer certificate: certificate not valid yet: verification time 1",
+                "is not valid yet",
+            ),
+            ("invalid peer certificate: Revoked", "was refused"),
+            (
+                "received corrupt message of type InvalidContentType",
+                "did not answer in TLS",
+            ),
+        ] {
+            let problem = tls_problem(&format!("{sending}{rustls}"), host)
+                .unwrap_or_else(|| panic!("{rustls}: not seen as TLS"));
+            assert!(problem.contains(words), "{rustls}: {problem}");
+        }
+        for other in [
+            "error sending request for url (https://harbor.lab/v2/): client error (Connect): \
+             tcp connect error: Connection refused (os error 111)",
+            "error sending request: dns error: failed to lookup address information: Name or \
+             service not known",
+            "error sending request: operation timed out",
+        ] {
+            assert_eq!(tls_problem(other, host), None, "{other}");
+        }
+    }
 
     #[test]
     fn bearer_challenge_parameters() {
