@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use metis_core::oci::{self, Layout, LayoutRef, ProgressEvent, PullOptions};
+use metis_core::trust;
 
 use crate::error::EngineError;
 use crate::events::Phase;
@@ -53,7 +54,17 @@ impl Engine {
     /// Brings `<repository of what>:<tag>` and its signature into the cache (or,
     /// offline or with the registry unreachable, checks the cache has it) and
     /// returns the cached ref.
-    pub(crate) fn fetch(&self, what: Fetching, tag: &str) -> Result<LayoutRef, EngineError> {
+    ///
+    /// Trust before bytes: the manifest and its signature are fetched first
+    /// (each within [`oci::MAX_SMALL_BYTES`]) and `check` judges them; only if it
+    /// accepts are the blobs the manifest names downloaded, each bounded by its
+    /// signed size. An unsigned artifact is refused before any blob moves.
+    pub(crate) fn fetch(
+        &self,
+        what: Fetching,
+        tag: &str,
+        check: &dyn Fn(&oci::SignedHead) -> Result<(), EngineError>,
+    ) -> Result<LayoutRef, EngineError> {
         let repository = self.repository(what);
         let Some(registry) = &self.registry else {
             return self.use_cached(what, &repository, tag, None);
@@ -82,12 +93,22 @@ impl Engine {
             progress,
             ..Default::default()
         };
-        let result = oci::block_on(oci::pull_into(
+        let name = what.name();
+        let result = oci::block_on(oci::pull_verified(
             registry,
             &self.cache,
             &repository,
             tag,
             &options,
+            |head: &oci::SignedHead| {
+                if head.signature_manifest.is_none() {
+                    return Err(EngineError::Unsigned {
+                        what: name.clone(),
+                        digest: head.digest.clone(),
+                    });
+                }
+                check(head)
+            },
         ));
         if let Some(m) = meter.lock().unwrap_or_else(|e| e.into_inner()).take() {
             m.finish();
@@ -101,39 +122,19 @@ impl Engine {
                     p.downloaded_bytes as f64 / MIB,
                     p.reused_bytes as f64 / MIB
                 ));
-                // The signature travels with the artifact, so offline flashing can
-                // verify it. An unsigned artifact is cached all the same; the
-                // verification refuses to write it.
-                if let Some(sig_tag) = metis_core::trust::signature_tag(&p.digest) {
-                    match oci::block_on(oci::pull_into(
-                        registry,
-                        &self.cache,
-                        &repository,
-                        &sig_tag,
-                        &PullOptions::default(),
-                    )) {
-                        Ok(_) | Err(oci::OciError::NotFound { .. }) => {}
-                        Err(e) => {
-                            return Err(EngineError::registry(
-                                format!(
-                                    "{}: fetching the signature {repository}:{sig_tag}",
-                                    what.name()
-                                ),
-                                e,
-                            ))
-                        }
-                    }
-                }
                 self.cached_ref(what, &repository, tag)
             }
-            Err(e) if e.is_unreachable() => self.use_cached(what, &repository, tag, Some(e)),
-            Err(e) => Err(EngineError::registry(
+            Err(oci::PullVerifiedError::Refused(e)) => Err(e),
+            Err(oci::PullVerifiedError::Oci(e)) if e.is_unreachable() => {
+                self.use_cached(what, &repository, tag, Some(e))
+            }
+            Err(oci::PullVerifiedError::Oci(e)) => Err(EngineError::registry(
                 format!("{}: pulling {repository}:{tag}", what.name()),
                 e,
             )),
+            Err(e) => Err(EngineError::Artifact(format!("{}: {e}", what.name()))),
         }
     }
-
     fn cached_ref(
         &self,
         what: Fetching,
@@ -189,12 +190,71 @@ impl Engine {
         Ok(r)
     }
 
+    /// The checks of a fetched manifest and its signature that need no blob:
+    /// the signature with a pinned key over this manifest, the kind, for a node
+    /// the node it is signed for, and with `rollback` (`Some(allow_downgrade)`)
+    /// its revision against this laptop's record.
+    pub(crate) fn check_head(
+        &self,
+        head: &oci::SignedHead,
+        what: Fetching,
+        rollback: Option<bool>,
+    ) -> Result<trust::Metadata, EngineError> {
+        let name = what.name();
+        let Some(signature) = &head.signature_manifest else {
+            return Err(EngineError::Unsigned {
+                what: name,
+                digest: head.digest.clone(),
+            });
+        };
+        let payloads: Vec<&[u8]> = head.payloads.iter().map(Vec::as_slice).collect();
+        let keys = self.keys()?;
+        let verify = |e| EngineError::verification(format!("{name}'s artifact {}", head.digest), e);
+        let (payload, _key) = trust::verify_signature(
+            &keys,
+            &trust::HeldSignature {
+                manifest: signature,
+                payloads: &payloads,
+            },
+            &head.manifest,
+        )
+        .map_err(verify)?;
+        let metadata = trust::Metadata::from_optional(payload.optional.as_ref()).map_err(verify)?;
+        let (expected, subject) = match what {
+            Fetching::Node(node) => (trust::Kind::Node, trust::Subject::Node(node)),
+            Fetching::Index => (trust::Kind::Index, trust::Subject::Index),
+        };
+        if metadata.kind != expected {
+            return Err(verify(trust::VerifyError::WrongKind {
+                signed: metadata.kind.as_str().into(),
+                expected: expected.as_str(),
+            }));
+        }
+        if let Fetching::Node(node) = what {
+            let signed_for = metadata.node.clone().unwrap_or_default();
+            if signed_for != node {
+                return Err(verify(trust::VerifyError::WrongNode {
+                    signed_for,
+                    expected: node.into(),
+                }));
+            }
+        }
+        if let Some(allow_downgrade) = rollback {
+            self.seen()?
+                .check(subject, metadata.revision, allow_downgrade)
+                .map_err(verify)?;
+        }
+        Ok(metadata)
+    }
+
     /// Pulls `nodes` at `tag` and the lab index; returns how many failed, each
     /// reported as a warning.
     pub fn pull(&self, nodes: &[String], tag: &str) -> Result<usize, EngineError> {
         let mut failed = 0;
         for node in nodes {
-            if let Err(e) = self.fetch(Fetching::Node(node), tag) {
+            if let Err(e) = self.fetch(Fetching::Node(node), tag, &|h| {
+                self.check_head(h, Fetching::Node(node), None).map(|_| ())
+            }) {
                 let hint = e
                     .hint()
                     .map(|h| format!("\n  hint: {h}"))
@@ -206,7 +266,9 @@ impl Engine {
         // The signed lab index travels with the nodes, so `list --offline` and the
         // offline node picker work from what was pulled.
         if self.registry.is_some() {
-            if let Err(e) = self.fetch(Fetching::Index, "latest") {
+            if let Err(e) = self.fetch(Fetching::Index, "latest", &|h| {
+                self.check_head(h, Fetching::Index, None).map(|_| ())
+            }) {
                 self.events.warn(format!(
                     "the signed lab index was not cached ({e}); `metis-flash list --offline` and \
                      the offline node picker need it: check that `metis-build publish` ran, then \
@@ -224,7 +286,9 @@ impl Engine {
         let nodes: Vec<String> = lab.nodes.iter().map(|n| n.node.clone()).collect();
         let mut failed = 0;
         for node in &nodes {
-            if let Err(e) = self.fetch(Fetching::Node(node), "latest") {
+            if let Err(e) = self.fetch(Fetching::Node(node), "latest", &|h| {
+                self.check_head(h, Fetching::Node(node), None).map(|_| ())
+            }) {
                 let hint = e
                     .hint()
                     .map(|h| format!("\n  hint: {h}"))

@@ -90,7 +90,10 @@ impl Engine {
         &self,
         allow_downgrade: bool,
     ) -> Result<VerifiedIndex, EngineError> {
-        let latest = self.fetch(Fetching::Index, "latest")?;
+        let latest = self.fetch(Fetching::Index, "latest", &|head| {
+            self.check_head(head, Fetching::Index, Some(allow_downgrade))
+                .map(|_| ())
+        })?;
         self.verify_cached_index(&latest, allow_downgrade)
     }
 

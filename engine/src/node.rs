@@ -160,18 +160,28 @@ impl Engine {
             None => None,
         };
         let verify_meter = self.events.phase(Phase::Verify, 0);
-        let latest = self.fetch(Fetching::Node(node), "latest")?;
+        let older_than_listed = |revision: u64| match listed {
+            Some((listed, index_revision)) if revision < listed && !options.allow_downgrade => {
+                Err(EngineError::OlderThanIndex {
+                    node: node.into(),
+                    revision,
+                    listed,
+                    index_revision,
+                })
+            }
+            _ => Ok(()),
+        };
+        // Signature, node, revision (against this laptop's record and the index)
+        // before any blob is downloaded; everything again, with the blobs, below.
+        let latest = self.fetch(Fetching::Node(node), "latest", &|head| {
+            let metadata =
+                self.check_head(head, Fetching::Node(node), Some(options.allow_downgrade))?;
+            older_than_listed(metadata.revision)
+        })?;
         let verified = self.verify_cached_node(node, &latest, options.allow_downgrade)?;
-        if let Some((listed, index_revision)) = listed {
+        older_than_listed(verified.revision)?;
+        if let Some((listed, _)) = listed {
             if verified.revision < listed {
-                if !options.allow_downgrade {
-                    return Err(EngineError::OlderThanIndex {
-                        node: node.into(),
-                        revision: verified.revision,
-                        listed,
-                        index_revision,
-                    });
-                }
                 self.events.warn(format!(
                     "DOWNGRADE: writing {node} revision {}, older than revision {listed} that the \
                      verified lab index lists (--allow-downgrade)",
