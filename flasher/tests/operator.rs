@@ -362,3 +362,100 @@ fn an_artifact_older_than_the_verified_index_lists_is_refused_on_a_fresh_laptop(
         text(&o)
     );
 }
+
+/// An `oci:` registry whose `titan-13:latest` is an unsigned manifest naming a
+/// real 1 GiB layer (a sparse file): returns the registry directory.
+fn unsigned_gib_registry(dir: &Path) -> PathBuf {
+    use metis_core::oci::{Descriptor, ImageManifest};
+    let reg = dir.join("hostile");
+    let layout = Layout::open_or_create(&reg).unwrap();
+    // The layer: 1 GiB of zeros, sparse, placed where the layout keeps blobs.
+    let staging = dir.join("layer");
+    std::fs::File::create(&staging)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let digest = metis_core::oci::hash_file(&staging).unwrap();
+    std::fs::rename(&staging, layout.blob_path(&digest).unwrap()).unwrap();
+    let config = br#"{"version":1}"#;
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: metis_core::oci::MEDIA_TYPE_IMAGE_MANIFEST.into(),
+        artifact_type: Some(metis_core::oci::ARTIFACT_TYPE_NODE.into()),
+        config: Descriptor::of_bytes(metis_core::oci::MEDIA_TYPE_NODE_CONFIG, config),
+        layers: vec![Descriptor {
+            media_type: metis_core::oci::MEDIA_TYPE_BASE.into(),
+            digest,
+            size: 1 << 30,
+            annotations: Default::default(),
+        }],
+        annotations: Default::default(),
+    };
+    layout.put_blob_bytes(config).unwrap();
+    let (bytes, _) = manifest.to_bytes();
+    let manifest_digest = layout.put_blob_bytes(&bytes).unwrap();
+    let descriptor = Descriptor {
+        media_type: metis_core::oci::MEDIA_TYPE_IMAGE_MANIFEST.into(),
+        digest: manifest_digest,
+        size: bytes.len() as u64,
+        annotations: Default::default(),
+    };
+    layout
+        .set_ref("metis/nodes/titan-13", "latest", &descriptor, None)
+        .unwrap();
+    reg
+}
+
+/// Bytes under `dir`, counting what is allocated (a sparse copy counts little,
+/// so count the apparent size too).
+fn apparent_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let meta = e.metadata().unwrap();
+            total += if meta.is_dir() {
+                apparent_bytes(&e.path())
+            } else {
+                meta.len()
+            };
+        }
+    }
+    total
+}
+
+#[test]
+fn an_unsigned_gib_layer_is_refused_before_any_of_it_moves() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = unsigned_gib_registry(work.path());
+    let cache = work.path().join("cache");
+    let times = work.path().join("time.txt");
+    let o = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg("-o")
+        .arg(&times)
+        .arg(env!("CARGO_BIN_EXE_metis-flash"))
+        .args(["titan-13", "--output"])
+        .arg(work.path().join("t13.img"))
+        .args(["--registry", &format!("oci:{}", reg.display())])
+        .args(["--trust-key", demo("cosign.pub").to_str().unwrap()])
+        .args(["--identity", demo("operator.agekey").to_str().unwrap()])
+        .env("XDG_CONFIG_HOME", work.path().join("config"))
+        .env("METIS_CACHE", &cache)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("has no signature"), "{stderr}");
+    // Nothing of the layer reached the cache, not even a partial download.
+    let cached = apparent_bytes(&cache);
+    assert!(cached < 64 << 10, "{cached} bytes in the cache after the refusal");
+    assert!(!work.path().join("t13.img").exists());
+    let rss = std::fs::read_to_string(&times)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    eprintln!("refused with {cached} bytes cached, peak RSS {rss} KiB");
+}
