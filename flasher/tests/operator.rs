@@ -449,12 +449,18 @@ fn an_unsigned_gib_layer_is_refused_before_any_of_it_moves() {
     assert!(stderr.contains("has no signature"), "{stderr}");
     // Nothing of the layer reached the cache, not even a partial download.
     let cached = apparent_bytes(&cache);
-    assert!(cached < 64 << 10, "{cached} bytes in the cache after the refusal");
+    assert!(
+        cached < 64 << 10,
+        "{cached} bytes in the cache after the refusal"
+    );
     assert!(!work.path().join("t13.img").exists());
     let rss = std::fs::read_to_string(&times)
         .unwrap()
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
         .map(str::to_owned)
         .unwrap_or_default();
     eprintln!("refused with {cached} bytes cached, peak RSS {rss} KiB");
