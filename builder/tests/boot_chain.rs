@@ -324,7 +324,14 @@ fn publish_and_pull(node: &str) -> Result<Published> {
         scratch,
     };
     p.publish()?;
-    let out = p.flash_cmd(&["pull", node])?;
+    // Pull verifies the signature before any blob moves: it needs the lab's key.
+    let key = demo("cosign.pub");
+    let out = p.flash_cmd(&[
+        "pull",
+        node,
+        "--trust-key",
+        key.to_str().context("key path")?,
+    ])?;
     ensure!(
         out.status.success(),
         "`metis-flash pull {node}` failed:\n{}",

@@ -19,16 +19,17 @@ fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
     let pubkey = demo("cosign.pub");
     let operator = demo("operator.agekey");
 
-    let o = flash(&cache, &config, &["pull", "titan-13", "--registry", &reg]);
-    assert!(
-        o.status.success(),
-        "pull: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    // The key first: pull verifies the signature before any blob moves.
     let o = flash(&cache, &config, &["trust", "add", pubkey.to_str().unwrap()]);
     assert!(
         o.status.success(),
         "trust add: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = flash(&cache, &config, &["pull", "titan-13", "--registry", &reg]);
+    assert!(
+        o.status.success(),
+        "pull: {}",
         String::from_utf8_lossy(&o.stderr)
     );
     // The signed lab index lists the node as cached, with a signature that verifies.

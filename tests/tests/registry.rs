@@ -117,6 +117,49 @@ fn publish(registry: &Registry, node: &str, files: &Node, revision: &str) -> Pub
     .unwrap_or_else(|e| panic!("publishing {node}: {e}"))
 }
 
+/// The example lab's demo signing key (public half: inventory/demo-keys/cosign.pub).
+fn demo_key() -> metis_core::trust::PrivateKey {
+    let pem = std::fs::read_to_string(
+        metis_tests::workspace_root().join("inventory/demo-keys/cosign.key"),
+    )
+    .unwrap();
+    metis_core::trust::PrivateKey::from_encrypted_pem(&pem, b"demo").unwrap()
+}
+
+fn demo_public_key() -> String {
+    metis_tests::workspace_root()
+        .join("inventory/demo-keys/cosign.pub")
+        .display()
+        .to_string()
+}
+
+/// Signs `node`'s published manifest with the demo key, as `metis-build publish`
+/// does: `metis-flash pull` checks the signature before it moves any blob.
+fn sign(registry: &Registry, node: &str, published: &Published, revision: u64) {
+    use metis_core::trust;
+    let repo = oci::node_repository("metis", node);
+    let reference = match registry {
+        Registry::Layout(_) => repo.clone(),
+        Registry::Remote(_) => format!("{}/{repo}", registry.name()),
+    };
+    let meta = trust::Metadata::node(node, "test", revision, "2026-12-03T00:00:00Z");
+    let sig = trust::sign(&reference, &published.digest, Some(&meta), &demo_key()).unwrap();
+    oci::block_on(async {
+        for blob in [&sig.payload.bytes, &sig.config.bytes] {
+            registry.push_blob_bytes(&repo, blob).await.unwrap();
+        }
+        registry
+            .push_manifest_raw(
+                &repo,
+                &sig.tag,
+                &sig.manifest.bytes,
+                oci::MEDIA_TYPE_IMAGE_MANIFEST,
+            )
+            .await
+            .unwrap();
+    });
+}
+
 fn pull(registry: &Registry, cache: &Layout, node: &str) -> Result<oci::Pulled, OciError> {
     oci::block_on(oci::pull_into(
         registry,
@@ -463,13 +506,15 @@ fn flasher_pull_offline_and_fallback_to_cache() {
     let base = random_file(&work.path().join("base"), 3 * MIB, 17);
     let files = node_files(work.path(), "titan-g", &base);
     let published = publish(&registry, "titan-g", &files, "5");
+    sign(&registry, "titan-g", &published, 5);
+    let trust_key = demo_public_key();
 
     let exe = workspace_binary("metis-flash", "metis-flash").unwrap();
     let cache = work.path().join("cache");
     // `metis-flash pull titan-g` from the test registry into `cache`, after
     // whatever `cmd` already holds (the binary, or strace and the binary).
     let pull = |cmd: &mut std::process::Command, extra: &[&str]| {
-        cmd.args(["pull", "titan-g", "--registry"])
+        cmd.args(["pull", "titan-g", "--trust-key", &trust_key, "--registry"])
             .arg(format!("{}/metis", reg.host()))
             .arg("--ca-file")
             .arg(reg.ca_file())
@@ -662,13 +707,18 @@ fn flasher_pull_all_from_the_inventory_registry() {
     .unwrap();
     let base = random_file(&work.path().join("base"), MIB, 23);
     for node in inventory.nodes.keys() {
-        publish(&registry, node, &node_files(work.path(), node, &base), "1");
+        let published = publish(&registry, node, &node_files(work.path(), node, &base), "1");
+        sign(&registry, node, &published, 1);
     }
 
+    // Every node by name (`pull --all` reads the signed lab index instead,
+    // tested in flasher/tests/operator.rs); the registry from the inventory.
     let exe = workspace_binary("metis-flash", "metis-flash").unwrap();
     let cache = work.path().join("cache");
     let out = std::process::Command::new(&exe)
-        .args(["pull", "--all", "--inventory"])
+        .arg("pull")
+        .args(inventory.nodes.keys())
+        .args(["--trust-key", &demo_public_key(), "--inventory"])
         .arg(&inventory_dir)
         .arg("--cache")
         .arg(&cache)
@@ -678,15 +728,17 @@ fn flasher_pull_all_from_the_inventory_registry() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let cache = Layout::open_or_create(&cache).unwrap();
+    // Each node's tag and its signature's.
     let refs = cache.refs().unwrap();
-    assert_eq!(refs.len(), inventory.nodes.len(), "{refs:?}");
+    assert_eq!(refs.len(), 2 * inventory.nodes.len(), "{refs:?}");
     // The shared base is stored once for all nodes.
     let base_digest = oci::hash_file(&base).unwrap();
     assert!(cache.has_blob(&base_digest, Some(MIB)));
     let blobs = std::fs::read_dir(cache.dir().join("blobs/sha256"))
         .unwrap()
         .count();
-    // Per node: manifest, config, patch, secrets; plus the one base.
-    assert_eq!(blobs, 4 * inventory.nodes.len() + 1);
+    // Per node: manifest, config, patch, secrets, and the signature's manifest,
+    // config and payload; plus the one base.
+    assert_eq!(blobs, 7 * inventory.nodes.len() + 1);
     assert!(cache.verify().unwrap().is_empty());
 }
