@@ -177,7 +177,7 @@ pub struct App {
     pub(crate) search: String,
     pub(crate) node: Option<String>,
     prepare_job: u64,
-    prepared: Option<Prepared>,
+    prepared: Option<Box<Prepared>>,
     pub(crate) verified: Option<Verified>,
     pub(crate) disks: Option<Result<Vec<DiskRow>, String>>,
     scanner: Option<Scanner>,

@@ -20,7 +20,7 @@ use metis_engine::device::{Backend, Policy};
 use metis_engine::flash::{FlashSummary, Target};
 use metis_engine::{
     CancelToken, Engine, EngineError, EngineOptions, Event, Events, Exit, FlashOptions, LabNodes,
-    PrepareOptions, Prepared, Settings, SetupRequest,
+    Notice, PrepareOptions, Prepared, Settings, SetupRequest,
 };
 
 /// Something a worker thread (or the engine's event stream) reports.
@@ -36,7 +36,7 @@ pub enum Report {
     /// The engine was opened and the verified lab index read.
     Lab(Result<Lab, EngineError>),
     /// A node's artifact was fetched, verified and decrypted (job number).
-    Prepared(u64, Result<Prepared, EngineError>),
+    Prepared(u64, Result<Box<Prepared>, EngineError>),
     /// The flash ended.
     Flashed(Result<FlashSummary, EngineError>),
     /// The disks as they are now.
@@ -115,7 +115,7 @@ impl Worker {
 
 /// Reads and parses a lab profile (`metis-build operator-profile > lab.metis`).
 pub fn read_profile(path: &Path) -> Result<SetupRequest, EngineError> {
-    let bad = |text: String| EngineError::BadInput(text);
+    let bad = EngineError::BadInput;
     let bytes = std::fs::read(path)
         .map_err(|e| bad(format!("reading the lab profile {}: {e}", path.display())))?;
     let profile = LabProfile::parse(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))?;
@@ -140,19 +140,50 @@ pub fn apply_setup(
     request.apply(config_dir)
 }
 
+/// The end of the engine's warning when a fetch fell back to the cache because
+/// the registry could not be reached (`fetch.rs`, `use_cached`).
+const USING_THE_CACHE: &str = "; using the cache";
+
 /// Opens the engine online and reads the verified lab index; when the registry
-/// cannot be reached, opens it again offline and reads the cached index.
+/// cannot be reached (the engine fails with that exit code, or fell back to the
+/// cached index and warned so), opens it again offline, so the rest of the
+/// session does not wait on the network, and the window shows the badge.
 pub fn open_lab(options: &EngineOptions, events: &Events) -> Result<Lab, EngineError> {
-    let online = Engine::open(options.clone(), events.clone()).and_then(|engine| {
+    let fell_back = Arc::new(AtomicBool::new(false));
+    let watched = {
+        let (events, fell_back) = (events.clone(), fell_back.clone());
+        Events::new(move |e| {
+            if let Event::Notice(Notice::Warning { text }) = e {
+                if text.ends_with(USING_THE_CACHE) {
+                    fell_back.store(true, Ordering::SeqCst);
+                }
+            }
+            events.emit(e.clone());
+        })
+    };
+    let online = Engine::open(options.clone(), watched).and_then(|engine| {
         let nodes = engine.lab_nodes()?;
         Ok((engine, nodes))
     });
     match online {
-        Ok((engine, nodes)) => Ok(Lab {
+        Ok((engine, nodes)) if !fell_back.load(Ordering::SeqCst) => Ok(Lab {
             offline: engine.offline(),
             engine: Arc::new(engine),
             nodes,
         }),
+        Ok(_) => {
+            let offline = EngineOptions {
+                offline: true,
+                ..options.clone()
+            };
+            let engine = Engine::open(offline, events.clone())?;
+            let nodes = engine.lab_nodes()?;
+            Ok(Lab {
+                engine: Arc::new(engine),
+                nodes,
+                offline: true,
+            })
+        }
         Err(e) if e.exit() == Exit::Unreachable => {
             let offline = EngineOptions {
                 offline: true,
@@ -171,8 +202,10 @@ pub fn open_lab(options: &EngineOptions, events: &Events) -> Result<Lab, EngineE
 }
 
 /// Fetches, verifies and decrypts `node`.
-pub fn prepare(engine: &Engine, node: &str) -> Result<Prepared, EngineError> {
-    engine.prepare(node, &PrepareOptions::default())
+pub fn prepare(engine: &Engine, node: &str) -> Result<Box<Prepared>, EngineError> {
+    engine
+        .prepare(node, &PrepareOptions::default())
+        .map(Box::new)
 }
 
 /// Writes `prepared` to `target`. A device is confirmed here only because the
@@ -180,13 +213,13 @@ pub fn prepare(engine: &Engine, node: &str) -> Result<Prepared, EngineError> {
 pub fn flash(
     engine: &Engine,
     backend: &dyn Backend,
-    prepared: Prepared,
+    prepared: Box<Prepared>,
     target: Target,
     cancel: CancelToken,
 ) -> Result<FlashSummary, EngineError> {
     engine.flash_with(
         backend,
-        prepared,
+        *prepared,
         target,
         FlashOptions {
             confirm: Some(Box::new(typed_in_the_window)),

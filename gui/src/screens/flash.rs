@@ -7,6 +7,7 @@ use metis_engine::Phase;
 use super::{error_text, field, warning_text, GAP};
 use crate::app::{App, Choice};
 use crate::egui;
+use crate::worker::Verdict;
 
 /// The phases in the order they run, as the progress screen lists them.
 const PHASES: [Phase; 5] = [
@@ -56,8 +57,23 @@ pub fn confirm(app: &mut App, ui: &mut egui::Ui) {
         target_text(app)
     ));
     match &app.choice {
-        Some(Choice::Disk(_)) => {
-            warning_text(ui, "Everything on this disk will be lost.");
+        Some(Choice::Disk(path)) => {
+            let parts = app
+                .disks
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|rows| rows.iter().find(|r| &r.path == path))
+                .and_then(|r| match &r.verdict {
+                    Verdict::Offered(parts) => Some(parts.clone()),
+                    _ => None,
+                });
+            warning_text(
+                ui,
+                match parts {
+                    Some(parts) => format!("Everything on this disk will be lost: {parts}."),
+                    None => "Everything on this disk will be lost.".to_owned(),
+                },
+            );
         }
         _ => {
             ui.label("An existing file of that name is replaced once the new one is verified.");
