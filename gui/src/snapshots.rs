@@ -62,7 +62,7 @@ impl Backend for StandIn {
         Self::disks()
             .into_iter()
             .find(|d| d.path == device)
-            .ok_or_else(|| DeviceError::Unsupported { os: "stand-in" })
+            .ok_or(DeviceError::Unsupported { os: "stand-in" })
     }
     fn inspect(&self, device: &Path, _: u64, _: Policy) -> Result<Candidate, DeviceError> {
         let disk = self.describe(device)?;
