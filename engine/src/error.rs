@@ -124,6 +124,10 @@ impl EngineError {
             EngineError::Settings(_) => Exit::Failure,
             EngineError::Unreachable { .. } => Exit::Unreachable,
             EngineError::Registry { source, .. } if source.is_unreachable() => Exit::Unreachable,
+            // Content that does not match the signed manifest's digest or size.
+            EngineError::Registry { source, .. } if is_content_mismatch(source) => {
+                Exit::Verification
+            }
             EngineError::Registry { .. } => Exit::BadInput,
             EngineError::Verification { .. }
             | EngineError::Unsigned { .. }
@@ -158,6 +162,12 @@ impl EngineError {
             EngineError::Unsigned { .. } => "pull it again online (`metis-flash pull NODE`); \
                 if it is still unsigned, ask the lab's maintainer to publish it (`metis-build publish`)"
                 .into(),
+            EngineError::Registry { source, .. } if is_content_mismatch(source) => {
+                "the registry (or the network) served other bytes than the signed artifact \
+                 names; nothing of them was kept: pull again, and if it persists ask the lab's \
+                 maintainer to publish the node again (`metis-build publish`)"
+                    .into()
+            }
             EngineError::Verification { .. } => "do not use this artifact: ask the lab's \
                 maintainer to publish the node again (`metis-build publish`); if the lab's \
                 signing key changed, pin the new one (`metis-flash setup`)"
@@ -204,4 +214,12 @@ impl EngineError {
             EngineError::Registry { what, source }
         }
     }
+}
+
+/// A download whose bytes are not what the (signed) manifest names.
+fn is_content_mismatch(e: &OciError) -> bool {
+    matches!(
+        e,
+        OciError::DigestMismatch { .. } | OciError::SizeMismatch { .. } | OciError::TooLarge { .. }
+    )
 }

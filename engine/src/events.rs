@@ -54,6 +54,12 @@ pub enum Notice {
         /// The text.
         text: String,
     },
+    /// The registry could not be reached: the engine goes on from the cache
+    /// (a GUI shows an "offline" badge).
+    Unreachable {
+        /// The registry's error, in words.
+        reason: String,
+    },
     /// The node's artifact verified.
     Verified {
         /// The node.

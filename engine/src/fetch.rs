@@ -9,7 +9,7 @@ use metis_core::oci::{self, Layout, LayoutRef, ProgressEvent, PullOptions};
 use metis_core::trust;
 
 use crate::error::EngineError;
-use crate::events::Phase;
+use crate::events::{Notice, Phase};
 use crate::Engine;
 
 /// What is being fetched: names it in messages and says which command caches it.
@@ -175,7 +175,9 @@ impl Engine {
             });
         };
         if let Some(e) = unreachable {
-            self.events.warn(format!("{e}; using the cache"));
+            self.events.notice(Notice::Unreachable {
+                reason: e.to_string(),
+            });
         }
         let age = r
             .fetched

@@ -33,6 +33,9 @@ pub fn events(mode: Mode) -> Events {
         };
         match event {
             Event::Notice(Notice::Warning { text }) => say(&bar, &format!("warning: {text}")),
+            Event::Notice(Notice::Unreachable { reason }) => {
+                say(&bar, &format!("warning: {reason}; using the cache"))
+            }
             _ if mode != Mode::Normal => {}
             Event::PhaseStarted {
                 phase: Phase::Probe,

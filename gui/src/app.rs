@@ -282,9 +282,16 @@ impl App {
     fn handle(&mut self, report: Report) {
         match report {
             Report::Event(event) => {
-                if let Event::Notice(Notice::Warning { text }) = &event {
-                    if !self.warnings.contains(text) {
-                        self.warnings.push(text.clone());
+                let warning = match &event {
+                    Event::Notice(Notice::Warning { text }) => Some(text.clone()),
+                    Event::Notice(Notice::Unreachable { reason }) => {
+                        Some(format!("{reason}; using the cache"))
+                    }
+                    _ => None,
+                };
+                if let Some(text) = warning {
+                    if !self.warnings.contains(&text) {
+                        self.warnings.push(text);
                     }
                 }
                 self.phases.record(&event);

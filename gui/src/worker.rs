@@ -140,23 +140,17 @@ pub fn apply_setup(
     request.apply(config_dir)
 }
 
-/// The end of the engine's warning when a fetch fell back to the cache because
-/// the registry could not be reached (`fetch.rs`, `use_cached`).
-const USING_THE_CACHE: &str = "; using the cache";
-
 /// Opens the engine online and reads the verified lab index; when the registry
 /// cannot be reached (the engine fails with that exit code, or fell back to the
-/// cached index and warned so), opens it again offline, so the rest of the
+/// cached index and said so with `Notice::Unreachable`), opens it again offline, so the rest of the
 /// session does not wait on the network, and the window shows the badge.
 pub fn open_lab(options: &EngineOptions, events: &Events) -> Result<Lab, EngineError> {
     let fell_back = Arc::new(AtomicBool::new(false));
     let watched = {
         let (events, fell_back) = (events.clone(), fell_back.clone());
         Events::new(move |e| {
-            if let Event::Notice(Notice::Warning { text }) = e {
-                if text.ends_with(USING_THE_CACHE) {
-                    fell_back.store(true, Ordering::SeqCst);
-                }
+            if let Event::Notice(Notice::Unreachable { .. }) = e {
+                fell_back.store(true, Ordering::SeqCst);
             }
             events.emit(e.clone());
         })
