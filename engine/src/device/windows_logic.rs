@@ -621,12 +621,17 @@ impl<W: Win32> WindowsBackend<W> {
 
 impl<W: Win32> Backend for WindowsBackend<W> {
     fn list(&self) -> Result<Vec<Disk>, DeviceError> {
-        let numbers = self.0.disk_numbers();
-        if numbers.is_empty() {
+        let described: Vec<DiskFacts> = self
+            .0
+            .disk_numbers()
+            .into_iter()
+            .filter_map(|n| self.0.disk(n).ok())
+            .collect();
+        if described.is_empty() {
             // A Windows machine always has the disk it runs from.
             let why = match self.0.system().wine {
                 Some(version) => format!("this is Wine {version}, which gives Windows programs no physical disks; write the card image with --output FILE.img and write it with a Linux tool (or run metis-flash on Linux)"),
-                None => "Windows shows no \\\\.\\PhysicalDriveN at all (is this a sandbox or a container?)".to_string(),
+                None => "Windows shows no \\\\.\\PhysicalDriveN that can be described (is this a sandbox or a container?)".to_string(),
             };
             return Err(DeviceError::Io {
                 op: "listing",
@@ -634,11 +639,10 @@ impl<W: Win32> Backend for WindowsBackend<W> {
                 source: io::Error::new(io::ErrorKind::NotFound, why),
             });
         }
-        Ok(numbers
-            .into_iter()
-            .filter_map(|n| self.0.disk(n).ok())
+        Ok(described
+            .iter()
             .filter(|f| f.size > 0)
-            .map(|f| to_disk(&f))
+            .map(to_disk)
             .collect())
     }
 
