@@ -37,8 +37,9 @@ use windows_sys::Win32::System::Ioctl::{
     IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, IOCTL_DISK_IS_WRITABLE, IOCTL_DISK_UPDATE_PROPERTIES,
     IOCTL_STORAGE_QUERY_PROPERTY, IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS,
 };
-use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
-use windows_sys::Win32::System::Registry::{RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_SZ};
+use windows_sys::Win32::System::Registry::{
+    RegCloseKey, RegGetValueW, RegOpenKeyExW, HKEY, HKEY_LOCAL_MACHINE, KEY_READ, RRF_RT_REG_SZ,
+};
 use windows_sys::Win32::System::SystemInformation::GetSystemWindowsDirectoryW;
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 use windows_sys::Win32::System::IO::DeviceIoControl;
@@ -245,25 +246,19 @@ impl Api {
             .filter(|s| !s.is_empty())
     }
 
-    fn wine_version() -> Option<String> {
-        let ntdll = wide("ntdll.dll");
-        // SAFETY: see the module documentation; ntdll is loaded in every process
-        // and the handle needs no release.
-        let module = unsafe { GetModuleHandleW(ntdll.as_ptr()) };
-        if module.is_null() {
-            return None;
+    /// Wine keeps its own settings under `HKLM\Software\Wine`; Windows has no such key.
+    fn is_wine() -> bool {
+        let key = wide(r"Software\Wine");
+        let mut opened: HKEY = null_mut();
+        // SAFETY: see the module documentation; `opened` is a local.
+        let status =
+            unsafe { RegOpenKeyExW(HKEY_LOCAL_MACHINE, key.as_ptr(), 0, KEY_READ, &mut opened) };
+        if status != 0 {
+            return false;
         }
-        // SAFETY: a NUL-terminated name.
-        let function = unsafe { GetProcAddress(module, c"wine_get_version".as_ptr().cast()) }?;
-        // SAFETY: Wine declares it `const char *CDECL wine_get_version(void)`,
-        // returning a static NUL-terminated string (cdecl and system are the
-        // same convention on x86-64).
-        let version = unsafe {
-            let get: unsafe extern "C" fn() -> *const std::ffi::c_char =
-                std::mem::transmute(function);
-            std::ffi::CStr::from_ptr(get())
-        };
-        Some(version.to_string_lossy().into_owned())
+        // SAFETY: the key was opened above and is closed once.
+        unsafe { RegCloseKey(opened) };
+        true
     }
 }
 
@@ -353,7 +348,7 @@ impl Win32 for Api {
             },
             system_partition: Self::system_partition(),
             elevated: Self::elevated(),
-            wine: Self::wine_version(),
+            wine: Self::is_wine(),
         }
     }
 

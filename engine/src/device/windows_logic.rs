@@ -124,8 +124,8 @@ pub(crate) struct SystemFacts {
     pub system_partition: Option<String>,
     /// The process token is elevated (run as administrator).
     pub elevated: bool,
-    /// Wine's version when Wine runs us (ntdll's `wine_get_version`).
-    pub wine: Option<String>,
+    /// Wine runs us (its registry has `HKLM\Software\Wine`).
+    pub wine: bool,
 }
 
 /// The Win32 calls the backend makes; `windows_ffi::Api` makes them for real.
@@ -629,9 +629,10 @@ impl<W: Win32> Backend for WindowsBackend<W> {
             .collect();
         if described.is_empty() {
             // A Windows machine always has the disk it runs from.
-            let why = match self.0.system().wine {
-                Some(version) => format!("this is Wine {version}, which gives Windows programs no physical disks; write the card image with --output FILE.img and write it with a Linux tool (or run metis-flash on Linux)"),
-                None => "Windows shows no \\\\.\\PhysicalDriveN that can be described (is this a sandbox or a container?)".to_string(),
+            let why = if self.0.system().wine {
+                "this is Wine, which gives Windows programs no physical disks; write the card image with --output FILE.img and write it with a Linux tool (or run metis-flash on Linux)".to_string()
+            } else {
+                "Windows shows no \\\\.\\PhysicalDriveN that can be described (is this a sandbox or a container?)".to_string()
             };
             return Err(DeviceError::Io {
                 op: "listing",

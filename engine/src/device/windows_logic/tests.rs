@@ -249,7 +249,7 @@ fn machine() -> Fake {
             windows_dir: r"C:\Windows".into(),
             system_partition: Some(r"\Device\HarddiskVolume1".into()),
             elevated: true,
-            wine: None,
+            wine: false,
         },
         lock_errors: Mutex::default(),
         open_disk_error: None,
@@ -393,10 +393,10 @@ fn devices_lists_every_disk_with_its_bus_and_wine_gets_a_clear_answer() {
 
     let mut wine = machine();
     wine.disks.clear();
-    wine.system.wine = Some("8.0".into());
+    wine.system.wine = true;
     let e = backend(wine).0.list().unwrap_err().to_string();
     assert!(
-        e.contains("this is Wine 8.0, which gives Windows programs no physical disks"),
+        e.contains("this is Wine, which gives Windows programs no physical disks"),
         "{e}"
     );
     assert!(e.contains("--output FILE.img"), "{e}");
