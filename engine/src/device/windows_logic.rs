@@ -61,6 +61,13 @@ pub(crate) const MAX_DISKS: u32 = 64;
 const LOCK_ATTEMPTS: u32 = 10;
 const LOCK_RETRY: Duration = Duration::from_millis(500);
 
+/// Why disks are not offered under Wine: its `\\.\PhysicalDriveN` are stand-ins
+/// for the host's directories or block devices, and what the safety rules read
+/// (the Windows directory's volume, the boot partition, the page file) describes
+/// the Wine prefix, not the host, so the host's own system disk would not be
+/// recognised.
+const WINE: &str = "this is Wine, which gives Windows programs no real physical disks (its disks stand for the host's directories or devices, and the safety rules cannot see the host's system disk); write the card image with --output FILE.img and write it with a Linux tool (or run metis-flash on Linux)";
+
 /// Settings path to Controlled Folder Access, named in every "denied although
 /// elevated" message.
 const CONTROLLED_FOLDER_ACCESS: &str = "Windows Security > Virus & threat protection > Manage ransomware protection > Controlled folder access";
@@ -621,6 +628,13 @@ impl<W: Win32> WindowsBackend<W> {
 
 impl<W: Win32> Backend for WindowsBackend<W> {
     fn list(&self) -> Result<Vec<Disk>, DeviceError> {
+        if self.0.system().wine {
+            return Err(DeviceError::Io {
+                op: "listing",
+                device: PathBuf::from(r"\\.\PhysicalDrive*"),
+                source: io::Error::new(io::ErrorKind::Unsupported, WINE),
+            });
+        }
         let described: Vec<DiskFacts> = self
             .0
             .disk_numbers()
@@ -629,15 +643,13 @@ impl<W: Win32> Backend for WindowsBackend<W> {
             .collect();
         if described.is_empty() {
             // A Windows machine always has the disk it runs from.
-            let why = if self.0.system().wine {
-                "this is Wine, which gives Windows programs no physical disks; write the card image with --output FILE.img and write it with a Linux tool (or run metis-flash on Linux)".to_string()
-            } else {
-                "Windows shows no \\\\.\\PhysicalDriveN that can be described (is this a sandbox or a container?)".to_string()
-            };
             return Err(DeviceError::Io {
                 op: "listing",
                 device: PathBuf::from(r"\\.\PhysicalDrive*"),
-                source: io::Error::new(io::ErrorKind::NotFound, why),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "Windows shows no \\\\.\\PhysicalDriveN that can be described (is this a sandbox or a container?)",
+                ),
             });
         }
         Ok(described
@@ -662,6 +674,13 @@ impl<W: Win32> Backend for WindowsBackend<W> {
         image_size: u64,
         policy: Policy,
     ) -> Result<Candidate, DeviceError> {
+        if self.0.system().wine {
+            return Err(refused(
+                device,
+                WINE,
+                "write the card image with --output FILE.img instead",
+            ));
+        }
         let number = self.number_of(device)?;
         judge(device, &self.facts(device, number)?, image_size, policy)
     }

@@ -391,12 +391,28 @@ fn devices_lists_every_disk_with_its_bus_and_wine_gets_a_clear_answer() {
     empty_reader.disks[1].size = 0;
     assert_eq!(backend(empty_reader).0.list().unwrap().len(), 1);
 
-    let mut wine = machine();
-    wine.disks.clear();
-    wine.system.wine = true;
-    let e = backend(wine).0.list().unwrap_err().to_string();
+    // No disk at all: not a normal Windows.
+    let mut bare = machine();
+    bare.disks.clear();
+    let e = backend(bare).0.list().unwrap_err().to_string();
     assert!(
-        e.contains("this is Wine, which gives Windows programs no physical disks"),
+        e.contains("no \\\\.\\PhysicalDriveN that can be described"),
+        "{e}"
+    );
+
+    // Wine shows stand-in disks: none is offered, nor accepted.
+    let mut wine = machine();
+    wine.system.wine = true;
+    let (b, fake) = backend(wine);
+    let e = b
+        .inspect(Path::new(CARD), 4 * MIB, FORCED)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("this is Wine"), "{e}");
+    assert!(fake.log().is_empty());
+    let e = b.list().unwrap_err().to_string();
+    assert!(
+        e.contains("this is Wine, which gives Windows programs no real physical disks"),
         "{e}"
     );
     assert!(e.contains("--output FILE.img"), "{e}");
