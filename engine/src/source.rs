@@ -184,8 +184,10 @@ mod tests {
         assert_eq!(l, RegistryLocation::Remote("harbor.lab:8443".into()));
         assert_eq!(p.as_deref(), Some("metis/lab"));
         let (l, p) = RegistryLocation::parse_with_prefix("oci:/srv/reg").unwrap();
-        assert_eq!(l, RegistryLocation::Layout("/srv/reg".into()));
-        assert_eq!(l.to_string(), "oci:/srv/reg");
+        // Absolute on this OS (Windows adds the current drive: Z:\srv\reg under Wine).
+        let srv_reg = std::path::absolute("/srv/reg").unwrap();
+        assert_eq!(l, RegistryLocation::Layout(srv_reg.clone()));
+        assert_eq!(l.to_string(), format!("oci:{}", srv_reg.display()));
         assert!(p.is_none());
         for bad in ["https://harbor/metis", "", "oci:", "a b/c"] {
             assert!(RegistryLocation::parse_with_prefix(bad).is_err(), "{bad}");
@@ -215,7 +217,12 @@ mod tests {
             ..Default::default()
         };
         let s = Source::resolve(&flags, &settings, false).unwrap();
-        assert_eq!(s.location, Some(RegistryLocation::Layout("/tmp/r".into())));
+        assert_eq!(
+            s.location,
+            Some(RegistryLocation::Layout(
+                std::path::absolute("/tmp/r").unwrap()
+            ))
+        );
         assert_eq!(s.prefix, "lab");
         let none = Settings::default();
         assert!(matches!(

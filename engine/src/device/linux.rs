@@ -13,6 +13,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::rules::{check_disk, is_removable_like, refused};
 use super::{linux_ioctl, Backend, Candidate, DeviceError, Disk, Partition, Policy};
 use crate::flash::medium::{read_full_at, write_all_at, Medium};
 
@@ -70,11 +71,6 @@ fn disk_from_sysfs(name: &str) -> Option<Disk> {
     })
 }
 
-/// Whether the OS or the bus says this is a card or stick, not an internal disk.
-fn is_removable_like(disk: &Disk) -> bool {
-    disk.removable || disk.bus == "usb" || disk.bus == "mmc"
-}
-
 /// Partitions of disk `name` (sysfs names), in order.
 fn partitions_of(name: &str) -> Vec<String> {
     let mut parts: Vec<String> = std::fs::read_dir(format!("/sys/block/{name}"))
@@ -128,36 +124,7 @@ fn judge(
 ) -> Result<Candidate, DeviceError> {
     let (name, disk, parts, stacked, swaps) = (&f.name, &f.disk, &f.parts, &f.stacked, &f.swaps);
     let mounts_of = |n: &str| f.mounts.get(n).cloned().unwrap_or_default();
-    if disk.read_only {
-        return Err(refused(
-            device,
-            "the medium is read-only",
-            "slide the SD card's lock switch to unlocked (or use another card) and retry",
-        ));
-    }
-    if !is_removable_like(disk) && !policy.force_non_removable {
-        return Err(refused(
-            device,
-            format!(
-                "it is not a removable, USB or SD disk (bus {}): it may be one of this machine's own disks",
-                disk.bus
-            ),
-            "check the path with `metis-flash devices`; if this really is the node's disk (e.g. in an adapter the OS does not flag), pass --force-non-removable",
-        ));
-    }
-    if disk.size < image_size {
-        return Err(refused(
-            device,
-            format!(
-                "it holds {} bytes ({}), the image needs {} bytes ({})",
-                disk.size,
-                gib(disk.size),
-                image_size,
-                gib(image_size)
-            ),
-            "use a card at least as large as the image",
-        ));
-    }
+    check_disk(device, disk, image_size, policy)?;
 
     let members: Vec<&String> = std::iter::once(name)
         .chain(parts.iter())
@@ -300,18 +267,6 @@ fn swap_devices() -> BTreeSet<String> {
         .filter_map(|p| std::fs::canonicalize(unescape(p)).ok())
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
         .collect()
-}
-
-fn refused(device: &Path, reason: impl Into<String>, hint: impl Into<String>) -> DeviceError {
-    DeviceError::Refused {
-        device: device.to_path_buf(),
-        reason: reason.into(),
-        hint: hint.into(),
-    }
-}
-
-fn gib(bytes: u64) -> String {
-    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 impl Backend for Linux {

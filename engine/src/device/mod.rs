@@ -1,8 +1,9 @@
 //! Disks a card can be written to, behind one small trait per operating system.
 //!
 //! The pipeline only sees [`Backend`]; each OS implements it in its own file,
-//! chosen at compile time. Backends that cannot write yet return
-//! [`DeviceError::Unsupported`] with a plain explanation instead of failing late.
+//! chosen at compile time; `rules.rs` holds the safety rules they share. Backends
+//! that cannot write yet return [`DeviceError::Unsupported`] with a plain
+//! explanation instead of failing late.
 
 use std::path::{Path, PathBuf};
 
@@ -15,8 +16,16 @@ mod linux_ioctl;
 #[cfg(target_os = "linux")]
 pub use linux::Linux as Native;
 
+mod rules;
+
 #[cfg(target_os = "windows")]
 mod windows;
+#[cfg(target_os = "windows")]
+mod windows_ffi;
+// The Windows backend's logic is plain Rust over a trait, so its tests run on
+// every OS against a recorded fake of the Win32 calls.
+#[cfg(any(target_os = "windows", test))]
+mod windows_logic;
 #[cfg(target_os = "windows")]
 pub use windows::Windows as Native;
 
@@ -58,7 +67,7 @@ impl Disk {
 #[non_exhaustive]
 pub enum DeviceError {
     /// This OS has no backend yet.
-    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    #[cfg_attr(any(target_os = "linux", target_os = "windows"), allow(dead_code))]
     #[error("writing disks is not supported on this OS yet ({os}); use `--output FILE.img` and write the image with your usual tool")]
     Unsupported {
         /// The OS name.

@@ -1,38 +1,45 @@
-//! Windows backend: a stub until its own issue; it says so plainly.
+//! Windows backend: `\\.\PhysicalDriveN`, with every volume on the disk locked and
+//! dismounted for as long as the medium lives, unbuffered write-through I/O.
 //!
-//! To do (see docs/flashing.md): open `\\.\PhysicalDriveN`; lock
-//! (`FSCTL_LOCK_VOLUME`) and dismount (`FSCTL_DISMOUNT_VOLUME`) every volume on it
-//! for as long as the returned `Medium` lives, through write and verify; unbuffered
-//! write-through I/O (`FILE_FLAG_NO_BUFFERING | FILE_FLAG_WRITE_THROUGH`); bus and
-//! removability from `IOCTL_STORAGE_QUERY_PROPERTY`. The pipeline needs no change.
+//! The decisions (safety rules, the order of lock, dismount, clear and write, what
+//! each Win32 error means) are in `windows_logic.rs`, over a trait whose real
+//! implementation is the thin Win32 layer in `windows_ffi.rs`; docs/windows.md
+//! describes both and how they are built and tested from Linux.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use super::windows_ffi::Api;
+use super::windows_logic::WindowsBackend;
 use super::{Backend, Candidate, DeviceError, Disk, Policy};
 use crate::flash::medium::Medium;
 
 /// The Windows backend.
 pub struct Windows;
 
+fn backend() -> WindowsBackend<Api> {
+    WindowsBackend(Arc::new(Api))
+}
+
 impl Backend for Windows {
     fn list(&self) -> Result<Vec<Disk>, DeviceError> {
-        Err(DeviceError::Unsupported { os: "windows" })
+        backend().list()
     }
 
-    fn describe(&self, _device: &Path) -> Result<Disk, DeviceError> {
-        Err(DeviceError::Unsupported { os: "windows" })
+    fn describe(&self, device: &Path) -> Result<Disk, DeviceError> {
+        backend().describe(device)
     }
 
     fn inspect(
         &self,
-        _device: &Path,
-        _image_size: u64,
-        _policy: Policy,
+        device: &Path,
+        image_size: u64,
+        policy: Policy,
     ) -> Result<Candidate, DeviceError> {
-        Err(DeviceError::Unsupported { os: "windows" })
+        backend().inspect(device, image_size, policy)
     }
 
-    fn open(&self, _candidate: &Candidate) -> Result<Box<dyn Medium>, DeviceError> {
-        Err(DeviceError::Unsupported { os: "windows" })
+    fn open(&self, candidate: &Candidate) -> Result<Box<dyn Medium>, DeviceError> {
+        backend().open(candidate)
     }
 }
