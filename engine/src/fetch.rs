@@ -252,19 +252,7 @@ impl Engine {
     /// Pulls `nodes` at `tag` and the lab index; returns how many failed, each
     /// reported as a warning.
     pub fn pull(&self, nodes: &[String], tag: &str) -> Result<usize, EngineError> {
-        let mut failed = 0;
-        for node in nodes {
-            if let Err(e) = self.fetch(Fetching::Node(node), tag, &|h| {
-                self.check_head(h, Fetching::Node(node), None).map(|_| ())
-            }) {
-                let hint = e
-                    .hint()
-                    .map(|h| format!("\n  hint: {h}"))
-                    .unwrap_or_default();
-                self.events.warn(format!("{node}: {e}{hint}"));
-                failed += 1;
-            }
-        }
+        let failed = self.pull_nodes(nodes, tag);
         // The signed lab index travels with the nodes, so `list --offline` and the
         // offline node picker work from what was pulled.
         if self.registry.is_some() {
@@ -281,14 +269,21 @@ impl Engine {
         Ok(failed)
     }
 
-    /// Pulls every node the verified lab index lists; returns the nodes and how
-    /// many failed.
+    /// Pulls every node the verified lab index lists (the index is cached by
+    /// reading it); returns the nodes and how many failed.
     pub fn pull_all(&self) -> Result<(Vec<String>, usize), EngineError> {
         let lab = self.lab_nodes()?;
         let nodes: Vec<String> = lab.nodes.iter().map(|n| n.node.clone()).collect();
+        let failed = self.pull_nodes(&nodes, "latest");
+        Ok((nodes, failed))
+    }
+
+    /// Pulls each of `nodes` at `tag` (signature and node binding checked before
+    /// any blob); a failure is a warning with its hint. Returns how many failed.
+    fn pull_nodes(&self, nodes: &[String], tag: &str) -> usize {
         let mut failed = 0;
-        for node in &nodes {
-            if let Err(e) = self.fetch(Fetching::Node(node), "latest", &|h| {
+        for node in nodes {
+            if let Err(e) = self.fetch(Fetching::Node(node), tag, &|h| {
                 self.check_head(h, Fetching::Node(node), None).map(|_| ())
             }) {
                 let hint = e
@@ -299,7 +294,7 @@ impl Engine {
                 failed += 1;
             }
         }
-        Ok((nodes, failed))
+        failed
     }
 }
 
