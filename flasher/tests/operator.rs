@@ -336,12 +336,19 @@ fn an_artifact_older_than_the_verified_index_lists_is_refused_on_a_fresh_laptop(
     );
     assert!(stderr.contains("older than revision 5"), "{stderr}");
     assert!(!laptop.cwd.join("t13.img").exists());
-    // Offline, from the cache: refused the same way.
-    let o = laptop.run(&["titan-13", "--offline", "--output", "t13.img"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // Refused from its signed revision, before any of its blobs was fetched.
+    let cache = Layout::open_or_create(&laptop.home.join(".cache/metis")).unwrap();
+    assert!(cache
+        .resolve("metis/nodes/titan-13", "latest")
+        .unwrap()
+        .is_none());
     // Deliberately, loudly.
     let stderr = laptop.ok(&["titan-13", "--output", "t13.img", "--allow-downgrade"]);
     assert!(stderr.contains("DOWNGRADE"), "{stderr}");
+    // Offline, from the cache (which now holds revision 1): refused the same way.
+    let o = laptop.run(&["titan-13", "--offline", "--output", "offline.img"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("older than revision 5"), "{}", text(&o));
     // The index revision seen never goes backwards.
     let seen: serde_json::Value =
         serde_json::from_slice(&std::fs::read(laptop.config().join("seen.json")).unwrap()).unwrap();
