@@ -604,7 +604,7 @@ fn flasher_pull_offline_and_fallback_to_cache() {
     };
     assert!(!ok);
     assert!(
-        stderr.contains("metis/nodes/titan-zz:latest is not in the cache"),
+        stderr.contains("metis/nodes/titan-zz:latest") && stderr.contains("is not in the cache"),
         "{stderr}"
     );
 
