@@ -5,11 +5,10 @@
 //! probe can tell. `write` exists only in debug builds and with the `dev-write`
 //! feature. The artifact and card helpers are trimmed copies of flash.rs's.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use metis_core::image::base::{write_base, BaseOptions};
 use metis_core::image::compose::compose_table;
@@ -18,7 +17,7 @@ use metis_engine::flash::probe::probe_offsets;
 use tempfile::TempDir;
 
 mod lab;
-use lab::Loop;
+use lab::{have_fusepy, FakeCard};
 
 const MIB: usize = 1 << 20;
 const BIN: &str = env!("CARGO_BIN_EXE_metis-flash");
@@ -153,89 +152,14 @@ fn assert_same(actual: &[u8], expected: &[u8], what: &str) {
     }
 }
 
-/// A card served by `fakecard.py` (sparse, so a 1.1 GiB claim costs only what is
-/// written) over FUSE with a loop device on top.
-struct FakeCard {
-    lo: Option<Loop>,
-    mount: TempDir,
-    daemon: Child,
-    log: PathBuf,
-}
-
-impl FakeCard {
-    fn start(size: usize, real: Option<usize>) -> Self {
-        let mount = tempfile::tempdir().unwrap();
-        let log = mount.path().with_extension("written");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fakecard.py");
-        let mut command = Command::new("/usr/bin/python3");
-        command
-            .arg(script)
-            .arg(mount.path())
-            .args(["--size", &size.to_string(), "--sparse"])
-            .args(["--log", log.to_str().unwrap()]);
-        if let Some(real) = real {
-            command.args(["--real-size", &real.to_string()]);
-        }
-        let daemon = command.spawn().unwrap();
-        let card = mount.path().join("card");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !card.exists() {
-            assert!(Instant::now() < deadline, "fakecard.py did not mount");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut fake = Self {
-            lo: None,
-            mount,
-            daemon,
-            log,
-        };
-        // Junk where the image goes and in the last MiB, so a test sees what the
-        // flasher changes.
-        let mut f = OpenOptions::new().write(true).open(fake.card()).unwrap();
-        f.write_all(&vec![JUNK; IMAGE]).unwrap();
-        f.seek(SeekFrom::Start((size - MIB) as u64)).unwrap();
-        f.write_all(&vec![JUNK; MIB]).unwrap();
-        drop(f);
-        fake.lo = Some(Loop::attach(&fake.card(), &[]));
-        fake
+/// A sparse card claiming [`CLAIMED`] bytes (only what is written is held),
+/// wrapping writes modulo `real` when given; junk over the image's range.
+fn sparse_card(real: Option<usize>) -> FakeCard {
+    let mut options = vec!["--sparse".to_string()];
+    if let Some(real) = real {
+        options.extend(["--real-size".into(), real.to_string()]);
     }
-
-    fn card(&self) -> PathBuf {
-        self.mount.path().join("card")
-    }
-
-    fn dev(&self) -> &str {
-        &self.lo.as_ref().unwrap().dev
-    }
-
-    /// Bytes written to the card since it started.
-    fn written(&self) -> u64 {
-        fs::read_to_string(&self.log)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for FakeCard {
-    fn drop(&mut self) {
-        self.lo = None; // detach first
-        let _ = Command::new("fusermount")
-            .arg("-u")
-            .arg(self.mount.path())
-            .status();
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-        let _ = fs::remove_file(&self.log);
-    }
-}
-
-fn have_fusepy() -> bool {
-    Command::new("/usr/bin/python3")
-        .args(["-c", "import fusepy"])
-        .status()
-        .is_ok_and(|s| s.success())
-        && Path::new("/dev/fuse").exists()
+    FakeCard::start(CLAIMED, &options, IMAGE)
 }
 
 #[test]
@@ -244,7 +168,7 @@ fn a_card_wrapping_past_its_real_size_is_refused_before_the_image_is_written() {
     let art = Artifact::new(IMAGE);
     // The 256 MiB, and a real size that is no power of two.
     for real in [256 * MIB, 300 * MIB] {
-        let card = FakeCard::start(CLAIMED, Some(real));
+        let card = sparse_card(Some(real));
         let before = read_range(&card.card(), 0, IMAGE);
         let tail = (real - MIB) as u64;
         let before_tail = read_range(&card.card(), tail, MIB);
@@ -280,7 +204,7 @@ fn a_card_wrapping_past_its_real_size_is_refused_before_the_image_is_written() {
 fn an_honest_card_of_the_same_claim_is_flashed() {
     assert!(have_fusepy(), "needs python3-fusepy and /dev/fuse");
     let art = Artifact::new(IMAGE);
-    let card = FakeCard::start(CLAIMED, None);
+    let card = sparse_card(None);
     let run = art.flash_onto(&card);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("insert and power on"), "{run:?}");

@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use metis_core::image::base::{write_base, BaseOptions};
@@ -19,7 +19,7 @@ use metis_core::image::patch::Patch;
 use tempfile::TempDir;
 
 mod lab;
-use lab::Loop;
+use lab::{have_fusepy, FakeCard, Loop};
 
 const MIB: usize = 1 << 20;
 const BIN: &str = env!("CARGO_BIN_EXE_metis-flash");
@@ -541,85 +541,6 @@ impl Drop for PartitionNode {
     }
 }
 
-/// A card served by `fakecard.py` over FUSE with a loop device on top.
-struct FakeCard {
-    lo: Option<Loop>,
-    mount: TempDir,
-    daemon: Child,
-    log: PathBuf,
-}
-
-impl FakeCard {
-    fn start(size: usize, options: &[String]) -> Self {
-        let mount = tempfile::tempdir().unwrap();
-        let log = mount.path().with_extension("written");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fakecard.py");
-        let daemon = Command::new("/usr/bin/python3")
-            .arg(script)
-            .arg(mount.path())
-            .args(["--size", &size.to_string(), "--log", log.to_str().unwrap()])
-            .args(options)
-            .spawn()
-            .unwrap();
-        let card = mount.path().join("card");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !card.exists() {
-            assert!(Instant::now() < deadline, "fakecard.py did not mount");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut fake = Self {
-            lo: None,
-            mount,
-            daemon,
-            log,
-        };
-        // Junk where the partition tables go, so the wipe is visible.
-        let mut f = OpenOptions::new().write(true).open(fake.card()).unwrap();
-        f.write_all(&vec![JUNK; 2 * MIB]).unwrap();
-        f.seek(SeekFrom::Start((size - MIB) as u64)).unwrap();
-        f.write_all(&vec![JUNK; MIB]).unwrap();
-        drop(f);
-        fake.lo = Some(Loop::attach(&fake.card(), &[]));
-        fake
-    }
-
-    fn card(&self) -> PathBuf {
-        self.mount.path().join("card")
-    }
-
-    fn dev(&self) -> &str {
-        &self.lo.as_ref().unwrap().dev
-    }
-
-    fn written(&self) -> u64 {
-        fs::read_to_string(&self.log)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for FakeCard {
-    fn drop(&mut self) {
-        self.lo = None; // detach first
-        let _ = Command::new("fusermount")
-            .arg("-u")
-            .arg(self.mount.path())
-            .status();
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-        let _ = fs::remove_file(&self.log);
-    }
-}
-
-fn have_fusepy() -> bool {
-    Command::new("/usr/bin/python3")
-        .args(["-c", "import fusepy"])
-        .status()
-        .is_ok_and(|s| s.success())
-        && Path::new("/dev/fuse").exists()
-}
-
 #[test]
 fn an_io_error_mid_write_wipes_the_card() {
     assert!(have_fusepy(), "needs python3-fusepy and /dev/fuse");
@@ -627,7 +548,7 @@ fn an_io_error_mid_write_wipes_the_card() {
     let size = 40 * MIB;
     // Not a capacity-probe offset (those sit at size/16 * (i + 1/2)).
     let eio_at = 20 * MIB + 3 * 4096;
-    let card = FakeCard::start(size, &["--eio-at".into(), eio_at.to_string()]);
+    let card = FakeCard::start(size, &["--eio-at".into(), eio_at.to_string()], 2 * MIB);
     let run = art.flash(&["--device", card.dev(), "--yes", "--force-non-removable"]);
     // Usually the EIO reaches our write (exit 5). But when FUSE splits the loop
     // device's request and a later piece fails, FUSE returns a short count and the
@@ -649,7 +570,11 @@ fn a_card_that_wraps_writes_around_is_caught_and_the_page_cache_would_not() {
     assert!(have_fusepy(), "needs python3-fusepy and /dev/fuse");
     let art = Artifact::new(32 * MIB);
     let claimed = 32 * MIB;
-    let card = FakeCard::start(claimed, &["--real-size".into(), (8 * MIB).to_string()]);
+    let card = FakeCard::start(
+        claimed,
+        &["--real-size".into(), (8 * MIB).to_string()],
+        2 * MIB,
+    );
 
     // The pre-write probe refuses it, leaving the card as it was.
     let before = read_range(&card.card(), 0, 8 * MIB);
@@ -719,7 +644,7 @@ fn sigint_or_sigterm_mid_write_wipes_the_card() {
     let art = Artifact::new(32 * MIB);
     let size = 40 * MIB;
     for signal in ["-INT", "-TERM"] {
-        let card = FakeCard::start(size, &["--delay-ms".into(), "20".into()]);
+        let card = FakeCard::start(size, &["--delay-ms".into(), "20".into()], 2 * MIB);
         let start_written = card.written();
         let child = Command::new(BIN)
             .args(art.args(&art.table))

@@ -144,3 +144,96 @@ impl Drop for Loop {
         let _ = Command::new("losetup").args(["-d", &self.dev]).status();
     }
 }
+
+/// What a fake card holds before a test writes it, so a test sees what changed.
+pub const CARD_JUNK: u8 = 0xAA;
+
+/// A card served by `fakecard.py` over FUSE with a loop device on top. The first
+/// `junk_head` bytes and the last MiB hold [`CARD_JUNK`].
+pub struct FakeCard {
+    lo: Option<Loop>,
+    mount: tempfile::TempDir,
+    daemon: std::process::Child,
+    log: PathBuf,
+}
+
+impl FakeCard {
+    /// Starts `fakecard.py` with a card of `size` bytes and its `options`.
+    pub fn start(size: usize, options: &[String], junk_head: usize) -> Self {
+        use std::io::{Seek, SeekFrom, Write};
+        use std::time::{Duration, Instant};
+        const MIB: usize = 1 << 20;
+        let mount = tempfile::tempdir().unwrap();
+        let log = mount.path().with_extension("written");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fakecard.py");
+        let daemon = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(mount.path())
+            .args(["--size", &size.to_string(), "--log", log.to_str().unwrap()])
+            .args(options)
+            .spawn()
+            .unwrap();
+        let card = mount.path().join("card");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !card.exists() {
+            assert!(Instant::now() < deadline, "fakecard.py did not mount");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut fake = Self {
+            lo: None,
+            mount,
+            daemon,
+            log,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(fake.card())
+            .unwrap();
+        f.write_all(&vec![CARD_JUNK; junk_head]).unwrap();
+        f.seek(SeekFrom::Start((size - MIB) as u64)).unwrap();
+        f.write_all(&vec![CARD_JUNK; MIB]).unwrap();
+        drop(f);
+        fake.lo = Some(Loop::attach(&fake.card(), &[]));
+        fake
+    }
+
+    /// The FUSE file under the loop device.
+    pub fn card(&self) -> PathBuf {
+        self.mount.path().join("card")
+    }
+
+    /// The loop device.
+    pub fn dev(&self) -> &str {
+        &self.lo.as_ref().unwrap().dev
+    }
+
+    /// Bytes written to the card since it started.
+    pub fn written(&self) -> u64 {
+        std::fs::read_to_string(&self.log)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for FakeCard {
+    fn drop(&mut self) {
+        self.lo = None; // detach first
+        let _ = Command::new("fusermount")
+            .arg("-u")
+            .arg(self.mount.path())
+            .status();
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Whether FUSE cards can be served here (python3-fusepy and /dev/fuse).
+pub fn have_fusepy() -> bool {
+    Command::new("/usr/bin/python3")
+        .args(["-c", "import fusepy"])
+        .status()
+        .is_ok_and(|s| s.success())
+        && Path::new("/dev/fuse").exists()
+}
