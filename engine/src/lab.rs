@@ -163,8 +163,6 @@ impl Engine {
     /// cache state and whether its cached artifact would be accepted.
     pub fn lab_nodes(&self) -> Result<LabNodes, EngineError> {
         let verified = self.verified_index(false)?;
-        let keys = self.keys()?;
-        let seen = self.seen()?;
         let mut nodes = Vec::new();
         for (name, entry) in &verified.index.nodes {
             let node_repo = self.repository(Fetching::Node(name));
@@ -177,9 +175,7 @@ impl Engine {
             };
             // Everything but the blobs (checked at flash time): cheap enough for a list.
             let problem = match &cached {
-                Some(r) => self
-                    .check_cached(&keys, &seen, &node_repo, name, entry, r)
-                    .err(),
+                Some(r) => self.check_cached(&node_repo, name, entry, r).err(),
                 None => None,
             };
             nodes.push(LabNode {
@@ -201,45 +197,30 @@ impl Engine {
     }
 
     /// The checks of the cached artifact `cached` of `node` that need no blob: the
-    /// signature, the node it is signed for, its revision against the index `entry`
-    /// and against the newest seen. The error says which failed.
+    /// signature, the node it is signed for and its revision against the newest
+    /// seen (those of a fetch, [`Engine::check_head`]), then its revision against
+    /// the index `entry`. The error says which failed.
     fn check_cached(
         &self,
-        keys: &trust::TrustedKeys,
-        seen: &trust::SeenRevisions,
         repository: &str,
         node: &str,
         entry: &trust::IndexEntry,
         cached: &oci::LayoutRef,
     ) -> Result<(), String> {
         let digest = &cached.manifest.digest;
-        let (sig, payloads) =
+        let (signature, payloads) =
             cached_signature(&self.cache, repository, digest, node).map_err(|e| e.to_string())?;
-        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        let manifest = self.cache.read_blob(digest).map_err(|e| e.to_string())?;
-        let (payload, _) = trust::verify_signature(
-            keys,
-            &HeldSignature {
-                manifest: &sig,
-                payloads: &refs,
-            },
-            &manifest,
-        )
-        .map_err(|e| e.to_string())?;
-        let metadata =
-            trust::Metadata::from_optional(payload.optional.as_ref()).map_err(|e| e.to_string())?;
-        if metadata.kind != trust::Kind::Node {
-            return Err(format!(
-                "kind check failed: the signature is for a {}, not a node artifact",
-                metadata.kind.as_str()
-            ));
-        }
-        let signed_for = metadata.node.as_deref().unwrap_or_default();
-        if signed_for != node {
-            return Err(format!(
-                "node check failed: the cached artifact is signed for node `{signed_for}`, not `{node}`"
-            ));
-        }
+        let head = oci::SignedHead {
+            repository: repository.to_owned(),
+            tag: "latest".into(),
+            digest: digest.clone(),
+            manifest: self.cache.read_blob(digest).map_err(|e| e.to_string())?,
+            signature_manifest: Some(signature),
+            payloads,
+        };
+        let metadata = self
+            .check_head(&head, Fetching::Node(node), Some(false))
+            .map_err(|e| e.to_string())?;
         if *digest == entry.digest && metadata.revision != entry.revision {
             return Err(format!(
                 "revision check failed: the artifact is signed as revision {}, the lab index says {}",
@@ -253,7 +234,6 @@ impl Engine {
                 metadata.revision, entry.revision
             ));
         }
-        seen.check(trust::Subject::Node(node), metadata.revision, false)
-            .map_err(|e| e.to_string())
+        Ok(())
     }
 }
