@@ -19,6 +19,9 @@ pub enum Phase {
     Verify,
     /// Checking the card holds what it claims (counterfeit probe).
     Probe,
+    /// Reading a card that holds the same class's image and comparing it with
+    /// the image chunk by chunk (spare cards: only what differs is written).
+    Compare,
     /// Composing and writing the image.
     Write,
     /// Reading the card back, bypassing the page cache.
@@ -32,6 +35,7 @@ impl Phase {
             Phase::Download => "download",
             Phase::Verify => "verify",
             Phase::Probe => "probe",
+            Phase::Compare => "compare",
             Phase::Write => "write",
             Phase::ReadBack => "read-back",
         }

@@ -75,6 +75,9 @@ pub struct FlashOptions {
     pub mode: Option<WriteMode>,
     /// Bytes per write.
     pub block_size: usize,
+    /// Compare a disk that already holds this class's image and write only the
+    /// chunks that differ (spare cards); `false` writes every chunk (`--full`).
+    pub compare: bool,
     /// Asks the operator to confirm a device not named with `--yes`.
     pub confirm: Option<Confirm>,
     /// Stops the flash (wiping the card once anything was written).
@@ -86,6 +89,7 @@ impl Default for FlashOptions {
         FlashOptions {
             mode: None,
             block_size: flash::DEFAULT_BLOCK_SIZE,
+            compare: true,
             confirm: None,
             cancel: CancelToken::new(),
         }
@@ -286,6 +290,11 @@ impl Engine {
                 target,
                 mode: options.mode,
                 block_size: options.block_size,
+                card: Some(flash::CardLabel {
+                    class: prepared.config.class.clone(),
+                    revision: prepared.revision,
+                }),
+                compare: options.compare,
                 probe_capacity: true,
                 signature_verified: true,
                 confirm: options.confirm,

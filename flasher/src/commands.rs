@@ -176,6 +176,7 @@ pub fn flash_node(args: FlashArgs) -> Exit {
         FlashOptions {
             mode: WriteMode::from_flags(args.sparse, args.full),
             block_size: args.block_size,
+            compare: !args.full,
             confirm: Some(Box::new(confirm_on_terminal)),
             cancel,
         },
@@ -192,6 +193,17 @@ pub fn finish(outcome: Result<FlashSummary, EngineError>, json: bool, quiet: boo
                 let mut value = serde_json::to_value(&summary).expect("a summary serializes");
                 value["ok"] = serde_json::Value::Bool(true);
                 println!("{value}");
+            } else if let (Some(comparison), false) = (summary.comparison_text(), quiet) {
+                eprintln!(
+                    "{}: {comparison} to {}; the {} chunks written read back and verified in {:.1} s, \
+                     the other {} verified by the comparison in {:.1} s",
+                    summary.node,
+                    summary.target.display(),
+                    summary.chunks.rewritten,
+                    summary.verify_seconds,
+                    summary.chunks.skipped,
+                    summary.compare_seconds,
+                );
             } else if !quiet {
                 eprintln!(
                     "{}: {} bytes written to {} in {:.1} s ({:.1} MiB/s), read back and verified in {:.1} s{}",
@@ -522,6 +534,8 @@ pub fn write(args: crate::cli::WriteArgs) -> Exit {
             target,
             mode: WriteMode::from_flags(args.sparse, args.full),
             block_size: args.block_size,
+            card: None,
+            compare: false,
             probe_capacity: !args.skip_capacity_probe,
             signature_verified: false,
             confirm: Some(Box::new(confirm_on_terminal)),

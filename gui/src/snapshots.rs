@@ -17,7 +17,7 @@ use metis_core::profile::{LabProfile, PROFILE_FORMAT};
 use metis_engine::device::{Backend, Candidate, DeviceError, Disk, Partition, Policy};
 use metis_engine::events::Progress;
 use metis_engine::flash::medium::Medium;
-use metis_engine::flash::{FlashSummary, WriteMode};
+use metis_engine::flash::{ChunkCounts, FlashSummary, WriteMode};
 use metis_engine::{
     CacheState, CancelToken, Engine, EngineError, EngineOptions, Events, LabNode, LabNodes, Phase,
     SetupRequest,
@@ -266,6 +266,16 @@ fn snapshot_each_screen() {
         target_kind: "device",
         mode: WriteMode::Full,
         image_bytes: 3 * GIB / 2,
+        bytes_written: 3 * GIB / 2 + (1 << 20),
+        card_held: None,
+        chunks: ChunkCounts {
+            total: 384,
+            compared: 0,
+            differing: 0,
+            rewritten: 384,
+            skipped: 0,
+        },
+        compare_seconds: 0.0,
         write_seconds: 38.2,
         verify_seconds: 14.9,
         write_bytes_per_second: 42.2e6,

@@ -7,6 +7,8 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A byte-addressed target the pipeline writes a card image to.
 pub trait Medium: Send + Sync {
@@ -160,5 +162,63 @@ impl Medium for ImageFile {
             Some(t) => t.persist(&self.path).map_err(|e| e.error),
             None => Ok(()),
         }
+    }
+}
+
+/// A medium that counts the bytes written to it, zeroed ranges included: the
+/// wear a flash costs (`bytes_written` in the summary).
+pub struct Counted {
+    inner: Arc<dyn Medium>,
+    written: AtomicU64,
+}
+
+impl Counted {
+    /// Counts what is written to `inner` from now on.
+    pub fn new(inner: Arc<dyn Medium>) -> Self {
+        Counted {
+            inner,
+            written: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes written (or zeroed) so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+impl Medium for Counted {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_at(buf, offset)?;
+        self.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.inner.sync()
+    }
+    fn zero_range(&self, offset: u64, len: u64) -> io::Result<bool> {
+        let zeroed = self.inner.zero_range(offset, len)?;
+        if zeroed {
+            self.written.fetch_add(len, Ordering::Relaxed);
+        }
+        Ok(zeroed)
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn is_direct(&self) -> bool {
+        self.inner.is_direct()
+    }
+    fn is_disk(&self) -> bool {
+        self.inner.is_disk()
+    }
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    fn commit(&self) -> io::Result<()> {
+        self.inner.commit()
     }
 }

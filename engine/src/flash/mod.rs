@@ -1,10 +1,14 @@
 //! Writing a verified card: from a [`Composer`] and a target to "insert and power on".
 //!
 //! ```text
+//! marker::recognise    a disk holding the same class's image (spare cards)?
+//!   ──► verify::hash_chunks   then read the card and note the chunks that differ
+//! wipe the partition-table areas, write the card marker (disks)
 //! Composer (decode + verify each chunk against the signed table, worker threads)
-//!   ──► writer::Writer   aligned blocks, bounded queue, O_DIRECT writes on a thread;
+//!   ──► writer::Writer   aligned blocks (every chunk, or only those that differ),
+//!                        bounded queue, O_DIRECT writes on a thread;
 //!                        the first MiB held back and written last, then fsync
-//!   ──► verify           cache-bypassing read-back, SHA-256 per chunk
+//!   ──► verify           cache-bypassing read-back, SHA-256 per chunk written
 //!   ──► Medium::commit   (an image file is renamed over its target only now)
 //!   ──► FlashSummary
 //! ```
@@ -15,12 +19,21 @@
 //! open and the counterfeit-capacity [`probe`]. After the first write, any failure
 //! (a chunk failing verification, an I/O error, a read-back mismatch, a
 //! cancellation) wipes the partition-table area so the card cannot boot as a
-//! healthy node.
+//! healthy node. A disk's partition table is zeroed before the first chunk is
+//! written and written last, so a card that loses power mid-write boots as nothing.
+//!
+//! **Spare cards.** A disk whose [`marker`] says it holds an image of the same
+//! class is read first and compared with the image chunk by chunk; only the chunks
+//! that differ (and those holding the partition-table areas, which are wiped
+//! before writing) are written and read back. Every chunk is verified either by
+//! that comparison or by the read-back. `compare: false` (`--full`) writes
+//! everything.
 //!
 //! The engine's node flow ([`crate::Engine::flash`]) calls [`run_with`]; the
 //! development `write` command makes the same call from local files.
 
 pub mod aligned;
+pub mod marker;
 pub mod medium;
 pub mod probe;
 pub mod verify;
@@ -32,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use metis_core::image::chunks::ChunkHash;
+use metis_core::image::chunks::{ChunkHash, ChunkLayout};
 use metis_core::image::compose::{ComposeError, Composer};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -41,7 +54,8 @@ use crate::device::{Backend, Candidate, DeviceError, Policy};
 use crate::events::{Events, Phase};
 use crate::exit::Exit;
 use aligned::{round_down, ALIGN};
-use medium::{ImageFile, Medium};
+use marker::{CardMarker, Recognition};
+use medium::{Counted, ImageFile, Medium};
 use verify::ReadBackError;
 use writer::{WriteState, Writer, HEAD_BYTES};
 
@@ -49,7 +63,7 @@ use writer::{WriteState, Writer, HEAD_BYTES};
 pub const DEFAULT_BLOCK_SIZE: usize = 4 << 20;
 
 /// Sectors of a GPT backup (header and 128 entries) at a disk's end, wiped on failure.
-const GPT_BACKUP_BYTES: u64 = 33 * 512;
+pub(crate) const GPT_BACKUP_BYTES: u64 = 33 * 512;
 
 /// Where the card image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +128,16 @@ impl WriteMode {
     }
 }
 
+/// What a node's card is, for the card marker: written past the image so a later
+/// flash of the same class can compare rather than rewrite (spare cards).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardLabel {
+    /// The node's class.
+    pub class: String,
+    /// The artifact's signed revision.
+    pub revision: u64,
+}
+
 /// Asks the operator to confirm writing `node` over the candidate disk; `true`
 /// goes on. Called once, after the safety rules passed and before the disk is
 /// opened.
@@ -132,6 +156,12 @@ pub struct FlashRequest {
     pub mode: Option<WriteMode>,
     /// Bytes per write; a power of two, at least 4096.
     pub block_size: usize,
+    /// The card's class and revision, for the marker; `None` (local unsigned
+    /// files) writes no marker and never compares.
+    pub card: Option<CardLabel>,
+    /// Compare a disk that holds the same class's image and write only the chunks
+    /// that differ (`false`: `--full`, write everything).
+    pub compare: bool,
     /// Run the counterfeit-capacity probe before writing a device (always, except
     /// in the test that shows the read-back catches such a card on its own).
     pub probe_capacity: bool,
@@ -156,6 +186,8 @@ impl std::fmt::Debug for FlashRequest {
             .field("target", &self.target)
             .field("mode", &self.mode)
             .field("block_size", &self.block_size)
+            .field("card", &self.card)
+            .field("compare", &self.compare)
             .finish_non_exhaustive()
     }
 }
@@ -173,17 +205,73 @@ pub struct FlashSummary {
     pub mode: WriteMode,
     /// Image size in bytes.
     pub image_bytes: u64,
+    /// Bytes written to the card or file (zeroed ranges and the partition-table
+    /// wipe included): the wear this flash cost.
+    pub bytes_written: u64,
+    /// What the card held when Metis compared it (spare cards); `None` for a full
+    /// write.
+    pub card_held: Option<CardHeld>,
+    /// Chunks compared, differing, rewritten and skipped.
+    pub chunks: ChunkCounts,
+    /// Seconds spent reading and comparing the card before writing (0 for a full
+    /// write).
+    pub compare_seconds: f64,
     /// Seconds spent writing (including the flushes).
     pub write_seconds: f64,
     /// Seconds spent reading back.
     pub verify_seconds: f64,
-    /// Image bytes per second of the write phase.
+    /// Bytes per second of the write phase (the bytes it wrote).
     pub write_bytes_per_second: f64,
     /// Always true: a summary exists only for a card that read back correctly.
     pub read_back: bool,
     /// Whether the artifact was signature-verified before writing (the node
     /// flow); false for `write` of local, unsigned files.
     pub verified: bool,
+}
+
+impl FlashSummary {
+    /// For a spare card (compared, not fully rewritten), what the comparison found,
+    /// for people: "37 of 1024 chunks differ from the card (it held titan-13
+    /// revision 5); 148.0 MiB written".
+    pub fn comparison_text(&self) -> Option<String> {
+        let held = self.card_held.as_ref()?;
+        Some(format!(
+            "{} of {} chunks differ from the card (it held {} revision {}); {} written",
+            self.chunks.differing,
+            self.chunks.total,
+            held.node,
+            held.revision,
+            size_text(self.bytes_written)
+        ))
+    }
+}
+
+/// The node a card held when Metis compared it, from its marker.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CardHeld {
+    /// The node.
+    pub node: String,
+    /// Its revision.
+    pub revision: u64,
+    /// Its class (the one being written).
+    pub class: String,
+}
+
+/// How a flash went, chunk by chunk. Every chunk is verified: the `skipped` ones
+/// by the comparison read, the `rewritten` ones by the read-back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChunkCounts {
+    /// Chunks in the image.
+    pub total: usize,
+    /// Chunks read from the card and compared before writing (0 for a full write).
+    pub compared: usize,
+    /// Compared chunks that differed from the image.
+    pub differing: usize,
+    /// Chunks written: every chunk for a full write; the differing ones and those
+    /// holding the partition-table areas after a comparison.
+    pub rewritten: usize,
+    /// Compared chunks that matched and were not written.
+    pub skipped: usize,
 }
 
 /// Why a flash failed.
@@ -358,18 +446,26 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
         return Err(FlashError::Interrupted);
     }
 
+    let counted = Arc::new(Counted::new(medium));
+    let medium: Arc<dyn Medium> = counted.clone();
     let state = Arc::new(WriteState::default());
-    let mut timings = (0.0, 0.0);
-    let result = write_and_verify(
-        composer,
-        &medium,
+    let mut report = Report::default();
+    let spec = Spec {
+        node: &request.node,
+        card: request.card.as_ref(),
+        compare: request.compare,
         slot_range,
         mode,
         block_size,
+    };
+    let result = write_card(
+        composer,
+        &medium,
+        &spec,
         &events,
         &cancel,
         &state,
-        &mut timings,
+        &mut report,
     )
     .and_then(|()| {
         medium.commit().map_err(|source| FlashError::Io {
@@ -385,9 +481,13 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
             target_kind: if medium.is_disk() { "device" } else { "file" },
             mode,
             image_bytes: image_size,
-            write_seconds: timings.0,
-            verify_seconds: timings.1,
-            write_bytes_per_second: image_size as f64 / timings.0.max(1e-9),
+            bytes_written: counted.written(),
+            card_held: report.card_held,
+            chunks: report.chunks,
+            compare_seconds: report.compare_seconds,
+            write_seconds: report.write_seconds,
+            verify_seconds: report.verify_seconds,
+            write_bytes_per_second: report.write_bytes as f64 / report.write_seconds.max(1e-9),
             read_back: true,
             verified: request.signature_verified,
         }),
@@ -431,33 +531,146 @@ fn probe_error(e: probe::ProbeError, path: &Path) -> FlashError {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_and_verify<R: Read + Seek + Send + 'static>(
-    composer: Composer<R>,
-    medium: &Arc<dyn Medium>,
+/// How [`write_card`] writes, besides the composer.
+struct Spec<'a> {
+    node: &'a str,
+    card: Option<&'a CardLabel>,
+    compare: bool,
     slot_range: Option<Range<u64>>,
     mode: WriteMode,
     block_size: usize,
+}
+
+/// What [`write_card`] measured and found, for the summary.
+#[derive(Default)]
+struct Report {
+    card_held: Option<CardHeld>,
+    chunks: ChunkCounts,
+    compare_seconds: f64,
+    write_seconds: f64,
+    verify_seconds: f64,
+    write_bytes: u64,
+}
+
+/// Compares (a spare card), wipes, writes and reads back; see the module docs.
+fn write_card<R: Read + Seek + Send + 'static>(
+    mut composer: Composer<R>,
+    medium: &Arc<dyn Medium>,
+    spec: &Spec<'_>,
     events: &Events,
     cancel: &CancelToken,
     state: &Arc<WriteState>,
-    timings: &mut (f64, f64),
+    report: &mut Report,
 ) -> Result<(), FlashError> {
     let table = composer.table().clone();
     let layout = table.layout();
     let image_size = table.image_size();
+    let count = layout.chunk_count();
     let path = medium.path().to_path_buf();
     let io_err = |op: &'static str| {
         let path = path.clone();
         move |source| FlashError::Io { op, path, source }
     };
-    let mut expected: Vec<ChunkHash> = table.hashes().to_vec();
+    report.chunks.total = count;
 
-    let meter = events.phase(Phase::Write, image_size);
+    // What each chunk must read back as: the signed table's hash, except where the
+    // slot's secrets are written over the zeroed slot the table hashes.
+    let mut expected: Vec<ChunkHash> = table.hashes().to_vec();
+    let slot_chunks = spec
+        .slot_range
+        .clone()
+        .map_or(0..0, |slot| layout.chunks_overlapping(slot));
+    for index in slot_chunks {
+        let mut chunk = composer.read_chunk(index).map_err(FlashError::Compose)?;
+        expected[index] = ChunkHash::of(&chunk.data);
+        wipe_chunk(&mut chunk);
+    }
+    let marker = match spec.card {
+        Some(card) if medium.is_disk() => {
+            let mut head = composer.read_chunk(0).map_err(FlashError::Compose)?;
+            let marker = CardMarker::new(
+                &card.class,
+                spec.node,
+                card.revision,
+                image_size,
+                &head.data,
+            );
+            wipe_chunk(&mut head);
+            Some(marker)
+        }
+        _ => None,
+    };
+
+    // A spare card: read it all, note what differs. Nothing is written until the
+    // comparison is complete, so an interruption here leaves the card as it was.
+    let mut rewrite: Option<Vec<bool>> = None;
+    if let (Some(marker), true) = (&marker, spec.compare) {
+        match marker::recognise(&**medium, image_size, &marker.class) {
+            Ok(Recognition::SameClass(held)) => {
+                events.info(format!(
+                    "the card holds {} (revision {}) of class {}: comparing it with {} chunk by chunk",
+                    held.node, held.revision, held.class, spec.node
+                ));
+                report.card_held = Some(CardHeld {
+                    node: held.node,
+                    revision: held.revision,
+                    class: held.class,
+                });
+                let differing = compare(medium, layout, &expected, spec, events, cancel, report)?;
+                if differing.is_empty() {
+                    events.info(format!(
+                        "{}: the card already holds every chunk of the image; nothing to write",
+                        spec.node
+                    ));
+                    report.chunks.skipped = count;
+                    return Ok(());
+                }
+                let mut set = vec![false; count];
+                for index in differing {
+                    set[index] = true;
+                }
+                // The wipe below zeroes these areas: their chunks are rewritten too.
+                for range in wipe_ranges(medium.size(), image_size, medium.is_direct()) {
+                    let range = range.start.min(image_size)..range.end.min(image_size);
+                    for index in layout.chunks_overlapping(range) {
+                        set[index] = true;
+                    }
+                }
+                rewrite = Some(set);
+            }
+            Ok(Recognition::Other(why)) => {
+                events.info(format!("writing every chunk: {why}"));
+            }
+            Err(e) => events.info(format!(
+                "writing every chunk: the card's Metis marker could not be read ({e})"
+            )),
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(FlashError::Interrupted);
+    }
+    let wanted = |index: usize| rewrite.as_ref().is_none_or(|set| set[index]);
+    let chunk_list: Vec<usize> = (0..count).filter(|i| wanted(*i)).collect();
+    let write_total: u64 = chunk_list.iter().map(|i| layout.chunk_len(*i) as u64).sum();
+    report.chunks.rewritten = chunk_list.len();
+    report.chunks.skipped =
+        report.chunks.compared - report.chunks.rewritten.min(report.chunks.compared);
+    report.write_bytes = write_total;
+
+    // A disk boots as nothing until the last write: its partition table goes first.
+    if medium.is_disk() {
+        state.touched.store(true, Ordering::SeqCst);
+        wipe(&**medium, image_size).map_err(io_err("wiping the partition table of"))?;
+        if let Some(marker) = &marker {
+            marker::write(&**medium, marker).map_err(io_err("writing the card marker to"))?;
+        }
+    }
+
+    let meter = events.phase(Phase::Write, write_total);
     let mut writer = Writer::start(
         Arc::clone(medium),
         image_size,
-        block_size,
+        spec.block_size,
         Arc::clone(state),
     );
     let mut chunks = composer.chunks();
@@ -465,17 +678,11 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
         if cancel.is_cancelled() {
             return Err(FlashError::Interrupted);
         }
-        let chunk = item.map_err(FlashError::Compose)?;
-        let range = chunk.offset..chunk.offset + chunk.data.len() as u64;
-        let holds_secrets = slot_range
-            .as_ref()
-            .is_some_and(|s| s.start < range.end && range.start < s.end);
-        if holds_secrets {
-            // The table hashes the zeroed slot; read-back compares what was written.
-            expected[chunk.index] = ChunkHash::of(&chunk.data);
-        }
-        let pushed =
-            if mode == WriteMode::Sparse && chunk.is_zero && chunk.data.len().is_multiple_of(ALIGN)
+        let mut chunk = item.map_err(FlashError::Compose)?;
+        if wanted(chunk.index) {
+            let pushed = if spec.mode == WriteMode::Sparse
+                && chunk.is_zero
+                && chunk.data.len().is_multiple_of(ALIGN)
             {
                 writer.push_zeros(chunk.offset, chunk.data.len() as u64)
             } else if chunk.is_zero {
@@ -483,14 +690,14 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
             } else {
                 writer.push(chunk.offset, &chunk.data)
             };
-        pushed.map_err(io_err("writing"))?;
-        meter.set(state.done.load(Ordering::Relaxed), Some(chunk.index));
-        let mut chunk = chunk;
-        if holds_secrets {
-            // Its buffer goes back to the pool: wipe the decrypted secrets first.
-            if let std::borrow::Cow::Owned(bytes) = &mut chunk.data {
-                bytes.zeroize();
-            }
+            pushed.map_err(io_err("writing"))?;
+            meter.set(state.done.load(Ordering::Relaxed), Some(chunk.index));
+        }
+        // Its buffer goes back to the pool: wipe any decrypted secrets first.
+        if spec.slot_range.as_ref().is_some_and(|s| {
+            s.start < chunk.offset + chunk.data.len() as u64 && chunk.offset < s.end
+        }) {
+            wipe_chunk(&mut chunk);
         }
         chunks.recycle(chunk);
     }
@@ -499,13 +706,13 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
         return Err(FlashError::Interrupted);
     }
     writer.finish().map_err(io_err("writing and flushing"))?;
-    meter.set(image_size, None);
-    timings.0 = meter.finish();
+    meter.set(write_total, None);
+    report.write_seconds = meter.finish();
     if cancel.is_cancelled() {
         return Err(FlashError::Interrupted);
     }
 
-    let meter = events.phase(Phase::ReadBack, image_size);
+    let meter = events.phase(Phase::ReadBack, write_total);
     let done = AtomicU64::new(0);
     let tick = || {
         meter.set(done.load(Ordering::Relaxed), None);
@@ -515,51 +722,100 @@ fn write_and_verify<R: Read + Seek + Send + 'static>(
         Arc::clone(medium),
         layout,
         &expected,
-        block_size,
+        &chunk_list,
+        spec.block_size,
         &done,
         &tick,
     )
-    .map_err(|e| match e {
+    .map_err(|e| read_error(e, &path))?;
+    report.verify_seconds = meter.finish();
+    Ok(())
+}
+
+/// Reads every chunk of the card and returns those that differ from `expected`.
+fn compare(
+    medium: &Arc<dyn Medium>,
+    layout: ChunkLayout,
+    expected: &[ChunkHash],
+    spec: &Spec<'_>,
+    events: &Events,
+    cancel: &CancelToken,
+    report: &mut Report,
+) -> Result<Vec<usize>, FlashError> {
+    let count = layout.chunk_count();
+    let meter = events.phase(Phase::Compare, layout.image_size());
+    let done = AtomicU64::new(0);
+    let tick = || {
+        meter.set(done.load(Ordering::Relaxed), None);
+        cancel.is_cancelled()
+    };
+    let all: Vec<usize> = (0..count).collect();
+    let mut differing = Vec::new();
+    verify::hash_chunks(
+        Arc::clone(medium),
+        layout,
+        &all,
+        spec.block_size,
+        &done,
+        &tick,
+        &mut |index, hash| {
+            if hash != expected[index] {
+                differing.push(index);
+            }
+            Ok(())
+        },
+    )
+    .map_err(|e| read_error(e, medium.path()))?;
+    report.compare_seconds = meter.finish();
+    report.chunks.compared = count;
+    report.chunks.differing = differing.len();
+    let bytes: u64 = differing.iter().map(|i| layout.chunk_len(*i) as u64).sum();
+    events.info(format!(
+        "{}: {} of {count} chunks differ ({})",
+        spec.node,
+        differing.len(),
+        size_text(bytes)
+    ));
+    Ok(differing)
+}
+
+/// Zeroes a chunk's buffer if it owns one (it may hold decrypted secrets).
+fn wipe_chunk(chunk: &mut metis_core::image::compose::Chunk) {
+    if let std::borrow::Cow::Owned(bytes) = &mut chunk.data {
+        bytes.zeroize();
+    }
+}
+
+fn read_error(e: ReadBackError, path: &Path) -> FlashError {
+    let path = path.to_path_buf();
+    match e {
         ReadBackError::Io { offset, source } => FlashError::Io {
             op: "reading back",
-            path: path.clone(),
+            path,
             source: io::Error::new(source.kind(), format!("at byte {offset}: {source}")),
         },
         ReadBackError::Short { offset } => FlashError::Io {
             op: "reading back",
-            path: path.clone(),
+            path,
             source: io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("the medium ends at byte {offset}, before the image does"),
             ),
         },
         ReadBackError::Mismatch { chunk, offset } => FlashError::ReadBack {
-            device: path.clone(),
+            device: path,
             chunk,
             offset,
         },
         ReadBackError::Interrupted => FlashError::Interrupted,
-    })?;
-    timings.1 = meter.finish();
-    Ok(())
+    }
 }
 
 /// Zeroes the partition-table areas: the first MiB, and the last GPT-backup sectors
 /// of both the image and the disk. Every byte is written explicitly (no discard) and
 /// flushed.
 pub fn wipe(medium: &dyn Medium, image_size: u64) -> io::Result<()> {
-    let size = medium.size();
-    let mut ranges: Vec<Range<u64>> = Vec::with_capacity(3);
-    ranges.push(0..HEAD_BYTES.min(round_down(size)));
-    for end in [image_size.min(size), size] {
-        let end = if medium.is_direct() {
-            round_down(end)
-        } else {
-            end
-        };
-        let start = round_down(end.saturating_sub(GPT_BACKUP_BYTES));
-        ranges.push(start..end);
-    }
+    let ranges = wipe_ranges(medium.size(), image_size, medium.is_direct());
     let mut first_error = None;
     for r in ranges {
         if let Err(e) = writer::write_zeros(medium, r.start, r.end - r.start) {
@@ -573,6 +829,18 @@ pub fn wipe(medium: &dyn Medium, image_size: u64) -> io::Result<()> {
         None => Ok(()),
         Some(e) => Err(e),
     }
+}
+
+/// The partition-table areas [`wipe`] zeroes on a medium of `size` bytes.
+fn wipe_ranges(size: u64, image_size: u64, direct: bool) -> Vec<Range<u64>> {
+    let mut ranges: Vec<Range<u64>> = Vec::with_capacity(3);
+    ranges.push(0..HEAD_BYTES.min(round_down(size)));
+    for end in [image_size.min(size), size] {
+        let end = if direct { round_down(end) } else { end };
+        let start = round_down(end.saturating_sub(GPT_BACKUP_BYTES));
+        ranges.push(start..end);
+    }
+    ranges
 }
 
 /// A size for people: GiB from 1 GiB on, else MiB.

@@ -25,6 +25,10 @@ const OLD: u8 = 0xA5;
 struct SlowDisk {
     bytes: Arc<Mutex<Vec<u8>>>,
     writes: Arc<AtomicUsize>,
+    read_bytes: Arc<AtomicUsize>,
+    delay: Duration,
+    /// Cancels the token once this many writes have been made.
+    cancel_at: Arc<Mutex<Option<(usize, CancelToken)>>>,
     path: PathBuf,
 }
 
@@ -33,7 +37,17 @@ impl SlowDisk {
         SlowDisk {
             bytes: Arc::new(Mutex::new(vec![OLD; size])),
             writes: Arc::new(AtomicUsize::new(0)),
+            read_bytes: Arc::new(AtomicUsize::new(0)),
+            delay: Duration::from_millis(3),
+            cancel_at: Arc::default(),
             path: PathBuf::from("/dev/mem0"),
+        }
+    }
+    /// A disk whose writes take no time.
+    fn fast(size: usize) -> Self {
+        SlowDisk {
+            delay: Duration::ZERO,
+            ..SlowDisk::new(size)
         }
     }
     fn snapshot(&self) -> Vec<u8> {
@@ -43,8 +57,13 @@ impl SlowDisk {
 
 impl Medium for SlowDisk {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        std::thread::sleep(Duration::from_millis(3));
-        self.writes.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        let writes = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some((at, cancel)) = &*self.cancel_at.lock().unwrap() {
+            if writes >= *at {
+                cancel.cancel();
+            }
+        }
         let mut bytes = self.bytes.lock().unwrap();
         bytes[offset as usize..offset as usize + buf.len()].copy_from_slice(buf);
         Ok(())
@@ -54,6 +73,7 @@ impl Medium for SlowDisk {
         let start = (offset as usize).min(bytes.len());
         let n = buf.len().min(bytes.len() - start);
         buf[..n].copy_from_slice(&bytes[start..start + n]);
+        self.read_bytes.fetch_add(n, Ordering::SeqCst);
         Ok(n)
     }
     fn sync(&self) -> io::Result<()> {
@@ -117,19 +137,25 @@ impl Backend for FakeBackend {
 /// An image of `size` bytes with data in every chunk, and its composer.
 fn composer(size: usize) -> (Vec<u8>, Composer<Cursor<Vec<u8>>>) {
     let image: Vec<u8> = (0..size).map(|i| (i * 31 + i / 4096) as u8 | 1).collect();
+    let composer = composer_of(&image);
+    (image, composer)
+}
+
+/// The composer of `image`, in 1 MiB chunks.
+fn composer_of(image: &[u8]) -> Composer<Cursor<Vec<u8>>> {
+    let size = image.len();
     let mut base = Vec::new();
     let options = BaseOptions::default()
         .with_chunk_size(MIB as u32)
         .with_threads(1);
-    let summary = write_base(&image[..], &mut base, &options).unwrap();
-    let composer = Composer::new(
+    let summary = write_base(image, &mut base, &options).unwrap();
+    Composer::new(
         Cursor::new(base),
         summary.table,
         Patch::empty(size as u64),
         ComposeOptions::default(),
     )
-    .unwrap();
-    (image, composer)
+    .unwrap()
 }
 
 fn request(events: Events, cancel: CancelToken) -> FlashRequest {
@@ -143,6 +169,8 @@ fn request(events: Events, cancel: CancelToken) -> FlashRequest {
         },
         mode: Some(WriteMode::Full),
         block_size: 64 << 10,
+        card: None,
+        compare: false,
         probe_capacity: false,
         signature_verified: true,
         confirm: None,
@@ -247,4 +275,261 @@ fn cancelled_mid_write_the_partition_table_areas_are_wiped() {
     // It stopped part-way: some of the image landed, not all of it.
     assert_ne!(&after[MIB..size - backup], &image[MIB..size - backup]);
     assert!(after[MIB..size - backup].iter().any(|b| *b != OLD));
+}
+
+// Spare cards: a disk holding the same class's image is compared chunk by chunk.
+
+const SPARE_IMAGE: usize = 8 * MIB;
+const SLOT: u64 = 3 * MIB as u64 + 4096;
+
+/// Node `n`'s image: one base, with chunks 2 and 5 (n's own config, say) differing
+/// per node, and its secrets bundle.
+fn node_image(n: u8) -> (Vec<u8>, Vec<u8>) {
+    let mut image: Vec<u8> = (0..SPARE_IMAGE)
+        .map(|i| (i * 31 + i / 4096) as u8 | 1)
+        .collect();
+    for chunk in [2, 5] {
+        image[chunk * MIB + 100..chunk * MIB + 200].fill(n);
+    }
+    // The slot is zero in the image (the table hashes it zeroed).
+    image[SLOT as usize..SLOT as usize + 4096].fill(0);
+    (image, vec![n ^ 0x5A; 4096])
+}
+
+struct Flash<'a> {
+    node: &'a str,
+    class: &'a str,
+    revision: u64,
+    compare: bool,
+    block_size: usize,
+    events: Events,
+    cancel: CancelToken,
+}
+
+impl<'a> Flash<'a> {
+    fn of(node: &'a str, class: &'a str) -> Self {
+        Flash {
+            node,
+            class,
+            revision: 1,
+            compare: true,
+            block_size: MIB,
+            events: Events::none(),
+            cancel: CancelToken::new(),
+        }
+    }
+    fn onto(
+        self,
+        disk: &SlowDisk,
+        image: &[u8],
+        bundle: &[u8],
+    ) -> Result<FlashSummary, FlashError> {
+        let mut request = request(self.events, self.cancel);
+        request.node = self.node.into();
+        request.slot = Some((SLOT, Zeroizing::new(bundle.to_vec())));
+        request.card = Some(CardLabel {
+            class: self.class.into(),
+            revision: self.revision,
+        });
+        request.compare = self.compare;
+        request.block_size = self.block_size;
+        run_with(&FakeBackend(disk.clone()), composer_of(image), request)
+    }
+}
+
+/// What a card holds after a full write of `image` with `bundle` onto a new disk.
+fn fresh_card(node: &str, class: &str, image: &[u8], bundle: &[u8]) -> Vec<u8> {
+    let disk = SlowDisk::fast(12 * MIB);
+    let summary = Flash {
+        compare: false,
+        ..Flash::of(node, class)
+    }
+    .onto(&disk, image, bundle)
+    .unwrap();
+    assert!(summary.card_held.is_none());
+    disk.snapshot()
+}
+
+#[test]
+fn a_card_holding_another_node_of_the_class_gets_only_what_differs() {
+    let disk = SlowDisk::fast(12 * MIB);
+    let (a, a_bundle) = node_image(1);
+    let (b, b_bundle) = node_image(2);
+    let first = Flash::of("titan-13", "rpi5")
+        .onto(&disk, &a, &a_bundle)
+        .unwrap();
+    assert!(first.card_held.is_none(), "a new card is written in full");
+    assert_eq!(first.chunks.rewritten, 8);
+
+    let summary = Flash::of("titan-15", "rpi5")
+        .onto(&disk, &b, &b_bundle)
+        .unwrap();
+    assert_eq!(
+        summary.card_held,
+        Some(CardHeld {
+            node: "titan-13".into(),
+            revision: 1,
+            class: "rpi5".into()
+        })
+    );
+    // Chunks 2 and 5 and the slot's chunk 3 differ; 0 (partition table) and 7
+    // (the image's GPT backup area) are wiped first, so rewritten too.
+    assert_eq!(summary.chunks.compared, 8);
+    assert_eq!(summary.chunks.differing, 3);
+    assert_eq!(summary.chunks.rewritten, 5);
+    assert_eq!(summary.chunks.skipped, 3);
+    // Five chunks, the wipe before them (the first MiB and two GPT-backup areas
+    // of 20 KiB, aligned) and the marker: not the whole card.
+    assert_eq!(summary.bytes_written, (6 * MIB + 2 * 20480 + 4096) as u64);
+    let text = summary.comparison_text().unwrap();
+    assert!(
+        text.starts_with("3 of 8 chunks differ from the card (it held titan-13 revision 1)"),
+        "{text}"
+    );
+    // Byte for byte what a full write of titan-15 onto a new card gives, marker
+    // and wiped areas included.
+    assert!(disk.snapshot() == fresh_card("titan-15", "rpi5", &b, &b_bundle));
+}
+
+#[test]
+fn the_same_card_again_is_only_read() {
+    let disk = SlowDisk::fast(12 * MIB);
+    let (a, bundle) = node_image(1);
+    Flash::of("titan-13", "rpi5")
+        .onto(&disk, &a, &bundle)
+        .unwrap();
+    let before = disk.snapshot();
+    let writes = disk.writes.load(Ordering::SeqCst);
+    let summary = Flash::of("titan-13", "rpi5")
+        .onto(&disk, &a, &bundle)
+        .unwrap();
+    assert_eq!(summary.chunks.differing, 0);
+    assert_eq!(summary.chunks.skipped, 8);
+    assert_eq!(summary.bytes_written, 0);
+    assert_eq!(disk.writes.load(Ordering::SeqCst), writes);
+    assert!(disk.snapshot() == before);
+}
+
+#[test]
+fn one_corrupted_chunk_is_rewritten_and_the_card_is_as_a_full_write() {
+    let disk = SlowDisk::fast(12 * MIB);
+    let (a, bundle) = node_image(1);
+    Flash::of("titan-13", "rpi5")
+        .onto(&disk, &a, &bundle)
+        .unwrap();
+    let good = disk.snapshot();
+    disk.bytes.lock().unwrap()[4 * MIB + 12345] ^= 0x40;
+    let summary = Flash::of("titan-13", "rpi5")
+        .onto(&disk, &a, &bundle)
+        .unwrap();
+    assert_eq!(summary.chunks.differing, 1);
+    assert_eq!(
+        summary.chunks.rewritten, 3,
+        "chunk 4, and 0 and 7 after the wipe"
+    );
+    assert!(disk.snapshot() == good);
+}
+
+#[test]
+fn another_class_a_foreign_card_or_full_gets_a_full_write_and_no_comparison_read() {
+    let (a, a_bundle) = node_image(1);
+    let (b, b_bundle) = node_image(2);
+    let cases: [(&str, Option<&str>, &str, bool); 3] = [
+        ("another class", Some("rpi4"), "rpi5", true),
+        ("a foreign card", None, "rpi5", true),
+        ("--full", Some("rpi5"), "rpi5", false),
+    ];
+    for (what, before, class, compare) in cases {
+        let disk = SlowDisk::fast(12 * MIB);
+        if let Some(before) = before {
+            Flash::of("titan-13", before)
+                .onto(&disk, &a, &a_bundle)
+                .unwrap();
+        }
+        let read_before = disk.read_bytes.load(Ordering::SeqCst);
+        let summary = Flash {
+            compare,
+            ..Flash::of("titan-15", class)
+        }
+        .onto(&disk, &b, &b_bundle)
+        .unwrap();
+        assert!(summary.card_held.is_none(), "{what}");
+        assert_eq!(summary.chunks.compared, 0, "{what}");
+        assert_eq!(summary.chunks.rewritten, 8, "{what}");
+        // The read-back, and at most the marker's 4 KiB and the last block's tail.
+        let read = disk.read_bytes.load(Ordering::SeqCst) - read_before;
+        assert!(read <= SPARE_IMAGE + 2 * 4096, "{what}: read {read}");
+        assert!(
+            disk.snapshot() == fresh_card("titan-15", class, &b, &b_bundle),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn an_interrupted_comparison_changes_nothing_and_an_interrupted_rewrite_is_repaired() {
+    // Writes take 10 ms each, so a cancel lands mid-way.
+    let disk = SlowDisk {
+        delay: Duration::from_millis(10),
+        ..SlowDisk::new(12 * MIB)
+    };
+    let (a, a_bundle) = node_image(1);
+    let (b, b_bundle) = node_image(2);
+    Flash::of("titan-13", "rpi5")
+        .onto(&disk, &a, &a_bundle)
+        .unwrap();
+    let holding_a = disk.snapshot();
+
+    // Cancelled while comparing: nothing was written, the card still is titan-13.
+    let cancel = CancelToken::new();
+    let events = {
+        let cancel = cancel.clone();
+        Events::new(move |e| {
+            if matches!(
+                e,
+                Event::PhaseStarted {
+                    phase: Phase::Compare,
+                    ..
+                }
+            ) {
+                cancel.cancel();
+            }
+        })
+    };
+    let e = Flash {
+        events,
+        cancel,
+        ..Flash::of("titan-15", "rpi5")
+    }
+    .onto(&disk, &b, &b_bundle)
+    .unwrap_err();
+    assert!(matches!(e, FlashError::Interrupted), "{e}");
+    assert!(e.nothing_written());
+    assert!(disk.snapshot() == holding_a);
+
+    // Cancelled while rewriting (a few blocks written): wiped, so it boots as
+    // neither node…
+    let cancel = CancelToken::new();
+    let writes = disk.writes.load(Ordering::SeqCst);
+    *disk.cancel_at.lock().unwrap() = Some((writes + 8, cancel.clone()));
+    let e = Flash {
+        cancel,
+        block_size: 64 << 10,
+        ..Flash::of("titan-15", "rpi5")
+    }
+    .onto(&disk, &b, &b_bundle)
+    .unwrap_err();
+    *disk.cancel_at.lock().unwrap() = None;
+    assert!(matches!(e, FlashError::Wiped { .. }), "{e}");
+    assert!(disk.snapshot()[..MIB].iter().all(|b| *b == 0));
+
+    // …and the next run recognises the wiped card and repairs it by comparison.
+    let summary = Flash::of("titan-15", "rpi5")
+        .onto(&disk, &b, &b_bundle)
+        .unwrap();
+    assert_eq!(
+        summary.card_held.map(|h| h.node).as_deref(),
+        Some("titan-15")
+    );
+    assert!(disk.snapshot() == fresh_card("titan-15", "rpi5", &b, &b_bundle));
 }

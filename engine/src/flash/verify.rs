@@ -47,92 +47,114 @@ pub enum ReadBackError {
     Interrupted,
 }
 
-/// Reads the image's `layout` back from `medium` and checks each chunk against
-/// `expected(chunk)`. `done` counts bytes checked; `stop` is polled between blocks.
+/// Reads the image's `chunks` (ascending indices into `layout`) back from
+/// `medium` and checks each against `expected[chunk]`. `done` counts bytes
+/// checked; `stop` is polled between blocks.
 pub fn read_back(
     medium: Arc<dyn Medium>,
     layout: ChunkLayout,
     expected: &[ChunkHash],
+    chunks: &[usize],
     block_size: usize,
     done: &AtomicU64,
     stop: &dyn Fn() -> bool,
 ) -> Result<(), ReadBackError> {
-    let image_size = layout.image_size();
+    hash_chunks(
+        medium,
+        layout,
+        chunks,
+        block_size,
+        done,
+        stop,
+        &mut |chunk, hash| {
+            if hash == expected[chunk] {
+                Ok(())
+            } else {
+                Err(ReadBackError::Mismatch {
+                    chunk,
+                    offset: layout.chunk_offset(chunk),
+                })
+            }
+        },
+    )
+}
+
+/// Reads the `chunks` (ascending indices into `layout`) from `medium` with direct
+/// reads, a thread ahead of the hashing, and hands each chunk's SHA-256 to
+/// `each` in order; the first error `each` returns stops the scan. `done` counts
+/// bytes read; `stop` is polled between blocks.
+pub fn hash_chunks(
+    medium: Arc<dyn Medium>,
+    layout: ChunkLayout,
+    chunks: &[usize],
+    block_size: usize,
+    done: &AtomicU64,
+    stop: &dyn Fn() -> bool,
+    each: &mut dyn FnMut(usize, ChunkHash) -> Result<(), ReadBackError>,
+) -> Result<(), ReadBackError> {
+    // The pieces to read: each chunk in blocks of at most `block_size`.
+    let pieces: Vec<(usize, u64, usize)> = chunks
+        .iter()
+        .flat_map(|&chunk| {
+            let range = layout.chunk_range(chunk);
+            (range.start..range.end)
+                .step_by(block_size)
+                .map(move |at| (chunk, at, (range.end - at).min(block_size as u64) as usize))
+        })
+        .collect();
     // Enough blocks in flight that the reader keeps reading while the hasher waits
     // for a CPU, and the other way round.
-    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(u64, AlignedBuf)>>(3);
+    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<AlignedBuf>>(3);
     let (free_tx, free_rx) = mpsc::channel::<AlignedBuf>();
     for _ in 0..4 {
         let _ = free_tx.send(AlignedBuf::new(block_size));
     }
     let reader = {
         let medium = Arc::clone(&medium);
+        let pieces = pieces.clone();
         std::thread::spawn(move || {
-            let mut offset = 0u64;
-            while offset < image_size {
+            for (_, offset, want) in pieces {
                 let Ok(mut block) = free_rx.recv() else {
                     return;
                 };
-                let want = (image_size - offset).min(block.capacity() as u64);
                 // Direct reads need an aligned length; read the padding too and ignore it.
-                let len = round_up(want) as usize;
+                let len = round_up(want as u64) as usize;
                 let result = medium
                     .read_at(&mut block.whole_mut()[..len], offset)
                     .map(|n| {
-                        block.set_len(n.min(want as usize));
-                        (offset, block)
+                        block.set_len(n.min(want));
+                        block
                     });
                 let failed = result.is_err();
                 if full_tx.send(result).is_err() || failed {
                     return;
                 }
-                offset += want;
             }
         })
     };
     let result = (|| {
-        let mut chunk = 0usize;
         let mut hasher = Sha256::new();
-        let mut in_chunk = 0usize;
-        let mut offset = 0u64;
-        while offset < image_size {
+        for (i, &(chunk, offset, want)) in pieces.iter().enumerate() {
             if stop() {
                 return Err(ReadBackError::Interrupted);
             }
-            let (at, block) = match full_rx.recv() {
+            let block = match full_rx.recv() {
                 Ok(Ok(b)) => b,
                 Ok(Err(source)) => return Err(ReadBackError::Io { offset, source }),
                 Err(_) => return Err(ReadBackError::Short { offset }),
             };
-            debug_assert_eq!(at, offset);
-            let want = (image_size - offset).min(block_size as u64) as usize;
             if block.len() < want {
                 return Err(ReadBackError::Short {
                     offset: offset + block.len() as u64,
                 });
             }
-            let mut bytes = block.filled();
-            while !bytes.is_empty() {
-                let chunk_len = layout.chunk_len(chunk);
-                let n = (chunk_len - in_chunk).min(bytes.len());
-                hasher.update(&bytes[..n]);
-                in_chunk += n;
-                bytes = &bytes[n..];
-                if in_chunk == chunk_len {
-                    let hash = ChunkHash(hasher.finalize_reset().into());
-                    if hash != expected[chunk] {
-                        return Err(ReadBackError::Mismatch {
-                            chunk,
-                            offset: layout.chunk_offset(chunk),
-                        });
-                    }
-                    chunk += 1;
-                    in_chunk = 0;
-                }
-            }
-            offset += want as u64;
+            hasher.update(block.filled());
             done.fetch_add(want as u64, Ordering::Relaxed);
             let _ = free_tx.send(block);
+            let last_of_chunk = pieces.get(i + 1).is_none_or(|next| next.0 != chunk);
+            if last_of_chunk {
+                each(chunk, ChunkHash(hasher.finalize_reset().into()))?;
+            }
         }
         Ok(())
     })();

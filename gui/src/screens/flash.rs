@@ -223,12 +223,17 @@ pub fn done(app: &mut App, ui: &mut egui::Ui) {
             ui.label("Written");
             ui.label(format!(
                 "{} in {:.1} s ({:.1} MB/s), read back in {:.1} s",
-                size_text(summary.image_bytes),
+                size_text(summary.bytes_written),
                 summary.write_seconds,
                 summary.write_bytes_per_second / 1e6,
                 summary.verify_seconds
             ));
             ui.end_row();
+            if let Some(comparison) = summary.comparison_text() {
+                ui.label("Spare card");
+                ui.label(comparison);
+                ui.end_row();
+            }
         });
     for w in &app.warnings {
         warning_text(ui, w.clone());

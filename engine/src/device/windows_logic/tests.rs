@@ -727,6 +727,8 @@ fn request() -> FlashRequest {
         },
         mode: Some(WriteMode::Full),
         block_size: 256 << 10,
+        card: None,
+        compare: false,
         probe_capacity: false,
         signature_verified: true,
         confirm: None,
@@ -757,10 +759,17 @@ fn a_flash_holds_the_locks_through_the_read_back_and_writes_the_first_mib_last()
     let first_write = position(&log, |l| l.starts_with("write "));
     assert!(last_position(&log, |l| l.starts_with("dismount ")) < first_write);
     assert!(position(&log, |l| l == "delete layout 2") < first_write);
-    // The head (partition table) goes on the card after everything else.
-    assert_ne!(log[first_write], "write 0");
-    let head = position(&log, |l| l == "write 0");
+    // The partition table is wiped before anything else is written, and goes on
+    // the card after everything else.
+    assert_eq!(log[first_write], "write 0");
+    let head = last_position(&log, |l| l == "write 0");
     assert_eq!(head, last_position(&log, |l| l.starts_with("write ")));
+    assert!(
+        log[first_write + 1..head]
+            .iter()
+            .any(|l| l.starts_with("write ") && l != "write 0"),
+        "{log:?}"
+    );
     // Read back, then Windows rereads the table, then the volumes are let go.
     let update = position(&log, |l| l == "update properties 2");
     assert!(last_position(&log, |l| l.starts_with("read ")) < update);
