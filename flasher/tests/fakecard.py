@@ -7,6 +7,7 @@ FUSE, so a loop device on top reaches this process for every block):
   --real-size N   only N bytes of storage; offsets wrap modulo N, as a counterfeit
                   (fake-capacity) card does
   --eio-at N      a write covering byte N fails with EIO (once armed, every time)
+  --eio-arm FILE  ...but only while FILE exists (a test arms the fault between runs)
   --delay-ms N    sleep N ms per write, so a test can interrupt mid-write
   --log FILE      rewrite FILE with the total bytes written after each write
   --write-mbps R  serve writes at R MB/s (10^6 bytes), reads at --read-mbps R:
@@ -87,11 +88,12 @@ class SparseStore:
 
 class Card(fuse.Operations):
     def __init__(self, size, real, eio_at, delay, log, write_mbps=None, read_mbps=None,
-                 sparse=False):
+                 sparse=False, eio_arm=None):
         self.size = size
         self.real = real
         self.data = SparseStore(real) if sparse else bytearray(real)
         self.eio_at = eio_at
+        self.eio_arm = eio_arm
         self.delay = delay
         self.log = log
         self.written = 0
@@ -138,7 +140,8 @@ class Card(fuse.Operations):
 
     def write(self, path, buf, offset, fh):
         arrived = time.monotonic()
-        if self.eio_at is not None and offset <= self.eio_at < offset + len(buf):
+        if (self.eio_at is not None and offset <= self.eio_at < offset + len(buf)
+                and (self.eio_arm is None or os.path.exists(self.eio_arm))):
             raise fuse.FuseOSError(errno.EIO)
         for rel, at, n in self._spans(offset, len(buf)):
             self.data[at:at + n] = buf[rel:rel + n]
@@ -160,6 +163,7 @@ def main():
     p.add_argument("--size", type=int, required=True)
     p.add_argument("--real-size", type=int)
     p.add_argument("--eio-at", type=int)
+    p.add_argument("--eio-arm")
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--log")
     p.add_argument("--write-mbps", type=float)
@@ -167,7 +171,7 @@ def main():
     p.add_argument("--sparse", action="store_true")
     a = p.parse_args()
     card = Card(a.size, a.real_size or a.size, a.eio_at, a.delay_ms, a.log,
-                a.write_mbps, a.read_mbps, a.sparse)
+                a.write_mbps, a.read_mbps, a.sparse, a.eio_arm)
     fuse.FUSE(card, a.mountpoint, foreground=True, nothreads=True, direct_io=True,
               big_writes=True, max_write=131072, max_read=131072)
 
