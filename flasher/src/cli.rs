@@ -135,6 +135,14 @@ pub struct WriteArgs {
     /// Tests only: skip the counterfeit-capacity probe before writing.
     #[arg(long, hide = true)]
     pub skip_capacity_probe: bool,
+    /// Label the card with this class (and --revision) in its Metis marker, so a
+    /// later write of the same class compares instead of rewriting (spare cards);
+    /// without it the card gets no marker and is never compared.
+    #[arg(long, value_name = "CLASS")]
+    pub class: Option<String>,
+    /// The revision the card's marker records (with --class).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "class")]
+    pub revision: u64,
 }
 
 fn parse_size(text: &str) -> Result<usize, String> {

@@ -534,8 +534,11 @@ pub fn write(args: crate::cli::WriteArgs) -> Exit {
             target,
             mode: WriteMode::from_flags(args.sparse, args.full),
             block_size: args.block_size,
-            card: None,
-            compare: false,
+            card: args.class.clone().map(|class| flash::CardLabel {
+                class,
+                revision: args.revision,
+            }),
+            compare: !args.full,
             probe_capacity: !args.skip_capacity_probe,
             signature_verified: false,
             confirm: Some(Box::new(confirm_on_terminal)),

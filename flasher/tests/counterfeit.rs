@@ -213,10 +213,24 @@ fn an_honest_card_of_the_same_claim_is_flashed() {
         &art.image,
         "the card after the flash",
     );
-    assert!(
-        read_range(&card.card(), (CLAIMED - MIB) as u64, MIB)
-            .iter()
-            .all(|b| *b == JUNK),
-        "the last MiB changed (probe not restored?)"
-    );
+    // The last MiB holds junk but for the disk's last 33 sectors (4 KiB-aligned:
+    // the card's last 4 KiB-block boundary and 20 KiB before it), zeroed before
+    // writing so a stale backup GPT cannot bring the old partitions back.
+    let start = CLAIMED - MIB;
+    let end = CLAIMED / 4096 * 4096;
+    let wiped = (end - 33 * 512) / 4096 * 4096..end;
+    let last = read_range(&card.card(), start as u64, MIB);
+    for (i, b) in last.iter().enumerate() {
+        let want = if wiped.contains(&(start + i)) {
+            0
+        } else {
+            JUNK
+        };
+        assert_eq!(
+            *b,
+            want,
+            "byte {} of the card (probe not restored?)",
+            start + i
+        );
+    }
 }

@@ -24,6 +24,8 @@ use lab::{have_fusepy, FakeCard, Loop};
 const MIB: usize = 1 << 20;
 const BIN: &str = env!("CARGO_BIN_EXE_metis-flash");
 const JUNK: u8 = 0xAA;
+/// A disk's last 33 sectors, rounded to 4 KiB: zeroed before the first write.
+const DISK_END_WIPE: usize = 20 << 10;
 
 fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -298,12 +300,14 @@ fn loop_device_full_sparse_and_output_file_hold_the_composed_card() {
         &art.image,
         "device after --full",
     );
+    // Past the image nothing changes but the disk's last 20 KiB, zeroed before
+    // writing so a stale backup GPT cannot bring the old partitions back.
+    let past = read_range(&backing, 64 * MIB as u64, 16 * MIB);
     assert!(
-        read_range(&backing, 64 * MIB as u64, 16 * MIB)
-            .iter()
-            .all(|b| *b == JUNK),
+        past[..16 * MIB - DISK_END_WIPE].iter().all(|b| *b == JUNK),
         "bytes past the image changed (capacity probe not restored?)"
     );
+    assert!(past[16 * MIB - DISK_END_WIPE..].iter().all(|b| *b == 0));
 
     // Sparse: the zero chunks must read back as zeros although the card held junk.
     fs::write(&backing, vec![JUNK; card_size]).unwrap();

@@ -3,7 +3,8 @@
 //! ```text
 //! metis-bench-artifact gen SIZE OUT            mixed image: data, text, zero runs
 //! metis-bench-artifact base IMAGE DIR [CHUNK [THREADS]]  DIR/base.zst, DIR/base.json
-//! metis-bench-artifact node DIR                DIR/node.patch and DIR/node.json
+//! metis-bench-artifact node DIR [NAME [REV]]   DIR/node.patch and DIR/node.json
+//!                                              (NAME's seed at revision REV)
 //! metis-bench-artifact compose DIR [THREADS]   compose + verify to a sink
 //! ```
 //! Timing and peak RSS are measured from outside (`/usr/bin/time -v`) by
@@ -42,12 +43,14 @@ fn main() -> ExitCode {
             parse(chunk) as u32,
             parse(threads) as usize,
         ),
-        ["node", dir] => node(Path::new(dir)),
+        ["node", dir] => node(Path::new(dir), "titan-db", 1),
+        ["node", dir, name] => node(Path::new(dir), name, 1),
+        ["node", dir, name, rev] => node(Path::new(dir), name, parse(rev)),
         ["compose", dir] => compose(Path::new(dir), default_threads()),
         ["compose", dir, threads] => compose(Path::new(dir), parse(threads) as usize),
         _ => {
             eprintln!(
-                "usage: metis-bench-artifact gen SIZE OUT | base IMAGE DIR [CHUNK [THREADS]] | node DIR | compose DIR [THREADS]"
+                "usage: metis-bench-artifact gen SIZE OUT | base IMAGE DIR [CHUNK [THREADS]] | node DIR [NAME [REV]] | compose DIR [THREADS]"
             );
             return ExitCode::from(2);
         }
@@ -157,11 +160,13 @@ fn base(image: &Path, dir: &Path, chunk_size: u32, threads: usize) -> Result<(),
 
 /// What the builder does per node: a patch (a seed, a zeroed secrets slot, a metadata
 /// sector) and the composed table.
-fn node(dir: &Path) -> Result<(), Error> {
+fn node(dir: &Path, name: &str, revision: u64) -> Result<(), Error> {
     let table: ChunkTable = serde_json::from_slice(&fs::read(dir.join("base.json"))?)?;
     let size = table.image_size();
     let mut patch = PatchBuilder::new(size);
-    let seed = b"instance-id: titan-db-0001\nlocal-hostname: titan-db\n".repeat(1200);
+    let seed = format!("instance-id: {name}-{revision:04}\nlocal-hostname: {name}\n")
+        .into_bytes()
+        .repeat(1200);
     let seed_at = (size / 3).min(size.saturating_sub(seed.len() as u64));
     patch.write(seed_at, &seed[..seed.len().min(size as usize)])?;
     patch.write(

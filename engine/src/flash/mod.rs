@@ -585,20 +585,23 @@ fn write_card<R: Read + Seek + Send + 'static>(
         expected[index] = ChunkHash::of(&chunk.data);
         wipe_chunk(&mut chunk);
     }
-    let marker = match spec.card {
-        Some(card) if medium.is_disk() => {
-            let mut head = composer.read_chunk(0).map_err(FlashError::Compose)?;
-            let marker = CardMarker::new(
+    // A disk's first chunk is verified before the wipe below changes anything, so
+    // an artifact broken from its start leaves the card as it was.
+    let marker = if medium.is_disk() && count > 0 {
+        let mut head = composer.read_chunk(0).map_err(FlashError::Compose)?;
+        let marker = spec.card.map(|card| {
+            CardMarker::new(
                 &card.class,
                 spec.node,
                 card.revision,
                 image_size,
                 &head.data,
-            );
-            wipe_chunk(&mut head);
-            Some(marker)
-        }
-        _ => None,
+            )
+        });
+        wipe_chunk(&mut head);
+        marker
+    } else {
+        None
     };
 
     // A spare card: read it all, note what differs. Nothing is written until the

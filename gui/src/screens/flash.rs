@@ -9,11 +9,13 @@ use crate::app::{App, Choice};
 use crate::egui;
 use crate::worker::Verdict;
 
-/// The phases in the order they run, as the progress screen lists them.
-const PHASES: [Phase; 5] = [
+/// The phases in the order they run, as the progress screen lists them
+/// (`Compare` only once a spare card is being compared).
+const PHASES: [Phase; 6] = [
     Phase::Download,
     Phase::Verify,
     Phase::Probe,
+    Phase::Compare,
     Phase::Write,
     Phase::ReadBack,
 ];
@@ -128,8 +130,16 @@ pub fn progress(app: &mut App, ui: &mut egui::Ui) {
         .spacing([16.0, 8.0])
         .show(ui, |ui| {
             for phase in PHASES {
-                ui.label(phase.as_str());
                 let finished = app.phases.finished.iter().find(|(p, _)| *p == phase);
+                let current = app
+                    .phases
+                    .current
+                    .as_ref()
+                    .is_some_and(|(c, _)| *c == phase);
+                if phase == Phase::Compare && finished.is_none() && !current {
+                    continue;
+                }
+                ui.label(phase.as_str());
                 match (&app.phases.current, finished) {
                     (Some((current, progress)), _) if *current == phase => {
                         let (fraction, text) = match progress {
