@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use metis_core::image::chunks::{ChunkHash, ChunkLayout};
-use metis_core::image::compose::{ComposeError, Composer};
+use metis_core::image::compose::{Chunk, ComposeError, Composer};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cancel::CancelToken;
@@ -676,35 +676,55 @@ fn write_card<R: Read + Seek + Send + 'static>(
         spec.block_size,
         Arc::clone(state),
     );
-    let mut chunks = composer.chunks();
-    while let Some(item) = chunks.next() {
-        if cancel.is_cancelled() {
-            return Err(FlashError::Interrupted);
-        }
-        let mut chunk = item.map_err(FlashError::Compose)?;
-        if wanted(chunk.index) {
-            let pushed = if spec.mode == WriteMode::Sparse
-                && chunk.is_zero
-                && chunk.data.len().is_multiple_of(ALIGN)
-            {
-                writer.push_zeros(chunk.offset, chunk.data.len() as u64)
-            } else if chunk.is_zero {
-                writer.push_zero_bytes(chunk.offset, chunk.data.len() as u64)
-            } else {
-                writer.push(chunk.offset, &chunk.data)
-            };
-            pushed.map_err(io_err("writing"))?;
-            meter.set(state.done.load(Ordering::Relaxed), Some(chunk.index));
-        }
-        // Its buffer goes back to the pool: wipe any decrypted secrets first.
-        if spec.slot_range.as_ref().is_some_and(|s| {
+    let holds_secrets = |chunk: &Chunk| {
+        spec.slot_range.as_ref().is_some_and(|s| {
             s.start < chunk.offset + chunk.data.len() as u64 && chunk.offset < s.end
-        }) {
-            wipe_chunk(&mut chunk);
+        })
+    };
+    let push = |writer: &mut Writer, chunk: &Chunk| -> Result<(), FlashError> {
+        let len = chunk.data.len();
+        let pushed = if spec.mode == WriteMode::Sparse && chunk.is_zero && len.is_multiple_of(ALIGN)
+        {
+            writer.push_zeros(chunk.offset, len as u64)
+        } else if chunk.is_zero {
+            writer.push_zero_bytes(chunk.offset, len as u64)
+        } else {
+            writer.push(chunk.offset, &chunk.data)
+        };
+        pushed.map_err(io_err("writing"))?;
+        meter.set(state.done.load(Ordering::Relaxed), Some(chunk.index));
+        Ok(())
+    };
+    if rewrite.is_some() && chunk_list.len() * 4 <= count {
+        // A few chunks differ: decode just those, here, rather than the whole base
+        // on the workers (CPU the card's I/O would hide, but CPU all the same).
+        for &index in &chunk_list {
+            if cancel.is_cancelled() {
+                return Err(FlashError::Interrupted);
+            }
+            let mut chunk = composer.read_chunk(index).map_err(FlashError::Compose)?;
+            push(&mut writer, &chunk)?;
+            if holds_secrets(&chunk) {
+                wipe_chunk(&mut chunk);
+            }
         }
-        chunks.recycle(chunk);
+    } else {
+        let mut chunks = composer.chunks();
+        while let Some(item) = chunks.next() {
+            if cancel.is_cancelled() {
+                return Err(FlashError::Interrupted);
+            }
+            let mut chunk = item.map_err(FlashError::Compose)?;
+            if wanted(chunk.index) {
+                push(&mut writer, &chunk)?;
+            }
+            // Its buffer goes back to the pool: wipe any decrypted secrets first.
+            if holds_secrets(&chunk) {
+                wipe_chunk(&mut chunk);
+            }
+            chunks.recycle(chunk);
+        }
     }
-    drop(chunks);
     if cancel.is_cancelled() {
         return Err(FlashError::Interrupted);
     }
@@ -783,7 +803,7 @@ fn compare(
 }
 
 /// Zeroes a chunk's buffer if it owns one (it may hold decrypted secrets).
-fn wipe_chunk(chunk: &mut metis_core::image::compose::Chunk) {
+fn wipe_chunk(chunk: &mut Chunk) {
     if let std::borrow::Cow::Owned(bytes) = &mut chunk.data {
         bytes.zeroize();
     }
