@@ -70,15 +70,7 @@ impl Lab {
 
     /// Flashes `node` onto `dev` (`--json`) and returns the summary.
     fn flash_json(&self, node: &str, dev: &str, extra: &[&str]) -> serde_json::Value {
-        let mut args = vec![
-            "flash",
-            node,
-            "--device",
-            dev,
-            "--yes",
-            "--force-non-removable",
-            "--json",
-        ];
+        let mut args = flash_onto(node, dev).to_vec();
         args.extend_from_slice(extra);
         let o = self.ok(&args);
         let stdout = String::from_utf8_lossy(&o.stdout);
@@ -232,18 +224,25 @@ fn a_spare_card_becomes_each_node_of_its_class_writing_only_what_differs() {
     );
 }
 
+/// The arguments that flash `node` onto `dev` with no question, `--json`.
+fn flash_onto<'a>(node: &'a str, dev: &'a str) -> [&'a str; 7] {
+    [
+        "flash",
+        node,
+        "--device",
+        dev,
+        "--yes",
+        "--force-non-removable",
+        "--json",
+    ]
+}
+
 /// `metis-flash` in the background, `--json` on stdout.
 fn spawn(lab: &Lab, node: &str, dev: &str) -> std::process::Child {
     let reg = lab.registry();
     Command::new(env!("CARGO_BIN_EXE_metis-flash"))
+        .args(flash_onto(node, dev))
         .args([
-            "flash",
-            node,
-            "--device",
-            dev,
-            "--yes",
-            "--force-non-removable",
-            "--json",
             "--registry",
             &reg,
             "--identity",
