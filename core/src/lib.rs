@@ -27,7 +27,7 @@ pub mod inventory;
 pub mod lab_registry;
 pub mod oci;
 pub mod profile;
-#[cfg(feature = "build")]
+#[cfg(all(feature = "build", feature = "signing"))]
 pub mod publish;
 #[cfg(feature = "build")]
 pub mod render;

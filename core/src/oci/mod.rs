@@ -32,7 +32,7 @@ pub use pull::{
     age_of, cache_dir, cached, pull_into, pull_verified, PullOptions, PullVerifiedError, Pulled,
     SignedHead, ENV_CACHE,
 };
-#[cfg(feature = "build")]
+#[cfg(all(feature = "build", feature = "signing"))]
 pub(crate) use registry::retry;
 pub use registry::{BlobStream, Progress, ProgressEvent, Registry, RegistryOptions};
 pub use remote::{is_loopback, Counters, Remote};
