@@ -618,6 +618,7 @@ fn print_plan(plan: &metis_core::publish::Plan) {
 }
 
 fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
+    use metis_core::publish::NodeStatus;
     let inv = inventory::load(&args.inventory.inventory)?;
     let (inv, registry) = lab_registry(inv, &args.registry)?;
     let key = metis_core::trust::PrivateKey::from_file_or_env(args.key.as_deref())
@@ -661,7 +662,7 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
         }
         let uploaded: u64 =
             report.nodes.iter().map(|n| n.uploaded_bytes).sum::<u64>() + report.base_bytes_uploaded;
-        let touched = report.nodes.iter().any(|n| n.status != "skipped");
+        let touched = report.nodes.iter().any(|n| n.status != NodeStatus::Skipped);
         if !touched && !report.index_published {
             eprintln!(
                 "no node changed: nothing published, the registry's latest revision stays ({:.1}s)",
@@ -671,8 +672,8 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
             eprintln!(
             "revision {}: {} built, {} failed, {} bytes uploaded ({} of class bases), index {} in {:.1}s",
             report.revision,
-            report.nodes.iter().filter(|n| n.status == "built").count(),
-            report.nodes.iter().filter(|n| n.status == "failed").count(),
+            report.nodes.iter().filter(|n| n.status == NodeStatus::Built).count(),
+            report.nodes.iter().filter(|n| n.status == NodeStatus::Failed).count(),
             uploaded,
             report.base_bytes_uploaded,
             if report.index_published { "published" } else { "not published" },

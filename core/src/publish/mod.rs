@@ -29,6 +29,7 @@
 //! plan is its first half (every crate that builds also signs).
 
 mod base;
+mod index;
 mod inputs;
 mod node;
 mod plan;
@@ -42,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use crate::image::golden::GoldenImage;
 use crate::inventory::Inventory;
 use crate::oci::{self, block_on, Registry};
-use crate::trust::{self, LabIndex, Metadata, PrivateKey};
+use crate::trust::{self, Metadata, PrivateKey};
 use base::{prepare_class, Base};
 use node::publish_node;
 use registry_state::signed_at;
@@ -50,7 +51,7 @@ use registry_state::signed_at;
 pub use crate::artifact::{Inputs, NodeConfig, SlotLocation, Sources, NODE_CONFIG_VERSION};
 pub use inputs::{node_inputs, SealedSecrets, SecretsSource};
 pub use plan::{plan, Action, Plan, PlannedNode};
-pub use report::{NodeResult, Report};
+pub use report::{NodeResult, NodeStatus, Report};
 
 /// The builder's version, part of every input digest: a new builder rebuilds every node.
 pub const BUILDER_VERSION: &str = concat!("metis-build ", env!("CARGO_PKG_VERSION"));
@@ -186,16 +187,16 @@ pub fn publish(
     for n in &plan.nodes {
         let (status, detail) = match n.action {
             _ if builds(n) => continue,
-            Action::Skip => ("skipped", n.reason.clone()),
-            Action::Remove => ("removed", n.reason.clone()),
-            Action::Fail if selected(n) => ("failed", n.reason.clone()),
-            Action::Build | Action::Fail => ("skipped", "not selected".to_string()),
+            Action::Skip => (NodeStatus::Skipped, n.reason.clone()),
+            Action::Remove => (NodeStatus::Removed, n.reason.clone()),
+            Action::Fail if selected(n) => (NodeStatus::Failed, n.reason.clone()),
+            Action::Build | Action::Fail => (NodeStatus::Skipped, "not selected".to_string()),
         };
         results.insert(
             n.node.clone(),
             NodeResult {
                 node: n.node.clone(),
-                status: status.into(),
+                status,
                 detail,
                 digest: n.published.clone(),
                 uploaded_bytes: 0,
@@ -253,7 +254,7 @@ pub fn publish(
                 n.node.clone(),
                 NodeResult {
                     node: n.node.clone(),
-                    status: "would build".into(),
+                    status: NodeStatus::WouldBuild,
                     detail: reason(n),
                     digest: n.published.clone(),
                     uploaded_bytes: 0,
@@ -300,7 +301,7 @@ pub fn publish(
                 n.node.clone(),
                 NodeResult {
                     node: n.node.clone(),
-                    status: "failed".into(),
+                    status: NodeStatus::Failed,
                     detail: message.clone(),
                     digest: n.published.clone(),
                     uploaded_bytes: 0,
@@ -347,14 +348,14 @@ pub fn publish(
         let res = match r {
             Ok((digest, uploaded)) => NodeResult {
                 node: node.clone(),
-                status: "built".into(),
+                status: NodeStatus::Built,
                 detail: reason,
                 digest: Some(digest),
                 uploaded_bytes: uploaded,
             },
             Err(e) => NodeResult {
                 node: node.clone(),
-                status: "failed".into(),
+                status: NodeStatus::Failed,
                 detail: node_message(e),
                 digest: published,
                 uploaded_bytes: 0,
@@ -372,73 +373,17 @@ pub fn publish(
     let changed = report
         .nodes
         .iter()
-        .any(|n| n.status == "built" || n.status == "removed");
+        .any(|n| n.status == NodeStatus::Built || n.status == NodeStatus::Removed);
     if (report.failed() && !opts.partial) || (!changed && plan.index_update.is_none()) {
         return Ok(report);
     }
 
-    // The index lists every inventory node that has an artifact, with its signed revision.
-    let mut index = LabIndex::new();
-    for (name, node) in &inv.nodes {
-        let r = report.nodes.iter().find(|n| &n.node == name);
-        let planned = plan.nodes.iter().find(|n| &n.node == name);
-        let entry = match r {
-            Some(r) if r.status == "built" => {
-                Some((r.digest.clone().unwrap_or_default(), revision))
-            }
-            _ => planned
-                .filter(|p| p.published_signed)
-                .and_then(|p| p.published.clone().zip(p.published_revision)),
-        };
-        if let Some((digest, rev)) = entry {
-            index.nodes.insert(
-                name.clone(),
-                trust::IndexEntry {
-                    class: node.class.clone(),
-                    digest,
-                    revision: rev,
-                },
-            );
-        }
-    }
-    let art = index.to_artifact();
-    block_on(async {
-        for blob in [&art.config.bytes, &art.layer.bytes] {
-            oci::retry(ATTEMPTS, || registry.push_blob_bytes(&index_repo, blob)).await?;
-        }
-        for tag in ["latest".to_string(), revision.to_string()] {
-            oci::retry(ATTEMPTS, || {
-                registry.push_manifest_raw(
-                    &index_repo,
-                    &tag,
-                    &art.manifest.bytes,
-                    oci::MEDIA_TYPE_IMAGE_MANIFEST,
-                )
-            })
-            .await?;
-        }
-        Ok::<_, oci::OciError>(())
-    })?;
-    let meta = Metadata::index(revision, &opts.built);
-    push_signature(registry, &index_repo, &art.manifest.digest, &meta, key)?;
+    let digest = index::publish_index(inv, registry, key, plan, &report, revision, opts)?;
     report.index_published = true;
-    report.index_digest = Some(art.manifest.digest.clone());
-
+    report.index_digest = Some(digest);
     // Artifacts of removed nodes go only once the index no longer names them.
     if opts.prune {
-        for r in report.nodes.iter_mut().filter(|n| n.status == "removed") {
-            let repo = oci::node_repository(prefix, &r.node);
-            match block_on(registry.delete_repository_manifests(&repo)) {
-                Ok(n) => {
-                    r.detail = format!("removed from the inventory: left the index, {n} manifests deleted (--prune)");
-                    r.digest = None;
-                }
-                Err(e) => {
-                    r.status = "failed".into();
-                    r.detail = format!("left the index, but deleting its artifact failed: {e}");
-                }
-            }
-        }
+        index::prune(registry, prefix, &mut report);
     }
     Ok(report)
 }
