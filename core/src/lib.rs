@@ -24,8 +24,13 @@ pub mod artifact;
 pub mod image;
 #[cfg(feature = "build")]
 pub mod inventory;
+#[cfg(feature = "build")]
+pub mod lab;
 pub mod lab_registry;
+pub mod location;
 pub mod oci;
+#[cfg(feature = "build")]
+pub mod paths;
 pub mod profile;
 #[cfg(all(feature = "build", feature = "signing"))]
 pub mod publish;

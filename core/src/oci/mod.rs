@@ -35,7 +35,7 @@ pub use pull::{
 #[cfg(all(feature = "build", feature = "signing"))]
 pub(crate) use registry::retry;
 pub use registry::{BlobStream, Progress, ProgressEvent, Registry, RegistryOptions};
-pub use remote::{is_loopback, Counters, Remote};
+pub use remote::{Counters, Remote};
 
 /// The most Metis reads into memory of content that is small by nature:
 /// manifests, signature manifests, simple-signing payloads and config blobs
@@ -94,11 +94,7 @@ pub fn parse_registry_arg(arg: &str) -> (String, Option<String>) {
     }
 }
 
-/// Registries where the example lab's demo keys are acceptable: an OCI layout
-/// directory or a registry on the loopback interface.
-pub fn is_test_registry(location: &str) -> bool {
-    location.starts_with("oci:") || is_loopback(location)
-}
+pub use crate::location::{is_loopback, is_test_registry};
 
 /// Where the inventory's registry is, for [`Registry::open`]: an `oci:` directory
 /// written relative is relative to the inventory directory.

@@ -12,6 +12,8 @@ use crate::inventory::schema::S;
 pub(super) struct Cx {
     pub(super) dir: PathBuf,
     pub(super) diags: Vec<Diagnostic>,
+    /// [`Options::demo_recipients`](super::Options::demo_recipients).
+    pub(super) demo_recipients: Vec<String>,
 }
 
 impl Cx {

@@ -26,7 +26,7 @@ impl Cx {
                         ),
                     );
                 }
-                if crate::render::paths::is_metis_owned(&hf.path.value) {
+                if crate::paths::is_metis_owned(&hf.path.value) {
                     self.err(
                         file,
                         Pos::of(&hf.path),

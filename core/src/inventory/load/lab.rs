@@ -9,33 +9,9 @@ use crate::inventory::diag::{Diagnostic, Pos};
 use crate::inventory::model::*;
 use crate::inventory::rules;
 use crate::inventory::schema;
-use crate::oci::is_test_registry;
+use crate::location::is_test_registry;
 
 impl Cx {
-    /// Recipients derived from the demo identities in `demo-keys/*.agekey`,
-    /// when that directory exists.
-    pub(super) fn demo_recipients(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("demo-keys")) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.extension().and_then(|x| x.to_str()) != Some("agekey") {
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            for line in text.lines().map(str::trim) {
-                if let Ok(id) = line.parse::<age::x25519::Identity>() {
-                    out.push(id.to_public().to_string());
-                }
-            }
-        }
-        out
-    }
-
     pub(super) fn lab(&mut self, f: &schema::LabFile) -> Lab {
         let file = Path::new("metis.yaml");
         let host = f.registry.host.value.clone();
@@ -126,7 +102,7 @@ impl Cx {
             self.rule(file, &b.recipient, H_AGE, |s| rules::age_recipient(s));
         }
         if !is_test_registry(&host) {
-            let demo = self.demo_recipients();
+            let demo = self.demo_recipients.clone();
             let named = f
                 .operators
                 .recipients

@@ -48,26 +48,21 @@ pub mod builtin {
     pub const DISK_TIMEOUT_SEC: u32 = 30;
 }
 
-/// The result of checking an inventory.
+/// The inventory as its own rules leave it. [`crate::lab`] finishes the check
+/// with what needs the rest of Metis (rendering every node) and is what
+/// `metis-build` calls.
 #[derive(Debug)]
-pub struct Checked {
-    /// The resolved inventory, when there was no error.
+pub struct Resolved {
+    /// The resolved inventory, when no rule of its files failed. Files it
+    /// needs beside them may still be missing (their errors are among the
+    /// diagnostics): a clone without its golden images still hears about
+    /// everything else.
     pub inventory: Option<Inventory>,
-    /// Every finding, errors and warnings, in file order.
+    /// Every finding, errors and warnings (unsorted).
     pub diagnostics: Vec<Diagnostic>,
 }
 
-impl Checked {
-    /// Number of errors.
-    pub fn error_count(&self) -> usize {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
-    }
-}
-
-/// Errors of [`load`].
+/// Errors of loading an inventory ([`crate::lab::load`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InventoryError {
@@ -102,74 +97,25 @@ fn invalid_message(dir: &str, diagnostics: &[Diagnostic]) -> String {
     text
 }
 
-/// Loads and validates an inventory, failing on any error.
-///
-/// Golden image files are not looked for: commands that work without them
-/// (`nodes`, `render --out`, `golden import`, which is how they arrive) must
-/// work on a fresh clone; the stage that reads one reports it missing.
-pub fn load(dir: &Path) -> Result<Inventory, InventoryError> {
-    let checked = check_with(
-        dir,
-        Required {
-            sealed: true,
-            golden_files: false,
-        },
-    );
-    match checked.inventory {
-        Some(inv) => Ok(inv),
-        None => Err(InventoryError::Invalid {
-            dir: dir.display().to_string(),
-            diagnostics: checked.diagnostics,
-        }),
-    }
+/// What a resolve asks beyond the YAML files, and what it is told of the
+/// rest of Metis.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `secrets/<node>.age` and `secrets/cluster.age` must exist.
+    pub sealed: bool,
+    /// The classes' local golden images (`golden.path`) must exist.
+    pub golden_files: bool,
+    /// The public halves of the demo identities (`demo-keys/*.agekey`), so a
+    /// lab that uses one outside a test registry is warned. The caller reads
+    /// them: the inventory parses no age identity.
+    pub demo_recipients: Vec<String>,
 }
 
-/// Loads and validates an inventory like [`load`], except that nodes may lack
-/// their sealed secrets (`secrets/<node>.age`): what `metis-build secrets`
-/// works from, since it is what creates them.
-pub fn load_for_sealing(dir: &Path) -> Result<Inventory, InventoryError> {
-    let checked = check_with(
-        dir,
-        Required {
-            sealed: false,
-            golden_files: false,
-        },
-    );
-    match checked.inventory {
-        Some(inv) => Ok(inv),
-        None => Err(InventoryError::Invalid {
-            dir: dir.display().to_string(),
-            diagnostics: checked.diagnostics,
-        }),
-    }
-}
-
-/// Reads, validates and resolves the inventory in `dir`, collecting every
-/// finding: what `metis-build check` reports. Beyond [`load`], every local
-/// golden image file (`golden: {path: …}`) must exist and be readable, so a
-/// fresh clone hears what to run before `publish` fails on each node.
-pub fn check(dir: &Path) -> Checked {
-    check_with(
-        dir,
-        Required {
-            sealed: true,
-            golden_files: true,
-        },
-    )
-}
-
-/// Which files outside the YAML the inventory must already have.
-#[derive(Debug, Clone, Copy)]
-struct Required {
-    /// `secrets/<node>.age` and `secrets/cluster.age`.
-    sealed: bool,
-    /// The classes' local golden images (`golden.path`).
-    golden_files: bool,
-}
-
-fn check_with(dir: &Path, required: Required) -> Checked {
+/// Reads, validates and resolves the inventory in `dir` by its own rules,
+/// collecting every finding.
+pub fn resolve(dir: &Path, options: &Options) -> Resolved {
     if !dir.is_dir() {
-        return Checked {
+        return Resolved {
             inventory: None,
             diagnostics: vec![Diagnostic::error(dir, Pos::FILE, "inventory directory does not exist").hint(
                 "pass --inventory DIR (or set METIS_INVENTORY) to the directory holding metis.yaml, classes/ and nodes/",
@@ -179,6 +125,7 @@ fn check_with(dir: &Path, required: Required) -> Checked {
     let mut cx = Cx {
         dir: dir.to_path_buf(),
         diags: Vec::new(),
+        demo_recipients: options.demo_recipients.clone(),
     };
     let lab = cx.parse::<schema::LabFile>(Path::new("metis.yaml"));
     let (class_files, unparsed_classes) = cx.parse_dir::<schema::ClassFile>("classes");
@@ -207,12 +154,12 @@ fn check_with(dir: &Path, required: Required) -> Checked {
             }
         }
         cx.cross_node(&node_files);
-        if required.sealed {
+        if options.sealed {
             cx.sealed_sources(&node_files);
         }
         // Apart, so a clone without its images still hears about everything
         // else, render errors included.
-        let golden_findings = if required.golden_files {
+        let golden_findings = if options.golden_files {
             cx.golden_files(&class_files)
         } else {
             Vec::new()
@@ -230,45 +177,12 @@ fn check_with(dir: &Path, required: Required) -> Checked {
                 classes: classes.into_iter().map(|(k, (c, _))| (k, c)).collect(),
                 nodes,
             };
-            cx.renders(&inv);
-            if cx.errors() == 0 && golden_findings.is_empty() {
-                inventory = Some(inv);
-            }
+            inventory = Some(inv);
         }
         cx.diags.extend(golden_findings);
     }
-    let mut diagnostics = cx.diags;
-    diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-    diagnostics.dedup();
-    Checked {
+    Resolved {
         inventory,
-        diagnostics,
-    }
-}
-
-impl Cx {
-    /// Every node must render: whatever the rules above miss but the render
-    /// refuses is still found here, at `check` time, not when a card is built.
-    pub(super) fn renders(&mut self, inv: &Inventory) {
-        for node in inv.nodes.values() {
-            if let Err(e) = crate::render::render(inv, &node.name) {
-                let mut message = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    message.push_str(&format!(": {s}"));
-                    source = s.source();
-                }
-                self.err(
-                    &node.file,
-                    Pos::FILE,
-                    message,
-                    format!(
-                        "fix what it names in {} (or in metis.yaml or the node's class); `metis-build render {}` shows the same error",
-                        node.file.display(),
-                        node.name
-                    ),
-                );
-            }
-        }
+        diagnostics: cx.diags,
     }
 }
