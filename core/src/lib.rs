@@ -21,6 +21,7 @@
 #![cfg_attr(not(feature = "build"), allow(rustdoc::broken_intra_doc_links))]
 
 pub mod artifact;
+pub mod digest;
 pub mod image;
 #[cfg(feature = "build")]
 pub mod inventory;

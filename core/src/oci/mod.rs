@@ -24,7 +24,7 @@ pub use auth::{CredentialSource, Credentials, ENV_PASSWORD, ENV_USERNAME};
 pub use error::OciError;
 pub use layout::{hash_file, ref_name, Layout, LayoutRef, FETCHED, REF_NAME};
 pub use manifest::{
-    digest_hex, node_manifest, sha256_digest, Descriptor, ImageManifest, NodeLayers, NodeProvenance,
+    node_manifest, sha256_digest, sha256_hex, Descriptor, ImageManifest, NodeLayers, NodeProvenance,
 };
 #[cfg(feature = "build")]
 pub use publish::{publish_artifact, publish_node_artifact, LayerFile, Published};
