@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use metis_core::{inventory, render as node_render};
+use metis_core::{lab, render as node_render};
 
 use cli::{Cli, Command};
 
@@ -84,8 +84,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn operator_profile(args: cli::OperatorProfileArgs) -> Result<ExitCode> {
-    let inv = inventory::load(&args.inventory.inventory)?;
-    let exported = inventory::operator_profile(&inv, args.lab.as_deref())
+    let inv = lab::load(&args.inventory.inventory)?;
+    let exported = lab::operator_profile(&inv, args.lab.as_deref())
         .context("exporting the operator profile")?;
     for w in &exported.warnings {
         eprintln!("warning: {w}");
@@ -155,7 +155,7 @@ fn push_artifact(args: cli::PushArtifactArgs) -> Result<ExitCode> {
 
 fn check(args: cli::CheckArgs) -> Result<ExitCode> {
     let dir = &args.inventory.inventory;
-    let checked = inventory::check(dir);
+    let checked = lab::check(dir);
     let errors = checked.error_count();
     let warnings = checked.diagnostics.len() - errors;
     if args.json {
@@ -195,7 +195,7 @@ fn check(args: cli::CheckArgs) -> Result<ExitCode> {
 }
 
 fn nodes(args: cli::NodesArgs) -> Result<ExitCode> {
-    let inv = inventory::load(&args.inventory.inventory)?;
+    let inv = lab::load(&args.inventory.inventory)?;
     if args.json {
         let list: Vec<_> = inv
             .nodes
@@ -233,7 +233,7 @@ fn nodes(args: cli::NodesArgs) -> Result<ExitCode> {
 /// Writes the node's seed (never its secrets) for inspection:
 /// DIR/seed/<seed files>, DIR/root/<root files>, DIR/render.json.
 fn render(args: cli::RenderArgs) -> Result<ExitCode> {
-    let inv = inventory::load(&args.inventory.inventory)?;
+    let inv = lab::load(&args.inventory.inventory)?;
     let rendered = match &args.image {
         Some(image) => {
             let started = std::time::Instant::now();
@@ -327,7 +327,7 @@ fn write_render_dir(rendered: &node_render::Rendered, out: &std::path::Path) -> 
 }
 fn golden_import(args: cli::GoldenImportArgs) -> Result<ExitCode> {
     use metis_core::image::import;
-    let inv = inventory::load(&args.inventory.inventory)?;
+    let inv = lab::load(&args.inventory.inventory)?;
     eprintln!(
         "checking {} (sha256, then the golden-image contract for class {}) ...",
         args.file.display(),
@@ -442,7 +442,7 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
     let shown = |p: &std::path::Path| p.display().to_string();
     match cmd {
         S::Init { inventory } => {
-            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let inv = lab::load_for_sealing(&inventory.inventory)?;
             interrupt::defer();
             let written =
                 secrets::init(&inv, &interrupt::received).context("creating the sealed secrets")?;
@@ -460,7 +460,7 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
             identity,
             inventory,
         } => {
-            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let inv = lab::load_for_sealing(&inventory.inventory)?;
             let key: secrets::SecretKey = key.parse()?;
             let ci = optional_ci_identity(&identity)?;
             // Sized up front so reading never reallocates (which would leave an
@@ -477,7 +477,7 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
             identity,
             inventory,
         } => {
-            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let inv = lab::load_for_sealing(&inventory.inventory)?;
             let ci = ci_identity(&identity)?;
             let editor = ["VISUAL", "EDITOR"]
                 .iter()
@@ -497,7 +497,7 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
             identity,
             inventory,
         } => {
-            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let inv = lab::load_for_sealing(&inventory.inventory)?;
             let ci = ci_identity(&identity)?;
             let written = secrets::rekey(&inv, &ci).context("re-encrypting the sealed secrets")?;
             for p in &written {
@@ -514,7 +514,7 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
             identity,
             inventory,
         } => {
-            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let inv = lab::load_for_sealing(&inventory.inventory)?;
             let ci = optional_ci_identity(&identity)?;
             let imported = secrets::capture(&inv, ci.as_ref(), &node, &dir)
                 .with_context(|| format!("capturing {node}'s identity from {}", dir.display()))?;
@@ -530,7 +530,7 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
             identity,
             inventory,
         } => {
-            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let inv = lab::load_for_sealing(&inventory.inventory)?;
             let ci = ci_identity(&identity)?;
             let sealed = secrets::seal_node_bundle(&inv, &node, &ci)
                 .with_context(|| format!("sealing the secrets bundle of {node}"))?;
@@ -543,7 +543,7 @@ fn secrets(cmd: cli::SecretsCommand) -> Result<ExitCode> {
             );
         }
         S::Digest { node, inventory } => {
-            let inv = inventory::load_for_sealing(&inventory.inventory)?;
+            let inv = lab::load_for_sealing(&inventory.inventory)?;
             println!("{}", secrets::sealed_digest(&inv, &node)?);
         }
     }
@@ -580,7 +580,7 @@ fn lab_registry(
 }
 
 fn plan(args: cli::PlanArgs) -> Result<ExitCode> {
-    let inv = inventory::load(&args.inventory.inventory)?;
+    let inv = lab::load(&args.inventory.inventory)?;
     let (inv, registry) = lab_registry(inv, &args.registry)?;
     // A plan compares ciphertext digests; it never decrypts.
     let source = metis_core::publish::SealedSecrets::new(optional_ci_identity(&args.identity)?);
@@ -618,7 +618,8 @@ fn print_plan(plan: &metis_core::publish::Plan) {
 }
 
 fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
-    let inv = inventory::load(&args.inventory.inventory)?;
+    use metis_core::publish::NodeStatus;
+    let inv = lab::load(&args.inventory.inventory)?;
     let (inv, registry) = lab_registry(inv, &args.registry)?;
     let key = metis_core::trust::PrivateKey::from_file_or_env(args.key.as_deref())
         .context("loading the signing key")?;
@@ -661,7 +662,7 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
         }
         let uploaded: u64 =
             report.nodes.iter().map(|n| n.uploaded_bytes).sum::<u64>() + report.base_bytes_uploaded;
-        let touched = report.nodes.iter().any(|n| n.status != "skipped");
+        let touched = report.nodes.iter().any(|n| n.status != NodeStatus::Skipped);
         if !touched && !report.index_published {
             eprintln!(
                 "no node changed: nothing published, the registry's latest revision stays ({:.1}s)",
@@ -671,8 +672,8 @@ fn publish(args: cli::PublishArgs) -> Result<ExitCode> {
             eprintln!(
             "revision {}: {} built, {} failed, {} bytes uploaded ({} of class bases), index {} in {:.1}s",
             report.revision,
-            report.nodes.iter().filter(|n| n.status == "built").count(),
-            report.nodes.iter().filter(|n| n.status == "failed").count(),
+            report.nodes.iter().filter(|n| n.status == NodeStatus::Built).count(),
+            report.nodes.iter().filter(|n| n.status == NodeStatus::Failed).count(),
             uploaded,
             report.base_bytes_uploaded,
             if report.index_published { "published" } else { "not published" },

@@ -158,7 +158,7 @@ fn make_lab() -> Result<Lab> {
             &["golden", "import", class, image, "--sha256", sha, "--pin"],
         )?;
     }
-    let inv = inventory::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
+    let inv = metis_core::lab::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
     for class in ["rpi5-ubuntu", "rpi4-armbian-longhorn", "amd64-agents"] {
         ensure!(
             matches!(&inv.classes[class].golden, inventory::Golden::Path { path, .. } if path.starts_with("golden")),
@@ -444,7 +444,7 @@ fn flash_card(published: &Published, path: &Path, offline: bool) -> Result<NodeC
     );
     drop(dev);
     // The node as its latest inventory renders it.
-    let inv = inventory::load(&lab.dir)?;
+    let inv = metis_core::lab::load(&lab.dir)?;
     let rendered = render::render(&inv, node)?;
     Ok(NodeCard {
         node: node.to_owned(),
@@ -1292,7 +1292,7 @@ fn check_cloud_init_result(node: &dyn NodeView) -> Findings {
 /// Every check of a node that booted fully (k3s started).
 fn assert_node_is_itself(booted: &BootedCard, card: &NodeCard, disks: &[&str]) {
     // The inventory as it is now: a scenario may have changed the node.
-    let inv = inventory::load(&lab().dir).expect("loading the test lab");
+    let inv = metis_core::lab::load(&lab().dir).expect("loading the test lab");
     let exp = Expected::of(&inv, &card.node);
     let mut all = Findings::default();
     for findings in [
@@ -1721,7 +1721,7 @@ fn longhorn_titan_13_without_its_disk_holds_k3s_back_and_says_why() -> Result<()
 /// expected and what it has.
 #[test]
 fn a_node_with_other_values_than_rendered_fails_naming_both() {
-    let inv = inventory::load(&workspace_root().join("inventory")).unwrap();
+    let inv = metis_core::lab::load(&workspace_root().join("inventory")).unwrap();
     let exp = Expected::of(&inv, "titan-04");
     let netplan = "network:\n  version: 2\n  ethernets:\n    eth0:\n      match:\n        \
                    macaddress: \"2c:cf:67:00:00:04\"\n      addresses: [\"192.168.22.21/24\"]\n";

@@ -152,7 +152,7 @@ fn a_prepared_image_is_kept_once_and_pinned() {
         "{after}"
     );
     assert!(after.contains("seed:\n  label: CIDATA"), "{after}");
-    let inv_loaded = metis_core::inventory::load(&inv).unwrap();
+    let inv_loaded = metis_core::lab::load(&inv).unwrap();
     let (path, pinned_sha) =
         metis_core::image::node::golden_path(&inv_loaded, "amd64-agents").unwrap();
     assert_eq!((path, pinned_sha), (inv.join(&kept), sha));

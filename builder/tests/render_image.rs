@@ -329,7 +329,7 @@ fn base_plus_patch_composes_to_the_rendered_image_on_every_class() {
     use metis_core::image::compose::{compose_table, ComposeOptions, Composer};
     use std::io::Read;
 
-    let inv = metis_core::inventory::load(lab()).unwrap();
+    let inv = metis_core::lab::load(lab()).unwrap();
     let mut bases: std::collections::BTreeMap<
         &str,
         (PathBuf, metis_core::image::chunks::ChunkTable),

@@ -187,7 +187,7 @@ impl Chain {
 
 /// The plaintext sources sealed for the test: every kind of secret a marker.
 fn seal_marker_sources(inventory: &Path, m: &dyn Fn(&str) -> String) {
-    let inv = metis_core::inventory::load_for_sealing(inventory).unwrap();
+    let inv = metis_core::lab::load_for_sealing(inventory).unwrap();
     let recipients = metis_core::secrets::source_recipients(&inv).unwrap();
     let node = serde_json::json!({
         "metis_secrets": 1,

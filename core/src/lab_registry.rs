@@ -3,7 +3,7 @@
 //! A maintainer flashing from a checkout (`metis-flash --inventory DIR`) needs
 //! only where the lab publishes: the `registry:` block. [`read_registry`] reads
 //! that block and nothing else — it neither loads nor validates the rest of the
-//! inventory (that is `inventory::load`, behind the `build` feature), so other
+//! inventory (that is `lab::load`, behind the `build` feature), so other
 //! keys, classes and nodes are ignored and a half-edited node file cannot stop
 //! a flash. Inside the block, unknown keys are refused: a misspelt `ca_file`
 //! would otherwise surface later as a TLS error far from its cause.
@@ -69,7 +69,7 @@ struct LabFile {
     registry: RegistryBlock,
 }
 
-/// The `registry:` block, the same keys `inventory::load` accepts.
+/// The `registry:` block, the same keys `lab::load` accepts.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegistryBlock {

@@ -21,13 +21,19 @@
 #![cfg_attr(not(feature = "build"), allow(rustdoc::broken_intra_doc_links))]
 
 pub mod artifact;
+pub mod digest;
 pub mod image;
 #[cfg(feature = "build")]
 pub mod inventory;
-pub mod lab_registry;
-pub mod oci;
-pub mod profile;
 #[cfg(feature = "build")]
+pub mod lab;
+pub mod lab_registry;
+pub mod location;
+pub mod oci;
+#[cfg(feature = "build")]
+pub mod paths;
+pub mod profile;
+#[cfg(all(feature = "build", feature = "signing"))]
 pub mod publish;
 #[cfg(feature = "build")]
 pub mod render;

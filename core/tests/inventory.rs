@@ -93,7 +93,7 @@ fn edit(dir: &Path, file: &str, from: &str, to: &str) {
 }
 
 fn errors(dir: &Path) -> Vec<Diagnostic> {
-    let checked = inventory::check(dir);
+    let checked = metis_core::lab::check(dir);
     checked
         .diagnostics
         .into_iter()
@@ -104,7 +104,7 @@ fn errors(dir: &Path) -> Vec<Diagnostic> {
 #[test]
 fn example_lab_passes() {
     let dir = copy_example_with_golden();
-    let checked = inventory::check(dir.path());
+    let checked = metis_core::lab::check(dir.path());
     let errs: Vec<String> = checked.diagnostics.iter().map(|d| d.to_string()).collect();
     assert!(
         checked.inventory.is_some(),
@@ -163,7 +163,7 @@ fn defaults_merge_lab_then_class_then_node() {
         "k3s:",
         "overrides:\n  journald:\n    max_retention: 2week\nk3s:",
     );
-    let inv = inventory::load(dir.path()).unwrap();
+    let inv = metis_core::lab::load(dir.path()).unwrap();
     let a = &inv.nodes["titan-0a"].settings;
     // node override
     assert_eq!(a.journald.max_retention, "2week");
@@ -282,7 +282,7 @@ fn each_mistake_is_named_with_file_line_and_fix() {
         }
         // Nothing of a broken inventory may resolve.
         assert!(
-            inventory::check(dir.path()).inventory.is_none(),
+            metis_core::lab::check(dir.path()).inventory.is_none(),
             "case `{}` still loaded",
             case.name
         );
@@ -328,7 +328,7 @@ fn every_finding_has_a_hint() {
     for case in CASES {
         let dir = copy_example();
         edit(dir.path(), case.file, case.from, case.to);
-        for d in inventory::check(dir.path()).diagnostics {
+        for d in metis_core::lab::check(dir.path()).diagnostics {
             let hint = d.hint.as_deref().unwrap_or_default().trim();
             if hint.len() < 10 || hint == d.message {
                 failures.push(format!("case `{}`: no hint: {d}", case.name));
@@ -432,7 +432,7 @@ fn random_mutations_never_panic_the_loader() {
         }
         let mutated: String = text.into_iter().collect();
         std::fs::write(dir.path().join(&files[which]), &mutated).unwrap();
-        let result = std::panic::catch_unwind(|| inventory::check(dir.path()));
+        let result = std::panic::catch_unwind(|| metis_core::lab::check(dir.path()));
         assert!(
             result.is_ok(),
             "seed {seed}: loader panicked on mutated {}:\n{mutated}",
@@ -448,7 +448,7 @@ fn example_classes_pin_the_generated_stand_ins() {
     // the example classes must pin the same bytes or the example run would refuse them.
     let expected =
         std::fs::read_to_string(example().join("../tests/golden/EXPECTED_SHA256")).unwrap();
-    let inv = inventory::load(&example()).unwrap();
+    let inv = metis_core::lab::load(&example()).unwrap();
     for class in inv.classes.values() {
         let inventory::Golden::Path { path, sha256 } = &class.golden else {
             panic!(
@@ -478,7 +478,7 @@ fn demo_keys_warn_outside_test_registries() {
         "host: oci:../out/registry",
         "host: harbor.lab.home.arpa",
     );
-    let checked = inventory::check(dir.path());
+    let checked = metis_core::lab::check(dir.path());
     assert!(
         checked.inventory.is_some(),
         "a warning must not fail the check"
@@ -538,12 +538,12 @@ fn a_missing_golden_image_is_an_error_of_check_only() {
         hint.contains("metis-build golden import amd64-agents FILE --sha256 HEX --pin"),
         "{hint}"
     );
-    assert!(inventory::check(dir.path()).inventory.is_none());
+    assert!(metis_core::lab::check(dir.path()).inventory.is_none());
     assert!(
-        inventory::load(dir.path()).is_ok(),
+        metis_core::lab::load(dir.path()).is_ok(),
         "load needs no golden file"
     );
-    assert!(inventory::load_for_sealing(dir.path()).is_ok());
+    assert!(metis_core::lab::load_for_sealing(dir.path()).is_ok());
 
     // A directory where the image should be is named as such.
     std::fs::create_dir_all(dir.path().join("golden/amd64.img")).unwrap();
@@ -571,6 +571,6 @@ fn a_missing_golden_image_is_an_error_of_check_only() {
     );
 
     let with = copy_example_with_golden();
-    let checked = inventory::check(with.path());
+    let checked = metis_core::lab::check(with.path());
     assert!(checked.inventory.is_some(), "{:?}", checked.diagnostics);
 }

@@ -144,7 +144,7 @@ fn registries_yaml_without_ca_or_auth_is_mirrors_only() {
             "host: harbor.lab.home.arpa:8443",
         );
     });
-    let inv = metis_core::inventory::load(&dir).unwrap();
+    let inv = metis_core::lab::load(&dir).unwrap();
     let mut s = secrets(&inv, "titan-04");
     s.registry_auth = None;
     let slot = render::bundle(&inv, "titan-04", &s).unwrap();

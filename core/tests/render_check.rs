@@ -12,7 +12,7 @@ use metis_core::inventory;
 /// `file` whose message contains `want`.
 fn rejected(edit: impl FnOnce(&Path), file: &str, want: &str) {
     let (_tmp, dir) = copy_example(edit);
-    let err = inventory::load(&dir).expect_err("the inventory must not load");
+    let err = metis_core::lab::load(&dir).expect_err("the inventory must not load");
     let inventory::InventoryError::Invalid { diagnostics, .. } = err else {
         panic!("unexpected error {err}");
     };
@@ -107,7 +107,7 @@ fn check_renders_every_node_and_reports_what_the_rules_missed() {
         );
         std::fs::write(dir.join("harbor-ca.pem"), [0xff, 0xfe, 0x00, 0x80]).unwrap();
     });
-    let checked = inventory::check(&dir);
+    let checked = metis_core::lab::check(&dir);
     assert!(checked.inventory.is_none(), "the inventory must not load");
     let errors: Vec<_> = checked
         .diagnostics
@@ -143,7 +143,7 @@ fn a_class_that_does_not_parse_is_still_a_known_class() {
             "architecture: [arm64",
         )
     });
-    let checked = inventory::check(&dir);
+    let checked = metis_core::lab::check(&dir);
     let errors: Vec<String> = checked
         .diagnostics
         .iter()

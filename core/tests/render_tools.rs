@@ -227,7 +227,7 @@ fn a_server_joins_the_first_other_server_and_never_itself() {
             "    - https://192.168.22.11:6443\n    - https://titan-0b.lab.home.arpa:6443\n    - https://192.168.22.10:6443",
         );
     });
-    let inv = metis_core::inventory::load(&dir).unwrap();
+    let inv = metis_core::lab::load(&dir).unwrap();
     let server = |node: &str| {
         let r = render::render(&inv, node).unwrap();
         let files = write_files(&r.seed[paths::SEED_USER_DATA]);
@@ -743,7 +743,7 @@ fn rendering_is_deterministic_and_the_instance_id_follows_the_seed() {
     }
     // Another inventory loaded from the same files: same bytes.
     let (_tmp, dir) = copy_example(|_| {});
-    let copy = metis_core::inventory::load(&dir).unwrap();
+    let copy = metis_core::lab::load(&dir).unwrap();
     assert_eq!(
         render::render(&inv, "titan-13").unwrap(),
         render::render(&copy, "titan-13").unwrap()
@@ -757,7 +757,7 @@ fn rendering_is_deterministic_and_the_instance_id_follows_the_seed() {
             "lab.home.arpa/board=rpi4b",
         );
     });
-    let changed = metis_core::inventory::load(&dir2).unwrap();
+    let changed = metis_core::lab::load(&dir2).unwrap();
     assert_ne!(
         render::render(&inv, "titan-13").unwrap().instance_id,
         render::render(&changed, "titan-13").unwrap().instance_id

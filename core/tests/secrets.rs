@@ -54,7 +54,7 @@ fn lab_with_operators(tmp: &Path, recipients: &[String]) -> inventory::Inventory
     let start = text.find(&format!("    - {demo}")).unwrap();
     let end = start + text[start..].find('\n').unwrap();
     std::fs::write(&lab, format!("{}{list}{}", &text[..start], &text[end..])).unwrap();
-    inventory::load(&dir).unwrap()
+    metis_core::lab::load(&dir).unwrap()
 }
 
 fn builder() -> Identities {
@@ -159,7 +159,7 @@ fn passphrase_protected_identities_open_bundles() {
 
 #[test]
 fn the_age_cli_decrypts_our_sealed_sources_and_bundles() {
-    let inv = inventory::load(&example_dir()).unwrap();
+    let inv = metis_core::lab::load(&example_dir()).unwrap();
     // Sealed sources: the builder and the operator can read them.
     for key in ["builder.agekey", "operator.agekey"] {
         let out = Command::new("age")
@@ -252,7 +252,7 @@ fn sealed_digest_is_over_ciphertext_and_changes_on_rekey() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("inventory");
     copy_dir(&example_dir(), &dir);
-    let inv = inventory::load(&dir).unwrap();
+    let inv = metis_core::lab::load(&dir).unwrap();
     let before = secrets::sealed_digest(&inv, "titan-13").unwrap();
     assert!(before.starts_with("sha256:") && before.len() == 7 + 64);
     assert_ne!(before, secrets::sealed_digest(&inv, "titan-12").unwrap());
@@ -306,7 +306,7 @@ fn check_names_a_node_without_sealed_secrets_and_the_command_to_run() {
     copy_dir(&example_dir(), &dir);
     std::fs::remove_file(dir.join("secrets/titan-13.age")).unwrap();
     std::fs::remove_file(dir.join("secrets/cluster.age")).unwrap();
-    let checked = inventory::check(&dir);
+    let checked = metis_core::lab::check(&dir);
     assert!(checked.inventory.is_none());
     // The copy has no golden images either; those findings are not this test's.
     let errors: Vec<_> = checked
@@ -337,7 +337,7 @@ fn check_names_a_node_without_sealed_secrets_and_the_command_to_run() {
         .iter()
         .any(|d| d.file == Path::new("metis.yaml") && d.message.contains("secrets/cluster.age")));
     // What `secrets` works from loads all the same.
-    inventory::load_for_sealing(&dir).unwrap();
+    metis_core::lab::load_for_sealing(&dir).unwrap();
 
     // `cluster` is the lab-wide sealed file, never a node.
     std::fs::copy(
@@ -345,7 +345,7 @@ fn check_names_a_node_without_sealed_secrets_and_the_command_to_run() {
         dir.join("nodes/cluster.yaml"),
     )
     .unwrap();
-    let checked = inventory::check(&dir);
+    let checked = metis_core::lab::check(&dir);
     assert!(checked
         .diagnostics
         .iter()
@@ -359,7 +359,7 @@ fn demo_recipients_warn_outside_test_registries() {
     let dir = tmp.path().join("inventory");
     copy_dir(&example_dir(), &dir);
     let warnings = |dir: &Path| -> Vec<String> {
-        inventory::check(dir)
+        metis_core::lab::check(dir)
             .diagnostics
             .iter()
             .filter(|d| d.severity == inventory::Severity::Warning)

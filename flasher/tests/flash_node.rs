@@ -7,7 +7,6 @@
 mod lab;
 
 use lab::{demo, flash, published, sha, Loop};
-use metis_core::inventory;
 
 #[test]
 fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
@@ -121,7 +120,7 @@ fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
         sha(&img, size),
         "the card differs from --output"
     );
-    let inv = inventory::load(&inv_dir).unwrap();
+    let inv = metis_core::lab::load(&inv_dir).unwrap();
     let reference = work.path().join("ref.img");
     let built =
         metis_core::image::node::write_node_image(&inv, "titan-13", &reference, None).unwrap();

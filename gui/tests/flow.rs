@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
-use metis_core::inventory;
 use metis_core::profile::{LabProfile, PROFILE_FORMAT};
 use metis_core::publish::{self, PublishOptions, SealedSecrets};
 use metis_core::secrets::Identities;
@@ -66,7 +65,7 @@ fn registry() -> &'static Path {
             String::from_utf8_lossy(&gen.stderr)
         );
         let reg_dir = dir.join("registry");
-        let inv = inventory::load(&inv_dir).unwrap();
+        let inv = metis_core::lab::load(&inv_dir).unwrap();
         let registry = metis_core::oci::Registry::open(
             &format!("oci:{}", reg_dir.display()),
             &Default::default(),

@@ -697,7 +697,7 @@ fn flasher_pull_all_from_the_inventory_registry() {
         &metis_tests::workspace_root().join("inventory"),
         &inventory_dir,
     );
-    let inventory = metis_core::inventory::load(&inventory_dir).unwrap();
+    let inventory = metis_core::lab::load(&inventory_dir).unwrap();
     assert!(inventory.lab.registry.host.starts_with("oci:"));
     let stick = inventory_dir.join(inventory.lab.registry.host.trim_start_matches("oci:"));
     let registry = Registry::open(

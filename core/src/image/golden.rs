@@ -320,16 +320,8 @@ fn detect(magic: &[u8]) -> Compression {
 }
 
 fn sha256_of(reader: &mut impl Read) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    let (digest, _) = crate::digest::HashingReader::new(reader).drain()?;
+    Ok(digest.hex())
 }
 
 fn decompress(

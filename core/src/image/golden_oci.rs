@@ -24,7 +24,7 @@ use thiserror::Error;
 use super::base::{write_base, BaseError, BaseOptions};
 use super::golden::{GoldenError, GoldenImage, GoldenOptions};
 use crate::oci::{
-    self, block_on, digest_hex, pull_into, LayerFile, Layout, OciError, Progress, PullOptions,
+    self, block_on, pull_into, sha256_hex, LayerFile, Layout, OciError, Progress, PullOptions,
     Registry,
 };
 
@@ -261,7 +261,7 @@ pub fn fetch_golden(
             })
         }
     };
-    let hex = digest_hex(&layer.digest).ok_or_else(|| GoldenOciError::NotGolden {
+    let hex = sha256_hex(&layer.digest).ok_or_else(|| GoldenOciError::NotGolden {
         reference: reference.to_owned(),
         why: format!("layer digest {}", layer.digest),
     })?;

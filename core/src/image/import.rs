@@ -20,7 +20,7 @@ use thiserror::Error;
 use super::golden::{copy_sparse, CopyError, GoldenError, GoldenImage};
 use super::partition::{Filesystem, PartitionError, PartitionSelector, PartitionTable};
 use super::rootfs::{self, RootfsError};
-use crate::inventory::{self, Class, Golden, Inventory};
+use crate::inventory::{Class, Golden, Inventory};
 
 /// Errors importing or pinning a golden image.
 #[derive(Debug, Error)]
@@ -448,7 +448,7 @@ fn pin_block(
             what: "has no top-level `golden:` key; add one and import again".into(),
         })?;
     std::fs::write(&file, &after).map_err(|e| io("cannot write", e))?;
-    let pinned = match inventory::load(&inv.dir) {
+    let pinned = match crate::lab::load(&inv.dir) {
         Ok(new) => new
             .classes
             .get(class)

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::manifest::{digest_hex, sha256_digest, Descriptor, ImageManifest};
+use super::manifest::{sha256_digest, sha256_hex, Descriptor, ImageManifest};
 use super::{OciError, MAX_SMALL_BYTES};
 
 /// Annotation naming a tag in `index.json`.
@@ -100,7 +100,7 @@ impl Layout {
 
     /// Where blob `digest` lives (whether or not it exists).
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, OciError> {
-        let hex = digest_hex(digest).ok_or_else(|| OciError::InvalidReference {
+        let hex = sha256_hex(digest).ok_or_else(|| OciError::InvalidReference {
             reference: digest.to_owned(),
             reason: "not a sha256 digest".into(),
         })?;
@@ -186,7 +186,7 @@ impl Layout {
             .map_err(|e| OciError::io("creating", self.incoming_dir(), e))?;
         let tmp = self.incoming_dir().join(format!(
             "{}.copy-{}",
-            digest_hex(digest).unwrap_or("x"),
+            sha256_hex(digest).unwrap_or("x"),
             std::process::id()
         ));
         let result = (|| {
@@ -400,7 +400,7 @@ impl Layout {
     pub fn verify(&self) -> Result<Vec<String>, OciError> {
         let mut problems = Vec::new();
         for (digest, path) in self.blob_files()? {
-            if digest_hex(&digest).is_none() {
+            if sha256_hex(&digest).is_none() {
                 problems.push(format!("{}: not a sha256 blob name", path.display()));
                 continue;
             }
@@ -428,19 +428,11 @@ impl Layout {
 
 /// SHA-256 of a file, streaming.
 pub fn hash_file(path: &Path) -> Result<String, OciError> {
-    let mut file = fs::File::open(path).map_err(|e| OciError::io("opening", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| OciError::io("reading", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+    let file = fs::File::open(path).map_err(|e| OciError::io("opening", path, e))?;
+    let (digest, _) = crate::digest::HashingReader::new(file)
+        .drain()
+        .map_err(|e| OciError::io("reading", path, e))?;
+    Ok(digest.to_string())
 }
 
 pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {

@@ -7,24 +7,13 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::{
     ARTIFACT_TYPE_NODE, MEDIA_TYPE_BASE, MEDIA_TYPE_IMAGE_MANIFEST, MEDIA_TYPE_NODE_CONFIG,
     MEDIA_TYPE_PATCH, MEDIA_TYPE_SECRETS,
 };
 
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// The hex part of a `sha256:<64 hex>` digest, or `None` when it is not one
-/// (which also keeps digests from naming paths outside a layout directory).
-pub fn digest_hex(digest: &str) -> Option<&str> {
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
-}
+pub use crate::digest::{sha256_digest, sha256_hex};
 
 /// An OCI content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +95,7 @@ impl ImageManifest {
             ));
         }
         for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            if digest_hex(&d.digest).is_none() {
+            if sha256_hex(&d.digest).is_none() {
                 return Err(format!(
                     "unsupported digest {:?} (expected sha256)",
                     d.digest
@@ -263,9 +252,9 @@ mod tests {
     #[test]
     fn digest_hex_refuses_what_is_not_sha256() {
         let good = sha256_digest(b"");
-        assert!(digest_hex(&good).is_some());
+        assert!(sha256_hex(&good).is_some());
         for bad in ["sha256:../../etc", "sha512:00", "sha256:ABC", "", "sha256:"] {
-            assert!(digest_hex(bad).is_none(), "{bad}");
+            assert!(sha256_hex(bad).is_none(), "{bad}");
         }
     }
 }

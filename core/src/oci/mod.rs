@@ -24,7 +24,7 @@ pub use auth::{CredentialSource, Credentials, ENV_PASSWORD, ENV_USERNAME};
 pub use error::OciError;
 pub use layout::{hash_file, ref_name, Layout, LayoutRef, FETCHED, REF_NAME};
 pub use manifest::{
-    digest_hex, node_manifest, sha256_digest, Descriptor, ImageManifest, NodeLayers, NodeProvenance,
+    node_manifest, sha256_digest, sha256_hex, Descriptor, ImageManifest, NodeLayers, NodeProvenance,
 };
 #[cfg(feature = "build")]
 pub use publish::{publish_artifact, publish_node_artifact, LayerFile, Published};
@@ -32,10 +32,10 @@ pub use pull::{
     age_of, cache_dir, cached, pull_into, pull_verified, PullOptions, PullVerifiedError, Pulled,
     SignedHead, ENV_CACHE,
 };
-#[cfg(feature = "build")]
+#[cfg(all(feature = "build", feature = "signing"))]
 pub(crate) use registry::retry;
 pub use registry::{BlobStream, Progress, ProgressEvent, Registry, RegistryOptions};
-pub use remote::{is_loopback, Counters, Remote};
+pub use remote::{Counters, Remote};
 
 /// The most Metis reads into memory of content that is small by nature:
 /// manifests, signature manifests, simple-signing payloads and config blobs
@@ -94,11 +94,7 @@ pub fn parse_registry_arg(arg: &str) -> (String, Option<String>) {
     }
 }
 
-/// Registries where the example lab's demo keys are acceptable: an OCI layout
-/// directory or a registry on the loopback interface.
-pub fn is_test_registry(location: &str) -> bool {
-    location.starts_with("oci:") || is_loopback(location)
-}
+pub use crate::location::{is_loopback, is_test_registry};
 
 /// Where the inventory's registry is, for [`Registry::open`]: an `oci:` directory
 /// written relative is relative to the inventory directory.

@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::layout::{Layout, LayoutRef};
-use super::manifest::{digest_hex, sha256_digest, Descriptor, ImageManifest};
+use super::manifest::{sha256_digest, sha256_hex, Descriptor, ImageManifest};
 use super::registry::{retry, Progress, Registry};
 use super::{OciError, MAX_SMALL_BYTES, MEDIA_TYPE_IMAGE_MANIFEST};
 use crate::trust::{signature_payloads, signature_tag};
@@ -383,7 +383,7 @@ async fn fetch_blobs(
                     | OciError::DigestMismatch { .. }
                     | OciError::TooLarge { .. }
             ) {
-                for hex in wanted.iter().filter_map(|b| digest_hex(&b.digest)) {
+                for hex in wanted.iter().filter_map(|b| sha256_hex(&b.digest)) {
                     let partial = cache.incoming_dir().join(format!("{hex}.partial"));
                     let _ = tokio::fs::remove_file(partial).await;
                 }
@@ -448,7 +448,7 @@ async fn fetch_blob(
     blob: &Descriptor,
     progress: &Progress,
 ) -> Result<u64, OciError> {
-    let hex = digest_hex(&blob.digest).ok_or_else(|| OciError::Manifest {
+    let hex = sha256_hex(&blob.digest).ok_or_else(|| OciError::Manifest {
         registry: registry.name(),
         repository: repository.to_owned(),
         digest: blob.digest.clone(),

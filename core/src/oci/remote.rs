@@ -70,20 +70,7 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// Whether `host[:port]` names the loopback interface.
-pub fn is_loopback(host: &str) -> bool {
-    let name = if host.parse::<std::net::IpAddr>().is_ok() {
-        host
-    } else if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    name == "localhost"
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
+use crate::location::is_loopback;
 
 /// The parameters of a `WWW-Authenticate: Bearer k="v",k2="v2"` challenge.
 fn parse_challenge(params: &str) -> Vec<(String, String)> {

@@ -26,7 +26,7 @@
 //! ```no_run
 //! # #[cfg(feature = "build")] {
 //! use metis_core::secrets::{self, Identities};
-//! let inv = metis_core::inventory::load(std::path::Path::new("inventory"))?;
+//! let inv = metis_core::lab::load(std::path::Path::new("inventory"))?;
 //! let ci = Identities::from_ci_env_or_file(None)?;
 //! let sealed = secrets::seal_node_bundle(&inv, "titan-13", &ci)?;
 //! let operator = Identities::for_operator(None)?;

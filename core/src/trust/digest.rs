@@ -1,36 +1,13 @@
-//! OCI content digests: `sha256:<64 lowercase hex>`.
+//! The digests trust names: cosign's signature tag; the digest itself is
+//! [`crate::digest`].
 
-use std::io::Read;
-use std::path::Path;
-
-use sha2::{Digest as _, Sha256};
-
-/// The OCI digest of `bytes`: `sha256:` and the lowercase hex SHA-256.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
+pub use crate::digest::sha256_digest;
+use crate::digest::sha256_hex;
 
 /// Streams a file through SHA-256; returns its OCI digest and length.
-pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), len))
-}
-
-/// The hex part of a well-formed `sha256:` digest, or `None`.
-pub fn sha256_hex(digest: &str) -> Option<&str> {
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    let (digest, len) = crate::digest::hash_file(path)?;
+    Ok((digest.to_string(), len))
 }
 
 /// The tag cosign publishes a manifest's signature under: `sha256-<hex>.sig`.

@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::sha256_hex;
 use super::manifest::{BlobContent, Descriptor, HeldBlob, OciManifest, OCI_MANIFEST_MEDIA_TYPE};
 use super::seen::{SeenRevisions, Subject};
 use super::signature::Blob;
 use super::verify::{verify_signed, HeldArtifact, HeldSignature, Verified};
 use super::{TrustedKeys, VerifyError};
+use crate::digest::sha256_hex;
 
 /// Media type of the index document (the layer) and the index artifact's `artifactType`.
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.metis.index.v1+json";

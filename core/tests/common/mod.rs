@@ -18,7 +18,7 @@ pub fn example_dir() -> PathBuf {
 }
 
 pub fn example() -> Inventory {
-    inventory::load(&example_dir()).expect("the example inventory loads")
+    metis_core::lab::load(&example_dir()).expect("the example inventory loads")
 }
 
 /// One node per class, the golden-file nodes.
@@ -141,10 +141,10 @@ overrides:
         )
         .unwrap();
     });
-    let inv = inventory::load(&dir).unwrap_or_else(|e| {
+    let inv = metis_core::lab::load(&dir).unwrap_or_else(|e| {
         panic!(
             "variant inventory: {e}\n{:#?}",
-            inventory::check(&dir).diagnostics
+            metis_core::lab::check(&dir).diagnostics
         )
     });
     (tmp, inv)

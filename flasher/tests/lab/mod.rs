@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use metis_core::inventory;
 use metis_core::publish::{self, PublishOptions, SealedSecrets};
 use metis_core::secrets::Identities;
 use metis_core::trust::PrivateKey;
@@ -57,7 +56,7 @@ pub fn published(dir: &Path, only: &[&str]) -> (PathBuf, PathBuf) {
 /// Publishes the inventory's `only` nodes (signed with the demo key) into the
 /// `oci:` registry `reg_dir`, as build `revision` (`None`: the next one).
 pub fn publish_into(inv_dir: &Path, reg_dir: &Path, only: &[&str], revision: Option<u64>) {
-    let inv = inventory::load(inv_dir).unwrap();
+    let inv = metis_core::lab::load(inv_dir).unwrap();
     let registry =
         metis_core::oci::Registry::open(&format!("oci:{}", reg_dir.display()), &Default::default())
             .unwrap();

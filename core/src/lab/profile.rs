@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::profile::{LabProfile, ProfileError, PROFILE_FORMAT};
 use crate::trust::{KeyError, PublicKey, DEMO_KEY_FINGERPRINT};
 
-use super::{is_test_registry, Inventory};
+use crate::inventory::{is_test_registry, Inventory};
 
 /// A profile ready to hand out, and what the maintainer should know first.
 #[derive(Debug, Clone)]
@@ -188,7 +188,7 @@ mod tests {
         ] {
             assert_eq!(
                 crate::profile::is_repo_prefix(s),
-                super::super::rules::repo_prefix(s).is_ok(),
+                crate::inventory::rules::repo_prefix(s).is_ok(),
                 "`{s}`"
             );
         }

@@ -1,0 +1,132 @@
+//! `classes/<class>.yaml`: architecture, OS, golden image and card layout.
+
+use std::path::{Path, PathBuf};
+
+use super::cx::Cx;
+use super::hints::*;
+use crate::inventory::diag::Pos;
+use crate::inventory::model::*;
+use crate::inventory::rules;
+use crate::inventory::schema;
+
+impl Cx {
+    pub(super) fn class(
+        &mut self,
+        name: &str,
+        file: &Path,
+        f: &schema::ClassFile,
+    ) -> Option<Class> {
+        let arch = self.one_of(file, &f.architecture, "architecture", &["arm64", "amd64"]);
+        let os = self.one_of(file, &f.os, "os", &["ubuntu", "armbian", "debian"]);
+        let g = &f.golden;
+        let sources = [g.oci.is_some(), g.path.is_some(), g.url.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        let golden = if sources != 1 {
+            self.err(
+                file,
+                Pos::FILE,
+                "golden must name exactly one of `oci`, `path` or `url`",
+                "pin the class's golden image once, by digest",
+            );
+            None
+        } else if let Some(oci) = &g.oci {
+            let ok = oci
+                .value
+                .split_once("@sha256:")
+                .is_some_and(|(_, d)| rules::sha256_hex(d).is_ok());
+            if !ok {
+                self.err(
+                    file,
+                    Pos::of(oci),
+                    format!("`{}` is not pinned by digest", oci.value),
+                    "write it as `registry/repo@sha256:<64 hex>`; tags can move",
+                );
+            }
+            Some(Golden::Oci {
+                reference: oci.value.clone(),
+            })
+        } else {
+            let sha = match &g.sha256 {
+                Some(s) => self
+                    .rule(file, s, H_SHA, |v| rules::sha256_hex(v))
+                    .map(|_| s.value.clone()),
+                None => {
+                    self.err(
+                        file,
+                        Pos::FILE,
+                        "golden image has no `sha256`",
+                        "add `sha256:` with the image file's digest (`sha256sum FILE`)",
+                    );
+                    None
+                }
+            };
+            match (&g.path, &g.url, sha) {
+                (Some(p), _, Some(sha256)) => Some(Golden::Path {
+                    path: PathBuf::from(&p.value),
+                    sha256,
+                }),
+                (_, Some(u), Some(sha256)) => {
+                    if !u.value.starts_with("https://") && !u.value.starts_with("http://") {
+                        self.err(
+                            file,
+                            Pos::of(u),
+                            format!("`{}` is not an http(s) URL", u.value),
+                            "write the image's download URL starting with `https://`",
+                        );
+                    }
+                    Some(Golden::Url {
+                        url: u.value.clone(),
+                        sha256,
+                    })
+                }
+                _ => None,
+            }
+        };
+        let seed_fs = match &f.seed.filesystem {
+            Some(fs) => self
+                .one_of(file, fs, "seed filesystem", &["vfat"])
+                .map(|_| SeedFilesystem::Vfat),
+            None => Some(SeedFilesystem::Vfat),
+        };
+        if f.seed.label.value.is_empty() {
+            self.err(
+                file,
+                Pos::of(&f.seed.label),
+                "seed label is empty",
+                "Ubuntu for Raspberry Pi: system-boot; Armbian: armbi_boot; cloud images: CIDATA",
+            );
+        }
+        if f.root.label.value.is_empty() {
+            self.err(
+                file,
+                Pos::of(&f.root.label),
+                "root label is empty",
+                "write the golden image's root filesystem label (Ubuntu for Raspberry Pi: writable; Armbian: armbi_root; cloud images: rootfs); `blkid` on the image shows it",
+            );
+        }
+        self.settings_rules(file, &f.defaults);
+        Some(Class {
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            description: f.description.clone().unwrap_or_default(),
+            architecture: match arch? {
+                "arm64" => Arch::Arm64,
+                _ => Arch::Amd64,
+            },
+            os: match os? {
+                "ubuntu" => Os::Ubuntu,
+                "armbian" => Os::Armbian,
+                _ => Os::Debian,
+            },
+            golden: golden?,
+            seed: SeedLocation {
+                label: f.seed.label.value.clone(),
+                filesystem: seed_fs?,
+            },
+            root_label: f.root.label.value.clone(),
+            k3s: f.k3s,
+        })
+    }
+}
