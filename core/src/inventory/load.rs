@@ -224,8 +224,8 @@ fn check_with(dir: &Path, required: Required) -> Checked {
 
     let mut inventory = None;
     if let Some((lab_file, lab_text)) = lab {
-        let _ = lab_text;
         let lab = cx.lab(&lab_file);
+        cx.flasher_reads_registry(&lab_file, &lab_text);
         let classes: BTreeMap<String, (Class, &schema::ClassFile)> = class_files
             .iter()
             .filter_map(|(name, path, f)| cx.class(name, path, f).map(|c| (name.clone(), (c, f))))
@@ -546,6 +546,25 @@ impl Cx {
             }
         }
         out
+    }
+
+    /// `metis-flash --inventory` reads the `registry:` block line by line, not
+    /// as YAML (lab_registry): a warning where it could not read this one.
+    /// An empty host or prefix already has its error.
+    fn flasher_reads_registry(&mut self, f: &schema::LabFile, text: &str) {
+        if f.registry.host.value.is_empty() || f.registry.prefix.value.is_empty() {
+            return;
+        }
+        if let Err((line, column, reason)) = crate::lab_registry::check_block(text) {
+            self.diags.push(
+                Diagnostic::warning(
+                    Path::new("metis.yaml"),
+                    Pos { line, column },
+                    format!("`metis-flash --inventory` cannot read this registry block: {reason}"),
+                )
+                .hint("write `registry:` with one `host:`, `prefix:` and `ca_file:` line each under it, as docs/inventory.md does (metis-flash setup does not need it)"),
+            );
+        }
     }
 
     fn lab(&mut self, f: &schema::LabFile) -> Lab {
