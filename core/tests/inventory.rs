@@ -469,6 +469,39 @@ fn example_classes_pin_the_generated_stand_ins() {
     }
 }
 
+/// A registry block valid as YAML that `metis-flash --inventory` (which reads
+/// it line by line) could not read is a warning of check, at its line.
+#[test]
+fn a_registry_block_the_flasher_cannot_read_warns() {
+    let dir = copy_example_with_golden();
+    let warnings = |dir: &Path| -> Vec<Diagnostic> {
+        inventory::check(dir)
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.severity == Severity::Warning && d.message.contains("metis-flash"))
+            .collect()
+    };
+    assert!(
+        warnings(dir.path()).is_empty(),
+        "the example lab's block is read"
+    );
+    edit(
+        dir.path(),
+        "metis.yaml",
+        "  host: oci:../out/registry\n  prefix: metis\n",
+        "  {host: oci:../out/registry, prefix: metis}\n",
+    );
+    let checked = inventory::check(dir.path());
+    assert!(
+        checked.inventory.is_some(),
+        "a warning must not fail the check"
+    );
+    let found = warnings(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].file, Path::new("metis.yaml"));
+    assert_eq!((found[0].line, found[0].column), (5, 3), "{}", found[0]);
+}
+
 #[test]
 fn demo_keys_warn_outside_test_registries() {
     let dir = copy_example_with_golden();

@@ -6,10 +6,8 @@
 //! compressed and uncompressed size. `zstd -d` skips the seek table and yields the raw
 //! image; a seekable reader decodes any chunk on its own.
 //!
-//! zeekstd provides the seek table (building, serialising, parsing). Its `Encoder`
-//! compresses on the calling thread only and its `Decoder` decodes ranges in sequence,
-//! so we compress and decode the frames ourselves with libzstd in worker threads and
-//! log each finished frame in a zeekstd [`SeekTable`].
+//! We compress and decode the frames ourselves with libzstd in worker threads and
+//! log each finished frame in the seek table (`seek_table.rs`, which draws its layout).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -17,13 +15,13 @@ use std::ops::Range;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Mutex;
 
-use zeekstd::SeekTable;
 use zstd::zstd_safe;
 
 use super::chunks::{
     is_all_zero, read_full, ChunkHash, ChunkLayout, ChunkTable, ChunkTableBuilder, ChunkTableError,
     ZeroHashes, DEFAULT_CHUNK_SIZE,
 };
+use super::seek_table::{Footer, SeekTableWriter, FOOTER_LEN, SKIPPABLE_HEADER_LEN};
 
 /// Default zstd level for the base (the `zstd` CLI's default).
 pub const DEFAULT_LEVEL: i32 = 3;
@@ -31,12 +29,6 @@ pub const DEFAULT_LEVEL: i32 = 3;
 /// Uncompressed bytes the compressor keeps in flight (read, queued, or being
 /// compressed): a few chunks, never the image.
 const IN_FLIGHT_BUDGET: usize = 32 << 20;
-
-/// Bytes at the end of a seekable file that locate the seek table: frame count (u32),
-/// descriptor (u8), seekable magic (u32).
-const SEEK_TABLE_FOOTER_LEN: u64 = 9;
-/// Skippable frame header: magic (u32) and frame size (u32).
-const SKIPPABLE_HEADER_LEN: u64 = 8;
 
 /// Why writing or reading a class base failed.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +247,7 @@ pub fn write_base(
         let mut writer = FrameWriter {
             out: &mut out,
             written: 0,
-            seek_table: SeekTable::new(),
+            seek_table: SeekTableWriter::default(),
             table: ChunkTableBuilder::new(options.chunk_size),
             pending: BTreeMap::new(),
             next: 0,
@@ -417,7 +409,7 @@ fn new_compressor(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
 struct FrameWriter<'w, W: Write> {
     out: &'w mut W,
     written: u64,
-    seek_table: SeekTable,
+    seek_table: SeekTableWriter,
     table: ChunkTableBuilder,
     pending: BTreeMap<usize, CompressedChunk>,
     next: usize,
@@ -454,7 +446,7 @@ impl<W: Write> FrameWriter<'_, W> {
             // Frame sizes fit in u32: a chunk is at most 16 MiB.
             self.seek_table
                 .log_frame(chunk.frame.len() as u32, chunk.input.len() as u32)
-                .map_err(|e| BaseError::TooManyChunks(e.into()))?;
+                .map_err(|why| BaseError::TooManyChunks(why.into()))?;
             self.table
                 .push(chunk.input.len(), chunk.hash, chunk.is_zero);
             pool.push((chunk.input, chunk.frame));
@@ -465,14 +457,7 @@ impl<W: Write> FrameWriter<'_, W> {
     }
 
     fn finish(self) -> Result<BaseSummary, BaseError> {
-        let mut serializer = self.seek_table.into_serializer();
-        let mut bytes = Vec::with_capacity(serializer.encoded_len());
-        serializer
-            .read_to_end(&mut bytes)
-            .map_err(|source| BaseError::Write {
-                offset: self.written,
-                source,
-            })?;
+        let bytes = self.seek_table.encode();
         self.out
             .write_all(&bytes)
             .and_then(|()| self.out.flush())
@@ -513,43 +498,30 @@ impl<R: Read + Seek> BaseReader<R> {
             .seek(SeekFrom::End(0))
             .map_err(|source| BaseError::ReadBase { offset: 0, source })?;
         let no_table = |why: &str| BaseError::SeekTable(why.into());
-        if file_len < SKIPPABLE_HEADER_LEN + SEEK_TABLE_FOOTER_LEN {
+        if file_len < SKIPPABLE_HEADER_LEN + FOOTER_LEN {
             return Err(no_table("file too short"));
         }
-        // Check the footer against the signed layout before zeekstd sizes anything
-        // from it: it allocates for the frame count the footer claims.
-        let mut footer = [0u8; SEEK_TABLE_FOOTER_LEN as usize];
-        read_exact_at(&mut source, file_len - SEEK_TABLE_FOOTER_LEN, &mut footer)?;
-        let u32_at =
-            |at: usize| u32::from_le_bytes(footer[at..at + 4].try_into().expect("4 bytes"));
-        if u32_at(5) != zeekstd::SEEKABLE_MAGIC_NUMBER {
-            return Err(no_table("seekable magic number missing"));
-        }
-        let frames = u32_at(0);
-        if frames as usize != layout.chunk_count() {
+        // Check the footer against the signed layout before sizing anything from
+        // it: the table is read whole, and its length is the footer's claim.
+        let mut footer = [0u8; FOOTER_LEN as usize];
+        read_exact_at(&mut source, file_len - FOOTER_LEN, &mut footer)?;
+        let footer = Footer::parse(&footer).map_err(no_table)?;
+        if footer.frames as usize != layout.chunk_count() {
             return Err(BaseError::FrameCount {
-                frames,
+                frames: footer.frames,
                 chunks: layout.chunk_count(),
             });
         }
-        // Entries carry a checksum when descriptor bit 7 is set (Metis never sets it).
-        let entry_len: u64 = if footer[4] & 0x80 != 0 { 12 } else { 8 };
-        let table_len =
-            SKIPPABLE_HEADER_LEN + u64::from(frames) * entry_len + SEEK_TABLE_FOOTER_LEN;
+        let table_len = footer.table_len();
         if table_len > file_len {
             return Err(no_table("seek table longer than the file"));
         }
-        let seek_table =
-            SeekTable::from_seekable(&mut source).map_err(|e| BaseError::SeekTable(e.into()))?;
+        let mut table = vec![0u8; table_len as usize];
+        read_exact_at(&mut source, file_len - table_len, &mut table)?;
+        let entries = footer.entries(&table).map_err(no_table)?;
         let mut frame_starts = Vec::with_capacity(layout.chunk_count() + 1);
-        for chunk in 0..layout.chunk_count() {
-            let i = chunk as u32;
-            let d_size = seek_table
-                .frame_size_decomp(i)
-                .map_err(|e| BaseError::SeekTable(e.into()))?;
-            let c_size = seek_table
-                .frame_size_comp(i)
-                .map_err(|e| BaseError::SeekTable(e.into()))?;
+        let mut frames_end = 0u64;
+        for (chunk, &(c_size, d_size)) in entries.iter().enumerate() {
             let len = layout.chunk_len(chunk);
             let bad = |expected: String, found: String| BaseError::FrameSize {
                 chunk,
@@ -557,26 +529,22 @@ impl<R: Read + Seek> BaseReader<R> {
                 expected,
                 found,
             };
-            if d_size != len as u64 {
+            if d_size as usize != len {
                 return Err(bad(
                     format!("{len} bytes uncompressed"),
                     format!("{d_size} bytes uncompressed"),
                 ));
             }
             let bound = max_frame_len(len);
-            if c_size == 0 || c_size > bound {
+            if c_size == 0 || u64::from(c_size) > bound {
                 return Err(bad(
                     format!("1..={bound} bytes compressed"),
                     format!("{c_size} bytes compressed"),
                 ));
             }
-            frame_starts.push(
-                seek_table
-                    .frame_start_comp(i)
-                    .map_err(|e| BaseError::SeekTable(e.into()))?,
-            );
+            frame_starts.push(frames_end);
+            frames_end += u64::from(c_size);
         }
-        let frames_end = seek_table.size_comp();
         frame_starts.push(frames_end);
         let mut reader = Self {
             source,

@@ -33,3 +33,4 @@ pub mod patch;
 pub mod personalise;
 #[cfg(feature = "build")]
 pub mod rootfs;
+mod seek_table;

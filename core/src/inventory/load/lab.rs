@@ -12,6 +12,25 @@ use crate::inventory::schema;
 use crate::location::is_test_registry;
 
 impl Cx {
+    /// `metis-flash --inventory` reads the `registry:` block line by line, not
+    /// as YAML (lab_registry): a warning where it could not read this one.
+    /// An empty host or prefix already has its error.
+    pub(super) fn flasher_reads_registry(&mut self, f: &schema::LabFile, text: &str) {
+        if f.registry.host.value.is_empty() || f.registry.prefix.value.is_empty() {
+            return;
+        }
+        if let Err((line, column, reason)) = crate::lab_registry::check_block(text) {
+            self.diags.push(
+                Diagnostic::warning(
+                    Path::new("metis.yaml"),
+                    Pos { line, column },
+                    format!("`metis-flash --inventory` cannot read this registry block: {reason}"),
+                )
+                .hint("write `registry:` with one `host:`, `prefix:` and `ca_file:` line each under it, as docs/inventory.md does (metis-flash setup does not need it)"),
+            );
+        }
+    }
+
     pub(super) fn lab(&mut self, f: &schema::LabFile) -> Lab {
         let file = Path::new("metis.yaml");
         let host = f.registry.host.value.clone();

@@ -133,8 +133,8 @@ pub fn resolve(dir: &Path, options: &Options) -> Resolved {
 
     let mut inventory = None;
     if let Some((lab_file, lab_text)) = lab {
-        let _ = lab_text;
         let lab = cx.lab(&lab_file);
+        cx.flasher_reads_registry(&lab_file, &lab_text);
         let classes: BTreeMap<String, (Class, &schema::ClassFile)> = class_files
             .iter()
             .filter_map(|(name, path, f)| cx.class(name, path, f).map(|c| (name.clone(), (c, f))))
