@@ -20,7 +20,7 @@ mod pull;
 mod registry;
 mod remote;
 
-pub use auth::{CredentialSource, Credentials, ENV_PASSWORD, ENV_USERNAME};
+pub use auth::{Auth, CredentialSource, Credentials, ENV_PASSWORD, ENV_USERNAME};
 pub use error::OciError;
 pub use layout::{hash_file, ref_name, Layout, LayoutRef, FETCHED, REF_NAME};
 pub use manifest::{
