@@ -362,7 +362,7 @@ fn golden_import(args: cli::GoldenImportArgs) -> Result<ExitCode> {
         let work = kept.parent().unwrap_or(&inv.dir).to_path_buf();
         let pushed = metis_core::image::golden_oci::push_golden(
             &registry,
-            metis_core::oci::lab_host(&inv),
+            inv.registry_host(),
             &inv.lab.registry.prefix,
             &args.class,
             &golden,
@@ -564,13 +564,10 @@ fn lab_registry(
             }
             location
         }
-        None => metis_core::oci::lab_location(&inv),
+        None => inv.registry_location(),
     };
     let options = metis_core::oci::RegistryOptions {
-        ca_file: arg
-            .ca_file
-            .clone()
-            .or_else(|| metis_core::oci::lab_ca_file(&inv)),
+        ca_file: arg.ca_file.clone().or_else(|| inv.registry_ca_file()),
         insecure_http: arg.insecure_http,
         ..Default::default()
     };

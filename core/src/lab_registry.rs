@@ -35,7 +35,7 @@ pub struct LabRegistry {
 impl LabRegistry {
     /// The registry's host, or `None` for an OCI image-layout directory (`oci:`).
     pub fn host(&self) -> Option<&str> {
-        (!self.location.starts_with("oci:")).then_some(self.location.as_str())
+        crate::location::host(&self.location)
     }
 }
 
@@ -78,7 +78,7 @@ pub fn read_registry(inventory_dir: &Path) -> Result<LabRegistry, LabRegistryErr
             reason,
         })?;
     Ok(LabRegistry {
-        location: location(inventory_dir, &block.host),
+        location: crate::location::in_inventory(inventory_dir, &block.host),
         prefix: block.prefix,
         ca_file: block.ca_file.map(|f| inventory_dir.join(f)),
     })
@@ -395,15 +395,6 @@ fn is_marker(line: &str, marker: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
 }
 
-/// `host` as a location: an `oci:DIR` written relative is relative to the
-/// inventory directory; a `host[:port]` is itself.
-pub(crate) fn location(inventory_dir: &Path, host: &str) -> String {
-    match host.strip_prefix("oci:") {
-        Some(dir) => format!("oci:{}", inventory_dir.join(dir).display()),
-        None => host.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,7 +573,7 @@ mod tests {
             ("127.0.0.1:5000", "127.0.0.1:5000"),
             ("[::1]:5000", "[::1]:5000"),
         ] {
-            assert_eq!(location(inv, host), expected, "{host}");
+            assert_eq!(crate::location::in_inventory(inv, host), expected, "{host}");
         }
     }
 

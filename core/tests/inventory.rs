@@ -475,7 +475,7 @@ fn example_classes_pin_the_generated_stand_ins() {
 fn a_registry_block_the_flasher_cannot_read_warns() {
     let dir = copy_example_with_golden();
     let warnings = |dir: &Path| -> Vec<Diagnostic> {
-        inventory::check(dir)
+        metis_core::lab::check(dir)
             .diagnostics
             .into_iter()
             .filter(|d| d.severity == Severity::Warning && d.message.contains("metis-flash"))
@@ -491,7 +491,7 @@ fn a_registry_block_the_flasher_cannot_read_warns() {
         "  host: oci:../out/registry\n  prefix: metis\n",
         "  {host: oci:../out/registry, prefix: metis}\n",
     );
-    let checked = inventory::check(dir.path());
+    let checked = metis_core::lab::check(dir.path());
     assert!(
         checked.inventory.is_some(),
         "a warning must not fail the check"

@@ -152,7 +152,7 @@ pub fn open_class_golden_via(
         };
         return super::golden_oci::fetch_golden(
             registry,
-            crate::oci::lab_host(inv),
+            inv.registry_host(),
             reference,
             &cache.join("oci"),
             cache,

@@ -23,6 +23,23 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Where the lab's registry is, for [`Registry::open`](crate::oci::Registry::open):
+    /// an `oci:` directory written relative is relative to the inventory directory.
+    pub fn registry_location(&self) -> String {
+        crate::location::in_inventory(&self.dir, &self.lab.registry.host)
+    }
+
+    /// The lab registry's host, or `None` when the lab publishes into an OCI
+    /// image-layout directory (`oci:`), which has no host.
+    pub fn registry_host(&self) -> Option<&str> {
+        crate::location::host(&self.lab.registry.host)
+    }
+
+    /// The registry's extra CA file, relative to the inventory directory.
+    pub fn registry_ca_file(&self) -> Option<PathBuf> {
+        self.lab.registry.ca_file.as_ref().map(|f| self.dir.join(f))
+    }
+
     /// The class a node belongs to. Loading guarantees it exists.
     pub fn class_of(&self, node: &Node) -> &Class {
         self.classes

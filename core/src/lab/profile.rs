@@ -70,7 +70,7 @@ pub enum ProfileExportError {
 
 /// The operator profile of `inv`: named `lab` (default: the cluster's DNS
 /// domain), with the registry (an `oci:` directory made absolute, resolved
-/// against the inventory directory as [`crate::oci::lab_location`] does),
+/// against the inventory directory as [`Inventory::registry_location`] does),
 /// the prefix, the CA file's certificates inline and every signing public key.
 /// Only public material is read; the result parses with [`LabProfile::parse`].
 pub fn operator_profile(
@@ -83,7 +83,7 @@ pub fn operator_profile(
     }
     let mut warnings = Vec::new();
     let host = &inv.lab.registry.host;
-    let registry = match crate::oci::lab_location(inv).strip_prefix("oci:") {
+    let registry = match inv.registry_location().strip_prefix("oci:") {
         Some(dir) => format!("oci:{}", absolute(Path::new(dir))?.display()),
         None => host.clone(),
     };

@@ -35,21 +35,48 @@ impl fmt::Display for CredentialSource {
     }
 }
 
-/// A user name and password for one registry.
+/// How Metis authenticates to a registry. Every place that speaks to one
+/// matches on it exhaustively, so a new scheme cannot be half-handled.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// No credentials.
+    Anonymous,
+    /// HTTP basic, also what a bearer-token request is made with.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password or token (never shown).
+        password: String,
+    },
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Anonymous => f.write_str("Anonymous"),
+            Auth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Credentials for one registry, and where they came from.
 #[derive(Clone)]
 pub struct Credentials {
     /// Where they came from.
     pub source: CredentialSource,
-    /// User name and password, `None` for anonymous.
-    pub(crate) basic: Option<(String, String)>,
+    /// What to present.
+    pub(crate) auth: Auth,
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
             .field("source", &self.source)
-            .field("username", &self.basic.as_ref().map(|(u, _)| u))
-            .finish_non_exhaustive()
+            .field("auth", &self.auth)
+            .finish()
     }
 }
 
@@ -58,7 +85,7 @@ impl Credentials {
     pub fn anonymous() -> Self {
         Credentials {
             source: CredentialSource::Anonymous,
-            basic: None,
+            auth: Auth::Anonymous,
         }
     }
 
@@ -66,7 +93,7 @@ impl Credentials {
     pub fn basic(source: CredentialSource, username: String, password: String) -> Self {
         Credentials {
             source,
-            basic: Some((username, password)),
+            auth: Auth::Basic { username, password },
         }
     }
 
@@ -197,10 +224,22 @@ mod tests {
                 "credHelpers":{{"ecr.aws":"ecr-login"}},"credsStore":"desktop"}}"#
         ));
         let c = from_docker_config(&path, "harbor.lab:8443").unwrap();
-        assert_eq!(c.basic, Some(("ops".into(), "s3cret".into())));
+        assert_eq!(
+            c.auth,
+            Auth::Basic {
+                username: "ops".into(),
+                password: "s3cret".into()
+            }
+        );
         assert!(!format!("{c:?}").contains("s3cret"));
         let c = from_docker_config(&path, "reg.lab").unwrap();
-        assert_eq!(c.basic, Some(("u".into(), "p".into())));
+        assert_eq!(
+            c.auth,
+            Auth::Basic {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
         for host in ["ecr.aws", "helped", "unknown"] {
             let e = from_docker_config(&path, host).unwrap_err().to_string();
             assert!(
@@ -210,6 +249,9 @@ mod tests {
             assert!(e.contains("METIS_REGISTRY_USERNAME"), "{e}");
         }
         let (_d, path) = config(r#"{"auths":{}}"#);
-        assert!(from_docker_config(&path, "x").unwrap().basic.is_none());
+        assert_eq!(
+            from_docker_config(&path, "x").unwrap().auth,
+            Auth::Anonymous
+        );
     }
 }

@@ -20,7 +20,7 @@ mod pull;
 mod registry;
 mod remote;
 
-pub use auth::{CredentialSource, Credentials, ENV_PASSWORD, ENV_USERNAME};
+pub use auth::{Auth, CredentialSource, Credentials, ENV_PASSWORD, ENV_USERNAME};
 pub use error::OciError;
 pub use layout::{hash_file, ref_name, Layout, LayoutRef, FETCHED, REF_NAME};
 pub use manifest::{
@@ -95,27 +95,6 @@ pub fn parse_registry_arg(arg: &str) -> (String, Option<String>) {
 }
 
 pub use crate::location::{is_loopback, is_test_registry};
-
-/// Where the inventory's registry is, for [`Registry::open`]: an `oci:` directory
-/// written relative is relative to the inventory directory.
-#[cfg(feature = "build")]
-pub fn lab_location(inv: &crate::inventory::Inventory) -> String {
-    crate::lab_registry::location(&inv.dir, &inv.lab.registry.host)
-}
-
-/// The lab registry's host, or `None` when the lab publishes into an OCI
-/// image-layout directory (`oci:`), which has no host.
-#[cfg(feature = "build")]
-pub fn lab_host(inv: &crate::inventory::Inventory) -> Option<&str> {
-    let host = inv.lab.registry.host.as_str();
-    (!host.starts_with("oci:")).then_some(host)
-}
-
-/// The inventory's extra CA file, relative to the inventory directory.
-#[cfg(feature = "build")]
-pub fn lab_ca_file(inv: &crate::inventory::Inventory) -> Option<std::path::PathBuf> {
-    inv.lab.registry.ca_file.as_ref().map(|f| inv.dir.join(f))
-}
 
 /// How long to wait for a connection, and for each read, on every HTTP request.
 pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

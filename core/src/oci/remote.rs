@@ -21,7 +21,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 use tokio::io::AsyncReadExt as _;
 
-use super::auth::{CredentialSource, Credentials};
+use super::auth::{Auth, CredentialSource, Credentials};
 use super::registry::{BlobStream, Progress, RegistryOptions};
 use super::{OciError, MAX_SMALL_BYTES};
 
@@ -53,7 +53,7 @@ pub struct Remote {
     scheme: &'static str,
     client: oci_client::Client,
     http: reqwest::Client,
-    auth: RegistryAuth,
+    auth: Auth,
     source: CredentialSource,
     headers: tokio::sync::Mutex<HashMap<AuthKey, (Option<String>, std::time::Instant)>>,
     /// What this client moved.
@@ -191,10 +191,6 @@ impl Remote {
             Some(c) => c.clone(),
             None => Credentials::for_registry(host)?,
         };
-        let auth = match &credentials.basic {
-            Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
-            None => RegistryAuth::Anonymous,
-        };
         let mut http = super::http_client();
         let mut extra = Vec::new();
         if let Some(ca) = &options.ca_file {
@@ -234,7 +230,7 @@ impl Remote {
             },
             client,
             http,
-            auth,
+            auth: credentials.auth,
             source: credentials.source,
             headers: Default::default(),
             counters: Arc::default(),
@@ -376,19 +372,33 @@ impl Remote {
         };
         let token = self
             .client
-            .auth(&self.reference(repository, "latest"), &self.auth, op)
+            .auth(
+                &self.reference(repository, "latest"),
+                &self.client_auth(),
+                op,
+            )
             .await
             .map_err(|e| self.map_oci(e, repository, "authenticating"))?;
         let header = match (token, &self.auth) {
             (Some(token), _) => Some(format!("Bearer {token}")),
-            (None, RegistryAuth::Basic(u, p)) => Some(format!(
+            (None, Auth::Basic { username, password }) => Some(format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
             )),
-            (None, _) => None,
+            (None, Auth::Anonymous) => None,
         };
         cache.insert(key, (header.clone(), std::time::Instant::now()));
         Ok(header)
+    }
+
+    /// [`Auth`] as oci-client takes it.
+    fn client_auth(&self) -> RegistryAuth {
+        match &self.auth {
+            Auth::Anonymous => RegistryAuth::Anonymous,
+            Auth::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
+        }
     }
 
     fn with_auth(
@@ -514,8 +524,9 @@ impl Remote {
             query.push(("service".to_owned(), service.clone()));
         }
         let mut req = self.http.get(&realm).query(&query);
-        if let RegistryAuth::Basic(u, p) = &self.auth {
-            req = req.basic_auth(u, Some(p));
+        match &self.auth {
+            Auth::Basic { username, password } => req = req.basic_auth(username, Some(password)),
+            Auth::Anonymous => {}
         }
         let res = req.send().await.map_err(|e| self.map_reqwest(&e))?;
         if !res.status().is_success() {

@@ -146,7 +146,7 @@ pub(super) fn unit_dropin(node: &Node) -> Option<String> {
 /// The registry k3s pulls from, unless the lab publishes into an OCI layout
 /// directory (`oci:`), which k3s cannot use.
 pub(super) fn registry_host(inv: &Inventory) -> Option<&str> {
-    crate::oci::lab_host(inv)
+    inv.registry_host()
 }
 
 /// Appends `/etc/rancher/k3s/registries.yaml` for the lab's Harbor to `out`
