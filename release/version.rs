@@ -1,6 +1,7 @@
 // The long version of a binary, `0.1.0 (3f2c9e1a7b4d 2026-12-01)`: the package
 // version, the commit it was built from and the build date, as rustc prints its
-// own. Included by the binaries' build.rs (flasher, builder, gui).
+// own, and the date alone (METIS_BUILD_DATE). Included by the binaries' build.rs
+// (flasher, builder) and release/man's.
 //
 // The date is never the clock's, so two builds of one commit are the same bytes:
 // it is $SOURCE_DATE_EPOCH (reproducible-builds.org) when set, as scripts/release
@@ -59,6 +60,7 @@ fn main() {
         .or_else(|| git(&["log", "-1", "--format=%ct", "HEAD"]))
         .and_then(|e| e.trim().parse::<i64>().ok());
     let built = epoch.map(date).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=METIS_BUILD_DATE={built}");
     println!(
         "cargo:rustc-env=METIS_LONG_VERSION={} ({commit} {built})",
         std::env::var("CARGO_PKG_VERSION").unwrap()
