@@ -1,7 +1,7 @@
 // The long version of a binary, `0.1.0 (3f2c9e1a7b4d 2026-12-01)`: the package
 // version, the commit it was built from and the build date, as rustc prints its
 // own, and the date alone (METIS_BUILD_DATE). Included by the binaries' build.rs
-// (flasher, builder) and release/man's.
+// (flasher, builder; the builder's man pages are dated with it).
 //
 // The date is never the clock's, so two builds of one commit are the same bytes:
 // it is $SOURCE_DATE_EPOCH (reproducible-builds.org) when set, as scripts/release

@@ -98,6 +98,13 @@ pub enum Command {
         /// bash, zsh, fish, powershell or elvish.
         shell: clap_complete::Shell,
     },
+    /// Write the man pages of metis-flash and metis-build into DIR
+    /// (scripts/release).
+    #[command(hide = true)]
+    Man {
+        /// Directory for metis-flash.1, metis-flash-setup.1, metis-build.1, …
+        dir: PathBuf,
+    },
 }
 
 /// Where to publish; the inventory's `registry:` unless given.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod interrupt;
+mod man;
 
 use std::process::ExitCode;
 
@@ -80,6 +81,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(args) => plan(args),
         Command::Publish(args) => publish(args),
         Command::OperatorProfile(args) => operator_profile(args),
+        Command::Man { dir } => man::write(&dir).map(|()| ExitCode::SUCCESS),
         Command::SignBlob(args) => sign_blob(args),
         Command::VerifyBlob(args) => verify_blob(args),
         Command::Completions { shell } => {
