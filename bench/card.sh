@@ -3,6 +3,8 @@
 # physical limit; and --sparse against bmaptool copy on a mostly empty image.
 #
 #   bench/card.sh [SIZE_MIB]    image size in MiB; default $BENCH_CARD_MIB, else 512
+#   BENCH_FLASH=BIN BENCH_LABEL=TEXT BENCH_CARD_THROTTLED_ONLY=1 bench/card.sh
+#                               part 1 only, with another flasher (bench/release.sh)
 #
 # 1. The throttled card: flasher/tests/fakecard.py serves one file over FUSE
 #    (direct_io: no page cache in FUSE) at a card's sustained rates, one request
@@ -52,7 +54,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-row() { printf '| %s (%s MiB) | %s | %s | %s | %s |\n' "$1" "$SIZE_MIB" "$2" "$3" "$4" "$5"; }
+# $BENCH_LABEL names the flasher measured when it is not the native build.
+row() { printf '| %s%s (%s MiB) | %s | %s | %s | %s |\n' "$1" "${BENCH_LABEL:+, $BENCH_LABEL}" "$SIZE_MIB" "$2" "$3" "$4" "$5"; }
 
 # --- 1. The throttled card --------------------------------------------------
 echo "generating a ${SIZE_MIB} MiB mixed image and its artifact..." >&2
@@ -138,6 +141,8 @@ spare_rows "the same node's previous revision" "${NEXT[@]}"
 losetup -d "$LOOP"; LOOP=
 fusermount -u "$WORK/mnt"; wait "$DAEMON" 2>/dev/null || :; DAEMON=
 rm -rf "$WORK/art" "$WORK/art-15.1" "$WORK/art-15.2" "$WORK/golden.img"
+
+[ -n "${BENCH_CARD_THROTTLED_ONLY:-}" ] && exit 0
 
 # --- 2. --sparse vs bmaptool -------------------------------------------------
 # Data in the first 60% of the image, ~half of it zeros punched into holes, the

@@ -3,11 +3,17 @@
 # measure and json need $WORK; row is each script's own (its size unit differs).
 
 # Builds metis-flash and bench/artifact in release; sets FLASH and GEN.
+# $BENCH_FLASH names another metis-flash built with dev-write to measure instead
+# (bench/release.sh: the static musl release build).
 bench_build() {
     echo "building metis-flash and bench/artifact (release)..." >&2
-    FLASH=$(cargo build --release --quiet -p metis-flash --features dev-write --manifest-path "$ROOT/Cargo.toml" \
-              --message-format=json 2>/dev/null |
-            grep -o '"executable":"[^"]*/metis-flash"' | tail -1 | cut -d'"' -f4)
+    if [ -n "${BENCH_FLASH:-}" ]; then
+        FLASH=$BENCH_FLASH
+    else
+        FLASH=$(cargo build --release --quiet -p metis-flash --features dev-write --manifest-path "$ROOT/Cargo.toml" \
+                  --message-format=json 2>/dev/null |
+                grep -o '"executable":"[^"]*/metis-flash"' | tail -1 | cut -d'"' -f4)
+    fi
     GEN=$(cargo build --release --quiet --manifest-path "$ROOT/bench/artifact/Cargo.toml" \
             --message-format=json 2>/dev/null |
           grep -o '"executable":"[^"]*metis-bench-artifact"' | tail -1 | cut -d'"' -f4)

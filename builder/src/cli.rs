@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 /// Build signed recovery-card artifacts for every node of a k3s lab from its
 /// GitOps inventory.
 #[derive(Debug, Parser)]
-#[command(name = "metis-build", version, max_term_width = 80)]
+#[command(
+    name = "metis-build",
+    version = env!("METIS_LONG_VERSION"),
+    max_term_width = 80
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -78,6 +82,29 @@ pub enum Command {
     /// FILE or $COSIGN_PRIVATE_KEY, with $COSIGN_PASSWORD. CI identity
     /// (decrypts the sealed secrets): --identity FILE or $METIS_AGE_IDENTITY.
     Publish(PublishArgs),
+    /// Sign a file (a release's SHA256SUMS) as `cosign sign-blob --key` does:
+    /// base64 DER ECDSA P-256 over SHA-256 of its bytes.
+    ///
+    /// Signing key: --key FILE or $COSIGN_PRIVATE_KEY, with $COSIGN_PASSWORD.
+    /// Checks with `metis-build verify-blob`, `cosign verify-blob --key KEY.pub
+    /// --signature SIG --insecure-ignore-tlog FILE`, or openssl (docs/install.md).
+    SignBlob(SignBlobArgs),
+    /// Check a file's signature made by `sign-blob` or `cosign sign-blob`.
+    ///
+    /// Exit status: 0 when a given key verifies it, 1 when none does.
+    VerifyBlob(VerifyBlobArgs),
+    /// Print the shell completion script for SHELL on stdout.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages of metis-flash and metis-build into DIR
+    /// (scripts/release).
+    #[command(hide = true)]
+    Man {
+        /// Directory for metis-flash.1, metis-flash-setup.1, metis-build.1, …
+        dir: PathBuf,
+    },
 }
 
 /// Where to publish; the inventory's `registry:` unless given.
@@ -334,6 +361,30 @@ pub struct CheckArgs {
     /// Print the findings as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SignBlobArgs {
+    /// The file to sign.
+    pub file: PathBuf,
+    /// Cosign private key (PEM) [default: $COSIGN_PRIVATE_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Write the signature here instead of stdout.
+    #[arg(long, value_name = "SIG")]
+    pub output_signature: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyBlobArgs {
+    /// The signed file.
+    pub file: PathBuf,
+    /// Public key(s) (PEM) to accept, e.g. release/metis-release.pub.
+    #[arg(long = "key", value_name = "PUB", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// The signature file (base64 DER, as `sign-blob` writes it).
+    #[arg(long, value_name = "SIG")]
+    pub signature: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod interrupt;
+mod man;
 
 use std::process::ExitCode;
 
@@ -80,6 +81,64 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(args) => plan(args),
         Command::Publish(args) => publish(args),
         Command::OperatorProfile(args) => operator_profile(args),
+        Command::Man { dir } => man::write(&dir).map(|()| ExitCode::SUCCESS),
+        Command::SignBlob(args) => sign_blob(args),
+        Command::VerifyBlob(args) => verify_blob(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            use std::io::Write as _;
+            // Into memory first: clap_complete panics on a write error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "metis-build", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(e).context("writing the completion script")
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
+    }
+}
+
+fn sign_blob(args: cli::SignBlobArgs) -> Result<ExitCode> {
+    let key = metis_core::trust::PrivateKey::from_file_or_env(args.key.as_deref())
+        .context("loading the signing key")?;
+    let blob =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let signature = metis_core::trust::sign_blob(&key, &blob);
+    match &args.output_signature {
+        Some(path) => std::fs::write(path, &signature)
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => println!("{signature}"),
+    }
+    eprintln!(
+        "signed {} with key {}",
+        args.file.display(),
+        key.public_key().fingerprint()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_blob(args: cli::VerifyBlobArgs) -> Result<ExitCode> {
+    let keys = metis_core::trust::TrustedKeys::read_files(std::path::Path::new("."), &args.keys)
+        .context("reading the public keys")?;
+    let blob =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let signature = std::fs::read_to_string(&args.signature)
+        .with_context(|| format!("reading {}", args.signature.display()))?;
+    match metis_core::trust::verify_blob(&keys, &blob, &signature) {
+        Ok(key) => {
+            eprintln!(
+                "Verified OK: {} (key {})",
+                args.file.display(),
+                key.fingerprint()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.file.display());
+            Ok(ExitCode::from(1))
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "metis-flash",
-    version,
+    version = env!("METIS_LONG_VERSION"),
     max_term_width = 80,
     args_conflicts_with_subcommands = true,
     subcommand_value_name = "COMMAND",
@@ -77,6 +77,14 @@ pub enum Command {
         /// Cache directory [default: $METIS_CACHE, else ~/.cache/metis]
         #[arg(long, global = true)]
         cache: Option<PathBuf>,
+    },
+    /// Print the shell completion script for SHELL on stdout.
+    ///
+    /// E.g. `metis-flash completions bash > /etc/bash_completion.d/metis-flash`;
+    /// the release archives carry them all in completions/.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
     },
 }
 

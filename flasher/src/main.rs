@@ -35,8 +35,24 @@ fn main() -> ExitCode {
         Some(Command::Trust(command)) => commands::trust(command),
         Some(Command::Devices { json }) => commands::devices(json),
         Some(Command::Probe { device }) => commands::probe(&device),
+        Some(Command::Completions { shell }) => completions(shell),
     };
     exit.into()
+}
+
+/// `metis-flash completions SHELL`: the script on stdout. Generated into memory
+/// first: clap_complete panics on a write error, and `| head` is not a failure.
+fn completions(shell: clap_complete::Shell) -> Exit {
+    use std::io::Write as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "metis-flash", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: writing the completion script: {e}");
+            Exit::Failure
+        }
+        _ => Exit::Ok,
+    }
 }
 
 /// Prints an engine error with its hint (and the JSON failure line with

@@ -10,7 +10,10 @@ mod lab;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use lab::{demo, publish_into, published, sbin_path, sha, Loop};
+use lab::{
+    demo, export_profile, fingerprint, point_inventory_at, publish_into, published, sbin_path, sha,
+    Loop,
+};
 use metis_core::oci::Layout;
 
 /// A laptop: its own HOME (config and cache under it), an empty working
@@ -54,38 +57,6 @@ impl Laptop {
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// `metis-build operator-profile` of `inv_dir`, written to `to`.
-fn export_profile(inv_dir: &Path, to: &Path) {
-    let build = metis_tests::registry::workspace_binary("metis-build", "metis-build").unwrap();
-    let o = Command::new(build)
-        .args(["operator-profile", "--inventory"])
-        .arg(inv_dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "operator-profile: {}", text(&o));
-    std::fs::write(to, &o.stdout).unwrap();
-}
-
-/// The example inventory's registry pointed at the test's `oci:` registry.
-fn point_inventory_at(inv_dir: &Path, registry: &Path) {
-    let path = inv_dir.join("metis.yaml");
-    let yaml = std::fs::read_to_string(&path).unwrap();
-    let yaml = yaml.replace(
-        "host: oci:../out/registry",
-        &format!("host: oci:{}", registry.display()),
-    );
-    assert!(yaml.contains(&registry.display().to_string()));
-    std::fs::write(path, yaml).unwrap();
-}
-
-fn fingerprint(profile: &Path) -> String {
-    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(profile).unwrap()).unwrap();
-    let pem = p["public_keys"][0].as_str().unwrap();
-    metis_core::trust::PublicKey::from_pem(pem)
-        .unwrap()
-        .fingerprint()
 }
 
 #[test]

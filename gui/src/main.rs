@@ -1,4 +1,6 @@
 //! `metis-flash-gui`: the window. Everything is in the library (`metis_flash_gui`).
+// A release build on Windows opens no console window beside its own.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 use metis_flash_gui::{egui, App, Config, Window};
 

@@ -47,6 +47,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod blob;
 mod digest;
 mod error;
 mod index;
@@ -59,6 +60,9 @@ mod seen;
 mod signature;
 mod verify;
 
+#[cfg(feature = "signing")]
+pub use blob::sign_blob;
+pub use blob::verify_blob;
 pub use digest::{sha256_digest, sha256_file, signature_tag};
 pub use error::{KeyError, SignError, VerifyError};
 pub use index::{

@@ -91,6 +91,43 @@ pub fn publish_into(inv_dir: &Path, reg_dir: &Path, only: &[&str], revision: Opt
     assert!(!report.failed(), "{report:?}");
 }
 
+/// `metis-build operator-profile` of `inv_dir`, written to `to`.
+pub fn export_profile(inv_dir: &Path, to: &Path) {
+    let build = metis_tests::registry::workspace_binary("metis-build", "metis-build").unwrap();
+    let o = Command::new(build)
+        .args(["operator-profile", "--inventory"])
+        .arg(inv_dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "operator-profile: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::write(to, &o.stdout).unwrap();
+}
+
+/// The example inventory's registry pointed at the test's `oci:` registry.
+pub fn point_inventory_at(inv_dir: &Path, registry: &Path) {
+    let path = inv_dir.join("metis.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let yaml = yaml.replace(
+        "host: oci:../out/registry",
+        &format!("host: oci:{}", registry.display()),
+    );
+    assert!(yaml.contains(&registry.display().to_string()));
+    std::fs::write(path, yaml).unwrap();
+}
+
+/// The fingerprint of the first signing key a lab profile carries.
+pub fn fingerprint(profile: &Path) -> String {
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(profile).unwrap()).unwrap();
+    let pem = p["public_keys"][0].as_str().unwrap();
+    metis_core::trust::PublicKey::from_pem(pem)
+        .unwrap()
+        .fingerprint()
+}
+
 /// Runs `metis-flash` with its own cache and config directory, stdin from /dev/null.
 pub fn flash(cache: &Path, config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_metis-flash"))

@@ -1,0 +1,2 @@
+// The long version (`--version`): release/version.rs.
+include!("../release/version.rs");
