@@ -47,9 +47,7 @@ WORK=$(mktemp -d /var/tmp/metis-bench-card.XXXXXX)
 LOOP=''
 DAEMON=''
 cleanup() {
-    if [ -n "$LOOP" ]; then losetup -d "$LOOP" 2>/dev/null || :; fi
-    if mountpoint -q "$WORK/mnt" 2>/dev/null; then fusermount -u "$WORK/mnt" || :; fi
-    if [ -n "$DAEMON" ]; then kill "$DAEMON" 2>/dev/null || :; wait "$DAEMON" 2>/dev/null || :; fi
+    card_cleanup
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -73,14 +71,7 @@ done
 IMAGE_BYTES=$(stat -c %s "$WORK/golden.img")
 CARD_BYTES=$((IMAGE_BYTES + (64 << 20)))
 
-mkdir "$WORK/mnt"
-/usr/bin/python3 "$ROOT/flasher/tests/fakecard.py" "$WORK/mnt" --size "$CARD_BYTES" --sparse \
-    --write-mbps "$WRITE_MBPS" --read-mbps "$READ_MBPS" &
-DAEMON=$!
-for _ in $(seq 100); do [ -e "$WORK/mnt/card" ] && break; sleep 0.1; done
-[ -e "$WORK/mnt/card" ] || { echo "fakecard.py did not mount" >&2; exit 1; }
-LOOP=$(losetup -f --show "$WORK/mnt/card")
-echo "throttled card: $LOOP over FUSE (${WRITE_MBPS} MB/s write, ${READ_MBPS} MB/s read)" >&2
+throttled_card "$CARD_BYTES"
 
 # A new card (no marker): compared with nothing, written in full.
 write_card "$WORK/art" "$LOOP" --class bench

@@ -74,3 +74,74 @@ if [ -f "$ROOT/out/operator-config/metis/settings.json" ]; then
     row "gui: CPU while waiting on the node list (example lab), 10 s in a real window; ref one core" \
         "${IDLE_PCT}%" "100%" "$(awk -v p="$IDLE_PCT" 'BEGIN { printf "%.3fx", p / 100 }')" "near zero (<= 1%)"
 fi
+
+# 2. Flashing from the window against the CLI, on the throttled card of
+#    bench/card.sh (FUSE + loop, 40 MB/s write, 80 MB/s read): titan-db (a
+#    512 MiB card image) from an `oci:` registry onto a card with no Metis
+#    marker, alternating, medians compared (goal <= 1.02x). The window is driven
+#    by its flow test (egui_kittest, the real engine, a frame drawn with software
+#    wgpu every 100 ms as a real window repaints on progress); its time runs from
+#    "Next: choose the card" (the cached artifact's verification) to the done
+#    screen; the CLI's is its whole run. Both are built from this commit with the
+#    same release settings (no LTO, so the test harness can link).
+if [ "$(id -u)" != 0 ] || ! /usr/bin/python3 -c 'import fusepy' 2>/dev/null; then
+    echo "gui.sh: the window-vs-CLI flash needs root and python3-fusepy: no row" >&2
+    exit 0
+fi
+cd "$ROOT"
+# shellcheck source=bench/lib.bash
+. bench/lib.bash
+WRITE_MBPS=${CARD_WRITE_MBPS:-40}
+READ_MBPS=${CARD_READ_MBPS:-80}
+LOOP=''
+DAEMON=''
+trap 'card_cleanup; cleanup' EXIT
+echo "building the window's flow test and metis-flash with the same release settings..." >&2
+same_build() {
+    CARGO_TARGET_DIR=$ROOT/target/bench-gui CARGO_PROFILE_RELEASE_LTO=off \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_PANIC=unwind \
+        cargo "$@" --release --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4
+}
+FLOW=$(same_build test --no-run -p metis-flash-gui --test flow)
+CLI=$(same_build build -p metis-flash)
+[ -x "$FLOW" ] && [ -x "$CLI" ] || { echo "build failed" >&2; exit 1; }
+cargo build --release --quiet -p metis-build
+
+echo "publishing titan-db with a 512 MiB card image..." >&2
+bench_inventory "$WORK/inventory" 384 512
+COSIGN_PASSWORD=demo METIS_AGE_IDENTITY="$(cat inventory/demo-keys/builder.agekey)" \
+    target/release/metis-build publish titan-db --inventory "$WORK/inventory" --registry "oci:$WORK/reg" \
+    --key inventory/demo-keys/cosign.key --work-dir "$WORK/work" >/dev/null 2>"$WORK/publish.log" ||
+    { cat "$WORK/publish.log" >&2; exit 1; }
+rm -rf "$WORK/work" "$WORK/inventory/golden"
+throttled_card $(((512 + 64) << 20))
+
+# A card with no Metis marker before every run: both write it in full.
+foreign() { head -c 4096 /dev/urandom | dd of="$LOOP" bs=4096 oflag=direct conv=fsync status=none; }
+cli_run() {
+    foreign
+    measure env XDG_CONFIG_HOME="$WORK/cli-config" METIS_CACHE="$WORK/cli-cache" "$CLI" flash titan-db \
+        --device "$LOOP" --yes --force-non-removable --quiet --registry "oci:$WORK/reg" \
+        --trust-key inventory/demo-keys/cosign.pub --identity inventory/demo-keys/operator.agekey
+}
+gui_run() {
+    foreign
+    METIS_BENCH_REGISTRY=$WORK/reg METIS_BENCH_NODE=titan-db METIS_BENCH_DEVICE=$LOOP \
+        METIS_BENCH_LAPTOP=$WORK/laptop "$FLOW" --ignored --exact bench_window_flashes_a_disk --nocapture \
+        >"$WORK/flow.log" 2>&1 || { cat "$WORK/flow.log" >&2; exit 1; }
+    GUI_SECONDS=$(sed -n 's/^gui_seconds //p' "$WORK/flow.log")
+}
+# The first runs fill each laptop's cache (and set the window's laptop up).
+cli_run
+gui_run
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+C=''
+G=''
+for _ in $(seq "${BENCH_RUNS:-3}"); do
+    cli_run; C="$C $SECONDS_TAKEN"
+    gui_run; G="$G $GUI_SECONDS"
+done
+CS=$(echo "$C" | tr ' ' '\n' | sed '/^$/d' | median)
+GS=$(echo "$G" | tr ' ' '\n' | sed '/^$/d' | median)
+row "gui: flash from the window (egui_kittest-driven, frames drawn), verify + write + read-back of a 512 MiB image on the throttled card, median of ${BENCH_RUNS:-3}; ref metis-flash NODE --device, same card, same build settings" \
+    "${GS} s" "${CS} s" "$(ratio "$GS" "$CS")" "<= 1.02x"

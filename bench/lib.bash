@@ -48,3 +48,44 @@ write_card() {
         --table "$art/node.json" --patch "$art/node.patch" --slot-offset "$(cat "$art/slot")" \
         --slot-file "$art/bundle" --device "$dev" --yes --force-non-removable --json "$@"
 }
+
+# bench_inventory DIR FILL_MIB [SIZE_MIB]: the example inventory copied to DIR
+# with golden stand-ins of a real size (tests/golden/gen.sh --fill, each root
+# holding FILL_MIB of incompressible data; --size SIZE_MIB per image), each class
+# re-pinned to its new golden's digest. Needs the repository root as $PWD.
+bench_inventory() {
+    local dir=$1 fill=$2 size=${3:-} sha img c
+    cp -r inventory "$dir"
+    rm -rf "$dir/golden"
+    tests/golden/gen.sh --fill "$fill" ${size:+--size "$size"} "$dir/golden" >/dev/null
+    while read -r sha img; do
+        for c in "$dir"/classes/*.yaml; do
+            if grep -q "path: golden/$img\$" "$c"; then
+                sed -i "s/^\(  sha256:\) .*/\1 $sha/" "$c"
+            fi
+        done
+    done <"$dir/golden/SHA256SUMS"
+    # A checkout's golden images are older than the build; the builder keeps a
+    # verified-digest stamp only for files that have settled for 2 s.
+    sleep 2
+}
+
+# throttled_card BYTES: flasher/tests/fakecard.py serving $WORK/mnt/card (BYTES,
+# sparse) at ${WRITE_MBPS} MB/s written and ${READ_MBPS} MB/s read, one request
+# at a time, with a loop device on top; sets DAEMON and LOOP. card_cleanup
+# (called from the script's EXIT trap) detaches and unmounts.
+throttled_card() {
+    mkdir -p "$WORK/mnt"
+    /usr/bin/python3 "$ROOT/flasher/tests/fakecard.py" "$WORK/mnt" --size "$1" --sparse \
+        --write-mbps "$WRITE_MBPS" --read-mbps "$READ_MBPS" &
+    DAEMON=$!
+    for _ in $(seq 100); do [ -e "$WORK/mnt/card" ] && break; sleep 0.1; done
+    [ -e "$WORK/mnt/card" ] || { echo "fakecard.py did not mount" >&2; exit 1; }
+    LOOP=$(losetup -f --show "$WORK/mnt/card")
+    echo "throttled card: $LOOP over FUSE (${WRITE_MBPS} MB/s write, ${READ_MBPS} MB/s read)" >&2
+}
+card_cleanup() {
+    if [ -n "${LOOP:-}" ]; then losetup -d "$LOOP" 2>/dev/null || :; fi
+    if mountpoint -q "$WORK/mnt" 2>/dev/null; then fusermount -u "$WORK/mnt" || :; fi
+    if [ -n "${DAEMON:-}" ]; then kill "$DAEMON" 2>/dev/null || :; wait "$DAEMON" 2>/dev/null || :; fi
+}

@@ -17,20 +17,10 @@ trap 'rm -rf "$work"' EXIT
 # (default 256 MiB per GiB of BENCH_SIZE_GIB) of incompressible data; the
 # copied classes are re-pinned to their digests.
 fill="${BENCH_PUBLISH_FILL_MIB:-$(( ${BENCH_SIZE_GIB:-4} * 256 ))}"
-cp -r inventory "$work/inventory"
-rm -rf "$work/inventory/golden"
-tests/golden/gen.sh --fill "$fill" "$work/inventory/golden" >/dev/null
-while read -r sha img; do
-    for c in "$work"/inventory/classes/*.yaml; do
-        if grep -q "path: golden/$img\$" "$c"; then
-            sed -i "s/^\(  sha256:\) .*/\1 $sha/" "$c"
-        fi
-    done
-done < "$work/inventory/golden/SHA256SUMS"
+# shellcheck source=bench/lib.bash
+. bench/lib.bash
+bench_inventory "$work/inventory" "$fill"
 golden_mib=$(du -m --apparent-size -c "$work"/inventory/golden/*.img | tail -1 | cut -f1)
-# A checkout's golden images are older than the build; the builder keeps a
-# verified-digest stamp only for files that have settled for 2 s.
-sleep 2
 export COSIGN_PASSWORD=demo
 METIS_AGE_IDENTITY="$(cat inventory/demo-keys/builder.agekey)"
 export METIS_AGE_IDENTITY

@@ -93,17 +93,9 @@ rm -f "$work/base"
 # digest, as an operator's pull does.
 fill=$(numfmt --from=iec "$size")
 fill=$((fill >> 20))
-cp -r inventory "$work/inventory"
-rm -rf "$work/inventory/golden"
-tests/golden/gen.sh --fill "$fill" "$work/inventory/golden" >/dev/null
-while read -r sha img; do
-    for c in "$work"/inventory/classes/*.yaml; do
-        if grep -q "path: golden/$img\$" "$c"; then
-            sed -i "s/^\(  sha256:\) .*/\1 $sha/" "$c"
-        fi
-    done
-done <"$work/inventory/golden/SHA256SUMS"
-sleep 2 # the builder stamps a golden's digest only once the file has settled
+# shellcheck source=bench/lib.bash
+. bench/lib.bash
+bench_inventory "$work/inventory" "$fill"
 node=titan-db
 COSIGN_PASSWORD=demo METIS_AGE_IDENTITY="$(cat inventory/demo-keys/builder.agekey)" \
     "$bin/metis-build" publish "$node" --inventory "$work/inventory" --registry "127.0.0.1:$port/metis" \

@@ -107,10 +107,15 @@ fn registry() -> &'static Path {
 
 /// The lab profile `metis-build operator-profile` would export for it.
 fn profile(to: &Path) -> PathBuf {
+    profile_of(to, registry())
+}
+
+/// The example lab's profile for the `oci:` registry `registry`.
+fn profile_of(to: &Path, registry: &Path) -> PathBuf {
     let profile = LabProfile {
         format: PROFILE_FORMAT.into(),
         lab: "example.lab".into(),
-        registry: format!("oci:{}", registry().display()),
+        registry: format!("oci:{}", registry.display()),
         prefix: "metis".into(),
         ca_certificate: None,
         public_keys: vec![std::fs::read_to_string(demo("cosign.pub")).unwrap()],
@@ -144,9 +149,25 @@ fn window(dir: &Path, policy: Policy) -> Harness<'static, App> {
 
 /// Steps the window until `done` (the workers report on their own threads).
 fn wait(h: &mut Harness<'_, App>, what: &str, done: impl Fn(&Harness<'_, App>) -> bool) {
+    wait_drawing(h, what, None, done);
+}
+
+/// `wait`, drawing a frame (wgpu, software) at most every `frame` when given, as
+/// a real window repaints on each progress event (the engine sends ≤ 10 a second).
+fn wait_drawing(
+    h: &mut Harness<'_, App>,
+    what: &str,
+    frame: Option<Duration>,
+    done: impl Fn(&Harness<'_, App>) -> bool,
+) {
     let start = Instant::now();
+    let mut drawn = Instant::now();
     loop {
         h.step();
+        if frame.is_some_and(|f| drawn.elapsed() >= f) {
+            h.render().expect("rendering a frame");
+            drawn = Instant::now();
+        }
         if done(h) {
             break;
         }
@@ -463,4 +484,62 @@ fn as_root_a_loop_device_is_written() {
         sha(&by_cli, size),
         "the card is not the node's image"
     );
+}
+
+/// The window's row of bench/gui.sh (ignored: the bench runs it as root, with
+/// the release profile): flashes METIS_BENCH_NODE from the `oci:` registry
+/// METIS_BENCH_REGISTRY onto the disk METIS_BENCH_DEVICE, as a laptop kept under
+/// METIS_BENCH_LAPTOP (set up on its first run), drawing frames as a real window
+/// does, and prints `gui_seconds S`: from "Next: choose the card" (the cached
+/// artifact's verification, which the CLI's run also does) to the done screen.
+#[test]
+#[ignore = "a benchmark: bench/gui.sh runs it"]
+fn bench_window_flashes_a_disk() {
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set (bench/gui.sh sets it)"))
+    };
+    let (registry, node, device) = (
+        PathBuf::from(var("METIS_BENCH_REGISTRY")),
+        var("METIS_BENCH_NODE"),
+        var("METIS_BENCH_DEVICE"),
+    );
+    let laptop = PathBuf::from(var("METIS_BENCH_LAPTOP"));
+    std::fs::create_dir_all(&laptop).unwrap();
+    let mut h = window(
+        &laptop,
+        Policy {
+            force_non_removable: true,
+        },
+    );
+    wait(&mut h, "the first screen", |h| {
+        matches!(h.state().screen(), Screen::Setup | Screen::Nodes)
+    });
+    if h.state().screen() == Screen::Setup {
+        let profile = profile_of(&laptop, &registry);
+        set_up(&mut h, &profile);
+    }
+    type_into(&mut h, "Search", &node);
+    click(&mut h, &node);
+    let start = Instant::now();
+    click(&mut h, "Next: choose the card");
+    let row = format!("{device}  ");
+    wait(&mut h, "the disk offered", |h| {
+        h.query_by_label_contains(&row)
+            .is_some_and(|n| !n.accesskit_node().is_disabled())
+    });
+    h.get_by_label_contains(&row).click();
+    h.step();
+    wait(&mut h, "the verified artifact", |h| {
+        text_shown(h, "verified, image")
+    });
+    click(&mut h, "Next: confirm");
+    type_into(&mut h, "Type the node's name to confirm", &node);
+    click(&mut h, &format!("Flash {node}"));
+    let frame = Some(Duration::from_millis(100));
+    wait_drawing(&mut h, "the flash", frame, |h| {
+        matches!(h.state().screen(), Screen::Done | Screen::Error)
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    assert_eq!(h.state().screen(), Screen::Done, "the flash failed");
+    println!("gui_seconds {seconds:.2}");
 }
