@@ -130,6 +130,20 @@ fn make_lab() -> Result<Lab> {
             "0".repeat(64)
         ),
     )?;
+    // The amd64 class names its seed by GPT partition name (the bootable amd64
+    // stand-in's seed partition is named `cidata`), so golden import, render,
+    // publish, flash and the boot's secrets phase (/dev/disk/by-partlabel) all
+    // go through that selector on titan-db.
+    let amd64_class = classes.join("amd64-agents.yaml");
+    let text = std::fs::read_to_string(&amd64_class)?;
+    ensure!(
+        text.contains("seed:\n  label: CIDATA\n"),
+        "amd64-agents.yaml changed shape"
+    );
+    std::fs::write(
+        &amd64_class,
+        text.replace("seed:\n  label: CIDATA\n", "seed:\n  gpt_name: cidata\n"),
+    )?;
     let metis = dir.join("metis.yaml");
     let text = std::fs::read_to_string(&metis)?;
     ensure!(

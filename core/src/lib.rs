@@ -28,6 +28,7 @@ pub mod inventory;
 #[cfg(feature = "build")]
 pub mod lab;
 pub mod lab_registry;
+pub mod layout;
 pub mod location;
 pub mod oci;
 #[cfg(feature = "build")]

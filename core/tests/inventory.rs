@@ -229,6 +229,9 @@ const CASES: &[Case] = &[
     Case { name: "golden not pinned", file: "classes/rpi5-ubuntu.yaml", from: "sha256: 1314", to: "sha256: zz14", at: "classes/rpi5-ubuntu.yaml:8", says: "not a SHA-256" },
     Case { name: "unknown architecture", file: "classes/rpi5-ubuntu.yaml", from: "architecture: arm64", to: "architecture: aarch64", at: "classes/rpi5-ubuntu.yaml:2", says: "unknown architecture" },
     Case { name: "bad operator recipient", file: "metis.yaml", from: "recipients:\n    - age1", to: "recipients:\n    - agex", at: "metis.yaml:12", says: "not an age recipient" },
+    Case { name: "seed by label and gpt_name", file: "classes/amd64-agents.yaml", from: "  label: CIDATA", to: "  label: CIDATA\n  gpt_name: cidata", at: "classes/amd64-agents.yaml:9", says: "both a label and a gpt_name" },
+    Case { name: "seed names no partition", file: "classes/amd64-agents.yaml", from: "  label: CIDATA", to: "  filesystem: vfat", at: "classes/amd64-agents.yaml", says: "neither `label` nor `gpt_name`" },
+    Case { name: "empty seed gpt_name", file: "classes/amd64-agents.yaml", from: "  label: CIDATA", to: "  gpt_name: \"\"", at: "classes/amd64-agents.yaml:8", says: "seed gpt_name is empty" },
     Case { name: "metis-owned k3s key", file: "classes/amd64-agents.yaml", from: "defaults:", to: "defaults:\n  k3s_config:\n    cluster-init: \"true\"", at: "classes/amd64-agents.yaml:13", says: "may not set `cluster-init`" },
     Case { name: "bad journald size", file: "metis.yaml", from: "system_max_use: 500M", to: "system_max_use: 500MB", at: "metis.yaml:28", says: "not a size" },
     Case { name: "gc thresholds inverted", file: "nodes/titan-04.yaml", from: "k3s:", to: "overrides:\n  kubelet:\n    image_gc_low_threshold: 90\nk3s:", at: "nodes/titan-04.yaml", says: "must be below the high threshold" },
@@ -606,4 +609,55 @@ fn a_missing_golden_image_is_an_error_of_check_only() {
     let with = copy_example_with_golden();
     let checked = metis_core::lab::check(with.path());
     assert!(checked.inventory.is_some(), "{:?}", checked.diagnostics);
+}
+
+/// A class may name its seed by GPT partition name (the amd64 stand-in's seed
+/// partition is named `cidata`): it loads as such, the node's bootcmd looks in
+/// /dev/disk/by-partlabel, and the image is built with the seed found by name.
+#[test]
+fn a_class_may_name_its_seed_by_gpt_partition_name() {
+    use metis_core::layout::PartitionSelector;
+    let by_label = copy_example_with_golden();
+    let by_name = copy_example_with_golden();
+    edit(
+        by_name.path(),
+        "classes/amd64-agents.yaml",
+        "  label: CIDATA",
+        "  gpt_name: cidata",
+    );
+    let inv = metis_core::lab::load(by_name.path()).unwrap();
+    assert_eq!(
+        inv.classes["amd64-agents"].seed.selector,
+        PartitionSelector::GptName("cidata".into())
+    );
+    let rendered = metis_core::render::render(&inv, "titan-db").unwrap();
+    let user_data = String::from_utf8(rendered.seed["user-data"].clone()).unwrap();
+    assert!(
+        user_data.contains("dev=/dev/disk/by-partlabel/'cidata'")
+            && !user_data.contains("by-label"),
+        "{user_data}"
+    );
+
+    let image = |dir: &Path| {
+        let inv = metis_core::lab::load(dir).unwrap();
+        let out = dir.join("titan-db.img");
+        let img = metis_core::image::node::write_node_image(&inv, "titan-db", &out, None).unwrap();
+        (
+            img.personalised.seed_partition.clone(),
+            std::fs::read(&out).unwrap(),
+        )
+    };
+    let (seed_by_name, bytes_by_name) = image(by_name.path());
+    let (seed_by_label, bytes_by_label) = image(by_label.path());
+    assert_eq!(seed_by_name.gpt_name.as_deref(), Some("cidata"));
+    assert_eq!(
+        seed_by_name.number, seed_by_label.number,
+        "another partition"
+    );
+    // The same card but for the seed partition (its user-data names the other path).
+    let seed = seed_by_name.start as usize..(seed_by_name.start + seed_by_name.len) as usize;
+    assert_eq!(bytes_by_name.len(), bytes_by_label.len());
+    assert_eq!(bytes_by_name[..seed.start], bytes_by_label[..seed.start]);
+    assert_eq!(bytes_by_name[seed.end..], bytes_by_label[seed.end..]);
+    assert_ne!(bytes_by_name[seed.clone()], bytes_by_label[seed]);
 }

@@ -74,11 +74,11 @@ fn user_data_passes_cloud_init_schema_and_has_the_keys_metis_relies_on() {
             assert!(u.get("passwd").is_none() && u.get("plain_text_passwd").is_none());
         }
 
-        // Phase 1 from bootcmd, from the seed partition found by the class's label.
+        // Phase 1 from bootcmd, from the seed partition found as the class names it.
         let bootcmd = v["bootcmd"][0].as_str().expect("bootcmd[0] is a script");
-        let label = &inv.class_of(node).seed.label;
+        let seed = &inv.class_of(node).seed.selector;
         assert!(
-            bootcmd.contains(&format!("/dev/disk/by-label/'{label}'")),
+            bootcmd.contains(&format!("{}'{}'", seed.device_dir(), seed.value())),
             "{bootcmd}"
         );
         assert!(bootcmd.contains(&format!(

@@ -290,10 +290,10 @@ pub fn contract_findings(c: &Class, golden: &GoldenImage) -> Result<Vec<String>,
     })?;
     let table = PartitionTable::read(&mut overlay, golden.size(), source)?;
     let mut findings = Vec::new();
-    let seed = PartitionSelector::Label(c.seed.label.clone());
+    let seed = c.seed.selector.clone();
     if let Err(e) = table.find_with(&seed, Filesystem::Vfat) {
         findings.push(format!(
-            "seed partition: {e} (rule 2: the class's seed.label names a FAT partition)"
+            "seed partition: {e} (rule 2: the class's seed names a FAT partition)"
         ));
     }
     let root_sel = PartitionSelector::Label(c.root_label.clone());

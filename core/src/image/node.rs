@@ -16,6 +16,7 @@ use super::personalise::{self, PersonaliseError, PersonaliseRequest, Personalise
 use super::rootfs::{self, RootFile, RootfsError};
 use super::{fat::FatError, partition::Filesystem};
 use crate::inventory::{Golden, Inventory};
+use crate::layout::SeedFilesystem;
 use crate::render::{self, RenderError, Rendered};
 
 /// Errors building a node's card image.
@@ -213,7 +214,7 @@ pub fn node_image_with(
     let n = &inv.nodes[node];
     let class = inv.class_of(n);
     let image = golden.source().to_path_buf();
-    let seed_sel = PartitionSelector::Label(class.seed.label.clone());
+    let seed_sel = class.seed.selector.clone();
     let root_sel = PartitionSelector::Label(class.root_label.clone());
 
     let mut seed_files: BTreeMap<String, Vec<u8>> = rendered.seed.clone();
@@ -262,7 +263,9 @@ pub fn node_image_with(
 
     let request = PersonaliseRequest {
         seed: seed_sel,
-        seed_filesystem: Filesystem::Vfat,
+        seed_filesystem: match class.seed.filesystem {
+            SeedFilesystem::Vfat => Filesystem::Vfat,
+        },
         root: Some(root_sel),
         seed_files,
         slot: SlotSpec {

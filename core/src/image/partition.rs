@@ -93,25 +93,7 @@ pub enum PartitionError {
     },
 }
 
-/// How a class names a partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PartitionSelector {
-    /// By filesystem label (FAT: case-insensitive, as DOS and blkid compare
-    /// them; ext4: exact).
-    Label(String),
-    /// By GPT partition name (exact).
-    GptName(String),
-}
-
-impl fmt::Display for PartitionSelector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PartitionSelector::Label(l) => write!(f, "filesystem label {l:?}"),
-            PartitionSelector::GptName(n) => write!(f, "GPT partition name {n:?}"),
-        }
-    }
-}
+pub use crate::layout::PartitionSelector;
 
 /// A filesystem recognised in a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -190,22 +190,7 @@ pub enum Golden {
     },
 }
 
-/// Filesystem of a seed partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SeedFilesystem {
-    /// FAT12/16/32.
-    Vfat,
-}
-
-/// How the seed partition is found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SeedLocation {
-    /// Filesystem label (or GPT partition name) of the seed partition.
-    pub label: String,
-    /// Its filesystem.
-    pub filesystem: SeedFilesystem,
-}
+pub use crate::layout::{PartitionSelector, SeedFilesystem, SeedPartition};
 
 /// A class: golden image, layout and defaults shared by its nodes.
 #[derive(Debug, Clone, Serialize)]
@@ -223,7 +208,7 @@ pub struct Class {
     /// Golden image source.
     pub golden: Golden,
     /// Seed partition.
-    pub seed: SeedLocation,
+    pub seed: SeedPartition,
     /// Label of the root filesystem.
     pub root_label: String,
     /// Whether the golden image carries k3s (false for hosts outside the cluster).

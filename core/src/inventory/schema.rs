@@ -134,7 +134,7 @@ pub struct ClassFile {
     pub architecture: S<String>,
     pub os: S<String>,
     pub golden: GoldenFile,
-    pub seed: SeedFile,
+    pub seed: S<SeedFile>,
     pub root: RootFile,
     #[serde(default = "yes")]
     pub k3s: bool,
@@ -162,7 +162,10 @@ pub struct GoldenFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedFile {
-    pub label: S<String>,
+    #[serde(default)]
+    pub label: Option<S<String>>,
+    #[serde(default)]
+    pub gpt_name: Option<S<String>>,
     #[serde(default)]
     pub filesystem: Option<S<String>>,
 }

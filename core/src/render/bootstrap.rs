@@ -127,7 +127,8 @@ pub(super) fn hook_scripts(node: &Node) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The `bootcmd` entry: find the seed partition by label, mount it if nothing
+/// The `bootcmd` entry: find the seed partition (by label or GPT partition name,
+/// as the class names it: [`PartitionSelector::device_path`]), mount it if nothing
 /// has (Ubuntu mounts `system-boot` at /boot/firmware, Armbian `armbi_boot` at
 /// /boot, a cloud image's `CIDATA` is not mounted), run the secrets phase from
 /// it, and unmount what it mounted.
@@ -138,12 +139,12 @@ pub(super) fn hook_scripts(node: &Node) -> Vec<(String, String)> {
 pub(super) fn bootcmd(node: &Node, class: &Class) -> String {
     format!(
         r#"# Metis secrets phase (every boot; does nothing once the slot is zeroed).
-dev=/dev/disk/by-label/{label}
+dev={dir}{name}
 mnt=$(findmnt -nro TARGET --source "$dev" 2>/dev/null | head -n 1) || mnt=
 own=
 if [ -z "$mnt" ] && [ -e "$dev" ]; then
   mkdir -p /run/metis/seed
-  if mount -t vfat -o rw "$dev" /run/metis/seed; then
+  if mount -t {fstype} -o rw "$dev" /run/metis/seed; then
     mnt=/run/metis/seed
     own=1
   fi
@@ -158,7 +159,9 @@ sh "$mnt/{script}" "$mnt" {node} || rc=$?
 if [ -n "$own" ]; then umount "$mnt" || true; fi
 exit "$rc"
 "#,
-        label = sh_quote(&class.seed.label),
+        dir = class.seed.selector.device_dir(),
+        name = sh_quote(class.seed.selector.value()),
+        fstype = class.seed.filesystem.mount_type(),
         script = paths::SEED_SECRETS_PHASE,
         node = sh_quote(&node.name),
     )

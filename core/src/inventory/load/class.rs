@@ -84,20 +84,13 @@ impl Cx {
                 _ => None,
             }
         };
-        let seed_fs = match &f.seed.filesystem {
+        let seed_fs = match &f.seed.value.filesystem {
             Some(fs) => self
                 .one_of(file, fs, "seed filesystem", &["vfat"])
                 .map(|_| SeedFilesystem::Vfat),
             None => Some(SeedFilesystem::Vfat),
         };
-        if f.seed.label.value.is_empty() {
-            self.err(
-                file,
-                Pos::of(&f.seed.label),
-                "seed label is empty",
-                "Ubuntu for Raspberry Pi: system-boot; Armbian: armbi_boot; cloud images: CIDATA",
-            );
-        }
+        let seed_sel = self.seed_selector(file, &f.seed);
         if f.root.label.value.is_empty() {
             self.err(
                 file,
@@ -121,12 +114,56 @@ impl Cx {
                 _ => Os::Debian,
             },
             golden: golden?,
-            seed: SeedLocation {
-                label: f.seed.label.value.clone(),
+            seed: SeedPartition {
+                selector: seed_sel?,
                 filesystem: seed_fs?,
             },
             root_label: f.root.label.value.clone(),
             k3s: f.k3s,
         })
+    }
+
+    /// The class's `seed:` names its partition by `label:` or by `gpt_name:`
+    /// (exactly one, not empty).
+    fn seed_selector(
+        &mut self,
+        file: &Path,
+        seed: &serde_saphyr::Spanned<schema::SeedFile>,
+    ) -> Option<PartitionSelector> {
+        const HINT: &str = "name the seed partition by its filesystem label (Ubuntu for Raspberry Pi: `label: system-boot`; Armbian: `label: armbi_boot`; cloud images: `label: CIDATA`) or by its GPT partition name (`gpt_name: cidata`); `blkid` or `sfdisk -d` on the image shows them";
+        match (&seed.value.label, &seed.value.gpt_name) {
+            (Some(label), None) if !label.value.is_empty() => {
+                Some(PartitionSelector::Label(label.value.clone()))
+            }
+            (None, Some(name)) if !name.value.is_empty() => {
+                Some(PartitionSelector::GptName(name.value.clone()))
+            }
+            (Some(label), None) => {
+                self.err(file, Pos::of(label), "seed label is empty", HINT);
+                None
+            }
+            (None, Some(name)) => {
+                self.err(file, Pos::of(name), "seed gpt_name is empty", HINT);
+                None
+            }
+            (Some(_), Some(name)) => {
+                self.err(
+                    file,
+                    Pos::of(name),
+                    "the seed names both a label and a gpt_name: keep one",
+                    HINT,
+                );
+                None
+            }
+            (None, None) => {
+                self.err(
+                    file,
+                    Pos::of(seed),
+                    "the seed names no partition: neither `label` nor `gpt_name`",
+                    HINT,
+                );
+                None
+            }
+        }
     }
 }
