@@ -91,19 +91,25 @@ fi
 cd "$ROOT"
 # shellcheck source=bench/lib.bash
 . bench/lib.bash
+# shellcheck disable=SC2034 # read by throttled_card and card_cleanup (bench/lib.bash)
 WRITE_MBPS=${CARD_WRITE_MBPS:-40}
+# shellcheck disable=SC2034
 READ_MBPS=${CARD_READ_MBPS:-80}
 LOOP=''
+# shellcheck disable=SC2034
 DAEMON=''
 trap 'card_cleanup; cleanup' EXIT
 echo "building the window's flow test and metis-flash with the same release settings..." >&2
-same_build() {
+same_build() { # PATTERN CARGO_ARGS...: the built executable whose path matches PATTERN
+    local pattern=$1
+    shift
     CARGO_TARGET_DIR=$ROOT/target/bench-gui CARGO_PROFILE_RELEASE_LTO=off \
         CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_PANIC=unwind \
-        cargo "$@" --release --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4
+        cargo "$@" --release --message-format=json 2>/dev/null | grep -o '"executable":"[^"]*"' |
+        cut -d'"' -f4 | grep -- "$pattern" | tail -1
 }
-FLOW=$(same_build test --no-run -p metis-flash-gui --test flow)
-CLI=$(same_build build -p metis-flash)
+FLOW=$(same_build '/deps/flow-' test --no-run -p metis-flash-gui --test flow)
+CLI=$(same_build '/metis-flash$' build -p metis-flash)
 [ -x "$FLOW" ] && [ -x "$CLI" ] || { echo "build failed" >&2; exit 1; }
 cargo build --release --quiet -p metis-build
 
