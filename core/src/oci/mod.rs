@@ -82,18 +82,6 @@ fn join(prefix: &str, rest: &str) -> String {
     }
 }
 
-/// Splits a `--registry` argument: `HOST[:PORT][/PREFIX]` gives the host and
-/// the prefix when one is written; `oci:DIR` is a location of its own.
-pub fn parse_registry_arg(arg: &str) -> (String, Option<String>) {
-    if arg.starts_with("oci:") {
-        return (arg.to_owned(), None);
-    }
-    match arg.split_once('/') {
-        Some((host, prefix)) => (host.to_owned(), Some(prefix.to_owned())),
-        None => (arg.to_owned(), None),
-    }
-}
-
 pub use crate::location::{is_loopback, is_test_registry};
 
 /// How long to wait for a connection, and for each read, on every HTTP request.
@@ -138,22 +126,6 @@ mod tests {
             "lab/metis/golden/rpi5"
         );
         assert_eq!(index_repository(""), "index");
-    }
-
-    #[test]
-    fn registry_arguments() {
-        assert_eq!(
-            parse_registry_arg("oci:out/reg"),
-            ("oci:out/reg".into(), None)
-        );
-        assert_eq!(
-            parse_registry_arg("127.0.0.1:5000/lab/metis"),
-            ("127.0.0.1:5000".into(), Some("lab/metis".into()))
-        );
-        assert_eq!(
-            parse_registry_arg("harbor.lab"),
-            ("harbor.lab".into(), None)
-        );
     }
 
     #[test]
