@@ -265,22 +265,37 @@ mod tests {
     }
 
     #[test]
-    fn test_registries_are_layouts_and_loopback() {
-        for ok in ["127.0.0.1:5000", "[::1]:5000", "localhost:5000", "::1"] {
-            assert!(
-                RegistryLocation::Remote(ok.into()).is_test_registry(),
-                "{ok}"
-            );
-            assert!(is_test_registry(ok), "{ok}");
+    fn loopback_hosts() {
+        for h in ["127.0.0.1:5000", "localhost", "[::1]:443", "::1"] {
+            assert!(is_loopback(h), "{h}");
         }
-        assert!(RegistryLocation::Layout("relative/dir".into()).is_test_registry());
-        assert!(is_test_registry("oci:relative/dir"));
-        for real in ["harbor.lab", "192.168.22.5:443", "[2001:db8::1]:5000"] {
-            assert!(
-                !RegistryLocation::Remote(real.into()).is_test_registry(),
-                "{real}"
-            );
+        for h in ["harbor.lab:443", "10.0.0.1", "[2001:db8::1]:5000"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn test_registries_are_layouts_and_loopback() {
+        for ok in [
+            "oci:/tmp/x",
+            "oci:relative/dir",
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_test_registry(ok), "{ok}");
+            let (location, _) = RegistryLocation::parse_with_prefix(ok).unwrap();
+            assert!(location.is_test_registry(), "{ok}");
+        }
+        for real in [
+            "192.168.22.5:443",
+            "harbor.lab.home.arpa",
+            "[2001:db8::1]:5000",
+        ] {
             assert!(!is_test_registry(real), "{real}");
+            let (location, _) = RegistryLocation::parse_with_prefix(real).unwrap();
+            assert!(!location.is_test_registry(), "{real}");
         }
     }
 }
