@@ -108,7 +108,7 @@ CLI=$(same_build build -p metis-flash)
 cargo build --release --quiet -p metis-build
 
 echo "publishing titan-db with a 512 MiB card image..." >&2
-bench_inventory "$WORK/inventory" 384 512
+bench_inventory "$WORK/inventory" 320 512 # gen.sh: root = 64 + fill * 17/16 within 512 - 82
 COSIGN_PASSWORD=demo METIS_AGE_IDENTITY="$(cat inventory/demo-keys/builder.agekey)" \
     target/release/metis-build publish titan-db --inventory "$WORK/inventory" --registry "oci:$WORK/reg" \
     --key inventory/demo-keys/cosign.key --work-dir "$WORK/work" >/dev/null 2>"$WORK/publish.log" ||
