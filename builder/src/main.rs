@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use metis_core::location::RegistryLocation;
 use metis_core::{lab, render as node_render};
 
 use cli::{Cli, Command};
@@ -616,8 +617,8 @@ fn lab_registry(
 ) -> Result<(metis_core::inventory::Inventory, metis_core::oci::Registry)> {
     let location = match &arg.registry {
         Some(r) => {
-            let (location, prefix) = metis_core::oci::parse_registry_arg(r);
-            inv.lab.registry.host = location.clone();
+            let (location, prefix) = RegistryLocation::parse_with_prefix(r)?;
+            inv.lab.registry.host = location.to_string();
             if let Some(prefix) = prefix {
                 inv.lab.registry.prefix = prefix;
             }
@@ -630,7 +631,7 @@ fn lab_registry(
         insecure_http: arg.insecure_http,
         ..Default::default()
     };
-    let registry = metis_core::oci::Registry::open(&location, &options)
+    let registry = metis_core::oci::Registry::open_at(&location, &options)
         .with_context(|| format!("opening the registry {location}"))?;
     Ok((inv, registry))
 }

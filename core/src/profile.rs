@@ -206,7 +206,7 @@ fn check_registry(registry: &str) -> Result<(), &'static str> {
     if registry.is_empty() {
         return Err("is empty");
     }
-    if let Some(dir) = registry.strip_prefix("oci:") {
+    if let Some(dir) = crate::location::layout_dir(registry) {
         // Absolute: a profile is read from wherever the operator saved it, so
         // a relative directory would mean something different on each laptop.
         let absolute = dir.starts_with('/') || std::path::Path::new(dir).is_absolute();

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use metis_core::location::LocationError;
 use metis_core::oci::OciError;
 use metis_core::trust::VerifyError;
 
@@ -31,6 +32,9 @@ pub enum EngineError {
     /// A flag, a name or a file given is wrong.
     #[error("{0}")]
     BadInput(String),
+    /// A registry location (a flag, the settings, an inventory) does not parse.
+    #[error(transparent)]
+    Location(#[from] LocationError),
     /// The registry could not be reached, and the cache does not hold what is needed.
     #[error("{what}: {source}")]
     Unreachable {
@@ -117,6 +121,7 @@ impl EngineError {
             EngineError::NoRegistry
             | EngineError::NoTrustedKey { .. }
             | EngineError::BadInput(_)
+            | EngineError::Location(_)
             | EngineError::NotCached { .. }
             | EngineError::Artifact(_)
             | EngineError::Identity(_)

@@ -112,11 +112,9 @@ impl Engine {
                         )));
                     }
                 }
-                Some(
-                    Registry::open(&location.to_string(), &source.options).map_err(|e| {
-                        EngineError::registry(format!("opening the registry {location}"), e)
-                    })?,
-                )
+                Some(Registry::open_at(location, &source.options).map_err(|e| {
+                    EngineError::registry(format!("opening the registry {location}"), e)
+                })?)
             }
             _ => None,
         };

@@ -19,7 +19,7 @@ use metis_core::trust::{PublicKey, TrustedKeys};
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
-use crate::source::RegistryLocation;
+use crate::source::parse_location;
 
 /// The settings file's name in the config directory.
 pub const SETTINGS_FILE: &str = "settings.json";
@@ -145,7 +145,7 @@ impl SetupRequest {
             settings.lab = Some(lab.clone());
         }
         if let Some(registry) = &self.registry {
-            let (location, prefix) = RegistryLocation::parse_with_prefix(registry)?;
+            let (location, prefix) = parse_location(registry)?;
             settings.registry = Some(location.to_string());
             if let Some(p) = prefix.or_else(|| self.prefix.clone()) {
                 settings.prefix = Some(p);

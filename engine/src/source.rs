@@ -2,84 +2,20 @@
 //! [`RegistryLocation`]) and the order in which flags, an inventory (maintainers
 //! only, its `registry:` block alone) and the operator's settings name it.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use metis_core::location::RegistryLocation;
 use metis_core::oci::RegistryOptions;
 
 use crate::error::EngineError;
 use crate::settings::Settings;
 
-/// A registry: a host spoken to over HTTPS, or an OCI image-layout directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegistryLocation {
-    /// `HOST[:PORT]` (Harbor, distribution).
-    Remote(String),
-    /// `oci:DIR`: an image-layout directory (an air-gapped lab's USB stick, tests).
-    Layout(PathBuf),
-}
-
-impl RegistryLocation {
-    /// Parses `HOST[:PORT][/PREFIX]` or `oci:DIR`; the prefix when one is written.
-    pub fn parse_with_prefix(text: &str) -> Result<(Self, Option<String>), EngineError> {
-        let text = text.trim();
-        if let Some(dir) = text.strip_prefix("oci:") {
-            if dir.is_empty() {
-                return Err(EngineError::BadInput(
-                    "`oci:` names no directory: write oci:/path/to/layout".into(),
-                ));
-            }
-            let dir = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
-            return Ok((RegistryLocation::Layout(dir), None));
-        }
-        if text.contains("://") {
-            return Err(EngineError::BadInput(format!(
-                "registry {text:?}: write HOST[:PORT]/PREFIX without a scheme \
-                 (e.g. harbor.lab.home.arpa/metis)"
-            )));
-        }
-        let (host, prefix) = match text.split_once('/') {
-            Some((host, prefix)) => (host, Some(prefix.trim_matches('/').to_owned())),
-            None => (text, None),
-        };
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(EngineError::BadInput(format!(
-                "registry {text:?} is not HOST[:PORT]/PREFIX or oci:DIR"
-            )));
-        }
-        Ok((
-            RegistryLocation::Remote(host.to_owned()),
-            prefix.filter(|p| !p.is_empty()),
-        ))
-    }
-
-    /// Whether a demo key or identity is acceptable here: an `oci:` directory or
-    /// a loopback registry (the example lab and tests), never a lab's registry.
-    pub fn is_test_registry(&self) -> bool {
-        match self {
-            RegistryLocation::Layout(_) => true,
-            RegistryLocation::Remote(host) => {
-                let name = if let Some(v6) = host.strip_prefix('[') {
-                    v6.split(']').next().unwrap_or("")
-                } else {
-                    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-                };
-                name == "localhost"
-                    || name
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
-        }
-    }
-}
-
-impl fmt::Display for RegistryLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RegistryLocation::Remote(host) => f.write_str(host),
-            RegistryLocation::Layout(dir) => write!(f, "oci:{}", dir.display()),
-        }
-    }
+/// Parses `HOST[:PORT][/PREFIX]` or `oci:DIR` as the engine keeps it: an
+/// `oci:` directory made absolute, so that saved settings mean the same
+/// directory wherever the operator runs metis-flash from.
+pub fn parse_location(text: &str) -> Result<(RegistryLocation, Option<String>), EngineError> {
+    let (location, prefix) = RegistryLocation::parse_with_prefix(text)?;
+    Ok((location.absolute(), prefix))
 }
 
 /// How the caller names the registry (the CLI's flags, the GUI's settings).
@@ -119,7 +55,7 @@ impl Source {
     ) -> Result<Self, EngineError> {
         let (mut location, mut prefix, mut ca_file) = (None, None, None);
         if let Some(text) = &flags.registry {
-            let (l, p) = RegistryLocation::parse_with_prefix(text)?;
+            let (l, p) = parse_location(text)?;
             location = Some(l);
             prefix = p;
         } else if let Some(dir) = &flags.inventory {
@@ -128,7 +64,7 @@ impl Source {
             prefix = Some(p);
             ca_file = ca;
         } else if let Some(text) = &settings.registry {
-            let (l, p) = RegistryLocation::parse_with_prefix(text)?;
+            let (l, p) = parse_location(text)?;
             location = Some(l);
             prefix = p.or_else(|| settings.prefix.clone());
             ca_file = settings.ca_file.clone();
@@ -170,7 +106,7 @@ impl Source {
 fn from_inventory(dir: &Path) -> Result<(RegistryLocation, String, Option<PathBuf>), EngineError> {
     let registry = metis_core::lab_registry::read_registry(dir)
         .map_err(|e| EngineError::BadInput(e.to_string()))?;
-    let (location, _) = RegistryLocation::parse_with_prefix(&registry.location)?;
+    let (location, _) = parse_location(&registry.location)?;
     Ok((location, registry.prefix, registry.ca_file))
 }
 
@@ -179,22 +115,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn locations_parse_once() {
-        let (l, p) = RegistryLocation::parse_with_prefix("harbor.lab:8443/metis/lab").unwrap();
-        assert_eq!(l, RegistryLocation::Remote("harbor.lab:8443".into()));
-        assert_eq!(p.as_deref(), Some("metis/lab"));
-        let (l, p) = RegistryLocation::parse_with_prefix("oci:/srv/reg").unwrap();
+    fn layouts_are_made_absolute() {
+        let (l, p) = parse_location("oci:/srv/reg").unwrap();
         // Absolute on this OS (Windows adds the current drive: Z:\srv\reg under Wine).
         let srv_reg = std::path::absolute("/srv/reg").unwrap();
         assert_eq!(l, RegistryLocation::Layout(srv_reg.clone()));
         assert_eq!(l.to_string(), format!("oci:{}", srv_reg.display()));
         assert!(p.is_none());
-        for bad in ["https://harbor/metis", "", "oci:", "a b/c"] {
-            assert!(RegistryLocation::parse_with_prefix(bad).is_err(), "{bad}");
-        }
-        assert!(RegistryLocation::Remote("127.0.0.1:5000".into()).is_test_registry());
-        assert!(RegistryLocation::Remote("[::1]:5000".into()).is_test_registry());
-        assert!(!RegistryLocation::Remote("harbor.lab".into()).is_test_registry());
+        let (l, _) = parse_location("oci:relative/reg").unwrap();
+        assert_eq!(
+            l,
+            RegistryLocation::Layout(std::path::absolute("relative/reg").unwrap())
+        );
+        let err = parse_location("https://harbor/metis").unwrap_err();
+        assert!(matches!(err, EngineError::Location(_)), "{err:?}");
+        assert_eq!(err.exit(), crate::exit::Exit::BadInput);
     }
 
     #[test]

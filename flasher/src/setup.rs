@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use metis_core::profile::LabProfile;
 use metis_core::trust::{PublicKey, DEMO_KEY_FINGERPRINT};
-use metis_engine::source::RegistryLocation;
+use metis_engine::source::parse_location;
 use metis_engine::{settings, EngineError, Exit, SetupRequest};
 
 use crate::cli::SetupArgs;
@@ -46,7 +46,7 @@ fn request(args: &SetupArgs) -> Result<SetupRequest, EngineError> {
         None => SetupRequest::default(),
     };
     if let Some(registry) = &args.registry {
-        RegistryLocation::parse_with_prefix(registry)?;
+        parse_location(registry)?;
         request.registry = Some(registry.clone());
     }
     if let Some(ca) = &args.ca_file {

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::location::RegistryLocation;
+
 /// The whole lab: `metis.yaml`, its classes and its nodes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inventory {
@@ -23,10 +25,10 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Where the lab's registry is, for [`Registry::open`](crate::oci::Registry::open):
+    /// Where the lab's registry is, for [`Registry::open_at`](crate::oci::Registry::open_at):
     /// an `oci:` directory written relative is relative to the inventory directory.
-    pub fn registry_location(&self) -> String {
-        crate::location::in_inventory(&self.dir, &self.lab.registry.host)
+    pub fn registry_location(&self) -> RegistryLocation {
+        RegistryLocation::in_inventory(&self.dir, &self.lab.registry.host)
     }
 
     /// The lab registry's host, or `None` when the lab publishes into an OCI

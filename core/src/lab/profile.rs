@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::location::{self, RegistryLocation};
 use crate::profile::{LabProfile, ProfileError, PROFILE_FORMAT};
 use crate::trust::{KeyError, PublicKey, DEMO_KEY_FINGERPRINT};
 
@@ -83,9 +84,9 @@ pub fn operator_profile(
     }
     let mut warnings = Vec::new();
     let host = &inv.lab.registry.host;
-    let registry = match inv.registry_location().strip_prefix("oci:") {
-        Some(dir) => format!("oci:{}", absolute(Path::new(dir))?.display()),
-        None => host.clone(),
+    let registry = match inv.registry_location() {
+        RegistryLocation::Layout(dir) => location::layout_name(&absolute(&dir)?),
+        RegistryLocation::Remote(_) => host.clone(),
     };
     let ca_certificate = match &inv.lab.registry.ca_file {
         Some(file) => {

@@ -133,7 +133,7 @@ impl Layout {
     pub fn read_small_blob(&self, digest: &str, cap: u64) -> Result<Vec<u8>, OciError> {
         let path = self.blob_path(digest)?;
         let too_large = |size: u64, at_least: bool| OciError::TooLarge {
-            registry: format!("oci:{}", self.dir.display()),
+            registry: crate::location::layout_name(&self.dir),
             repository: "blobs".into(),
             what: format!("blob {digest}"),
             size,
@@ -158,7 +158,7 @@ impl Layout {
         let actual = sha256_digest(&bytes);
         if actual != digest {
             return Err(OciError::DigestMismatch {
-                registry: format!("oci:{}", self.dir.display()),
+                registry: crate::location::layout_name(&self.dir),
                 repository: path.display().to_string(),
                 expected: digest.to_owned(),
                 actual,
@@ -211,7 +211,7 @@ impl Layout {
             let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
             if actual != digest {
                 return Err(OciError::DigestMismatch {
-                    registry: format!("oci:{}", self.dir.display()),
+                    registry: crate::location::layout_name(&self.dir),
                     repository: src.display().to_string(),
                     expected: digest.to_owned(),
                     actual,
@@ -340,7 +340,7 @@ impl Layout {
     pub fn manifest(&self, digest: &str) -> Result<ImageManifest, OciError> {
         let bytes = self.read_blob(digest)?;
         ImageManifest::parse(&bytes).map_err(|reason| OciError::Manifest {
-            registry: format!("oci:{}", self.dir.display()),
+            registry: crate::location::layout_name(&self.dir),
             repository: String::new(),
             digest: digest.to_owned(),
             reason,

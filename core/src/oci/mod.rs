@@ -82,20 +82,6 @@ fn join(prefix: &str, rest: &str) -> String {
     }
 }
 
-/// Splits a `--registry` argument: `HOST[:PORT][/PREFIX]` gives the host and
-/// the prefix when one is written; `oci:DIR` is a location of its own.
-pub fn parse_registry_arg(arg: &str) -> (String, Option<String>) {
-    if arg.starts_with("oci:") {
-        return (arg.to_owned(), None);
-    }
-    match arg.split_once('/') {
-        Some((host, prefix)) => (host.to_owned(), Some(prefix.to_owned())),
-        None => (arg.to_owned(), None),
-    }
-}
-
-pub use crate::location::{is_loopback, is_test_registry};
-
 /// How long to wait for a connection, and for each read, on every HTTP request.
 pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub(crate) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -141,32 +127,6 @@ mod tests {
     }
 
     #[test]
-    fn registry_arguments() {
-        assert_eq!(
-            parse_registry_arg("oci:out/reg"),
-            ("oci:out/reg".into(), None)
-        );
-        assert_eq!(
-            parse_registry_arg("127.0.0.1:5000/lab/metis"),
-            ("127.0.0.1:5000".into(), Some("lab/metis".into()))
-        );
-        assert_eq!(
-            parse_registry_arg("harbor.lab"),
-            ("harbor.lab".into(), None)
-        );
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        for h in ["127.0.0.1:5000", "localhost", "[::1]:443", "::1"] {
-            assert!(is_loopback(h), "{h}");
-        }
-        for h in ["harbor.lab:443", "10.0.0.1", "[2001:db8::1]:5000"] {
-            assert!(!is_loopback(h), "{h}");
-        }
-    }
-
-    #[test]
     fn plain_http_only_to_loopback() {
         let opts = RegistryOptions {
             insecure_http: true,
@@ -180,27 +140,6 @@ mod tests {
         assert!(Registry::open("127.0.0.1:5000", &opts).is_ok());
         let err = Registry::open("oci:", &opts).unwrap_err().to_string();
         assert!(err.contains("expected oci:DIR"), "{err}");
-    }
-
-    #[test]
-    fn test_registries() {
-        for ok in [
-            "oci:/tmp/x",
-            "oci:relative/dir",
-            "127.0.0.1:5000",
-            "localhost:5000",
-            "[::1]:5000",
-            "::1",
-        ] {
-            assert!(is_test_registry(ok), "{ok}");
-        }
-        for real in [
-            "192.168.22.5:443",
-            "harbor.lab.home.arpa",
-            "[2001:db8::1]:5000",
-        ] {
-            assert!(!is_test_registry(real), "{real}");
-        }
     }
 
     #[test]

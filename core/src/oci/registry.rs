@@ -12,6 +12,7 @@ use super::auth::Credentials;
 use super::layout::Layout;
 use super::remote::Remote;
 use super::{OciError, MAX_SMALL_BYTES};
+use crate::location::{self, RegistryLocation};
 
 /// How to reach a registry.
 #[derive(Debug, Clone, Default)]
@@ -99,7 +100,7 @@ impl Registry {
     /// Opens `location`: `oci:DIR` (created if missing) or `host[:port]`.
     /// Opening a remote registry does not touch the network.
     pub fn open(location: &str, options: &RegistryOptions) -> Result<Self, OciError> {
-        match location.strip_prefix("oci:") {
+        match location::layout_dir(location) {
             Some("") => Err(OciError::InvalidReference {
                 reference: location.to_owned(),
                 reason: "expected oci:DIR".into(),
@@ -109,11 +110,25 @@ impl Registry {
         }
     }
 
+    /// Opens a parsed location: its directory (created if missing) or its host.
+    /// Opening a remote registry does not touch the network.
+    pub fn open_at(
+        location: &RegistryLocation,
+        options: &RegistryOptions,
+    ) -> Result<Self, OciError> {
+        match location {
+            RegistryLocation::Layout(dir) => Ok(Registry::Layout(Layout::open_or_create(dir)?)),
+            RegistryLocation::Remote(host) => {
+                Ok(Registry::Remote(Box::new(Remote::new(host, options)?)))
+            }
+        }
+    }
+
     /// The registry's name in messages: `host[:port]` or `oci:DIR`.
     pub fn name(&self) -> String {
         match self {
             Registry::Remote(r) => r.host().to_owned(),
-            Registry::Layout(l) => format!("oci:{}", l.dir().display()),
+            Registry::Layout(l) => location::layout_name(l.dir()),
         }
     }
 

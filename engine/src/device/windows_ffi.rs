@@ -2,7 +2,7 @@
 //!
 //! Each method of [`Api`] is one call, or a short fixed sequence, whose results go
 //! back to `windows_logic.rs` as plain values; the structures the kernel fills are
-//! parsed there, from bytes, at their documented offsets. Files and handles are
+//! parsed there (`windows_logic/parse.rs`), from bytes, at their documented offsets. Files and handles are
 //! opened through std's `OpenOptions` (`access_mode`, `share_mode`, `custom_flags`),
 //! so the handles are closed by `File`'s drop.
 //!

@@ -5,7 +5,8 @@
 //! Everything else lives here and is tested on every OS against a recorded fake:
 //! which disks are listed, the safety rules, the order of lock, dismount, clear and
 //! write, keeping the volume locks until the card is verified, and what each Win32
-//! error means to the operator.
+//! error means to the operator (that last in `windows_logic/errors.rs`, the
+//! IOCTL buffers' layouts in `windows_logic/parse.rs`).
 //!
 //! ```text
 //! inspect   disk facts + every volume's disk extents ──► rules::check_disk, then
@@ -30,6 +31,13 @@ use super::rules::{check_disk, is_removable_like, refused};
 use super::{Backend, Candidate, DeviceError, Disk, Partition, Policy};
 use crate::flash::aligned::ALIGN;
 use crate::flash::medium::Medium;
+use errors::{
+    blocked_by_security, explain_io, lock_is_busy, not_elevated, open_disk_error, volume_error,
+};
+pub(crate) use parse::{multi_sz, parse_device_descriptor, parse_disk_extents, parse_geometry_ex};
+
+mod errors;
+mod parse;
 
 /// Win32 error codes the backend explains (winerror.h). Defined here, not taken
 /// from windows-sys, so this module builds and is tested on every OS.
@@ -67,10 +75,6 @@ const LOCK_RETRY: Duration = Duration::from_millis(500);
 /// the Wine prefix, not the host, so the host's own system disk would not be
 /// recognised.
 const WINE: &str = "this is Wine, which gives Windows programs no real physical disks (its disks stand for the host's directories or devices, and the safety rules cannot see the host's system disk); write the card image with --output FILE.img and write it with a Linux tool (or run metis-flash on Linux)";
-
-/// Settings path to Controlled Folder Access, named in every "denied although
-/// elevated" message.
-const CONTROLLED_FOLDER_ACCESS: &str = "Windows Security > Virus & threat protection > Manage ransomware protection > Controlled folder access";
 
 /// One physical disk as the storage stack describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,80 +238,6 @@ pub(crate) fn bus_name(bus: u32) -> &'static str {
     }
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// The NUL-terminated ASCII string at `offset` (0: absent), trimmed.
-fn c_string_at(bytes: &[u8], offset: u32) -> String {
-    let offset = offset as usize;
-    if offset == 0 || offset >= bytes.len() {
-        return String::new();
-    }
-    let tail = &bytes[offset..];
-    let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
-    String::from_utf8_lossy(&tail[..end]).trim().to_string()
-}
-
-/// Vendor, product, removable and bus from a `STORAGE_DEVICE_DESCRIPTOR`:
-///
-/// ```text
-///  0 Version u32   4 Size u32   8 DeviceType u8   9 DeviceTypeModifier u8
-/// 10 RemovableMedia u8   11 CommandQueueing u8
-/// 12 VendorIdOffset u32   16 ProductIdOffset u32   20 ProductRevisionOffset u32
-/// 24 SerialNumberOffset u32   28 BusType u32   32 RawPropertiesLength u32
-/// (the strings follow, each at its offset from the start, NUL-terminated)
-/// ```
-pub(crate) fn parse_device_descriptor(bytes: &[u8]) -> Option<(String, String, bool, u32)> {
-    let removable = *bytes.get(10)? != 0;
-    let vendor = c_string_at(bytes, u32_at(bytes, 12)?);
-    let product = c_string_at(bytes, u32_at(bytes, 16)?);
-    let bus = u32_at(bytes, 28)?;
-    Some((vendor, product, removable, bus))
-}
-
-/// Size and bytes per sector from a `DISK_GEOMETRY_EX`:
-///
-/// ```text
-///  0 Cylinders i64   8 MediaType u32   12 TracksPerCylinder u32
-/// 16 SectorsPerTrack u32   20 BytesPerSector u32   24 DiskSize i64   (Data[] follows)
-/// ```
-pub(crate) fn parse_geometry_ex(bytes: &[u8]) -> Option<(u64, u32)> {
-    Some((u64_at(bytes, 24)?, u32_at(bytes, 20)?))
-}
-
-/// The extents of a `VOLUME_DISK_EXTENTS`:
-///
-/// ```text
-/// 0 NumberOfDiskExtents u32   (4 bytes padding)
-/// 8 + 24 i: DiskNumber u32, (padding), StartingOffset i64, ExtentLength i64
-/// ```
-pub(crate) fn parse_disk_extents(bytes: &[u8]) -> Vec<Extent> {
-    let count = u32_at(bytes, 0).unwrap_or(0) as usize;
-    (0..count)
-        .map_while(|i| {
-            let at = 8 + 24 * i;
-            Some(Extent {
-                disk: u32_at(bytes, at)?,
-                offset: u64_at(bytes, at + 8)?,
-                length: u64_at(bytes, at + 16)?,
-            })
-        })
-        .collect()
-}
-
-/// The strings of a `REG_MULTI_SZ`-style list (`GetVolumePathNamesForVolumeNameW`).
-pub(crate) fn multi_sz(wide: &[u16]) -> Vec<String> {
-    wide.split(|c| *c == 0)
-        .take_while(|s| !s.is_empty())
-        .map(String::from_utf16_lossy)
-        .collect()
-}
-
 fn to_disk(f: &DiskFacts) -> Disk {
     Disk {
         path: disk_path(f.number),
@@ -322,104 +252,6 @@ fn to_disk(f: &DiskFacts) -> Disk {
 /// How a volume is named in messages: its first mount point, else its GUID path.
 fn volume_label(v: &VolumeFacts) -> &str {
     v.mount_points.first().unwrap_or(&v.name)
-}
-
-fn not_elevated(device: &Path) -> DeviceError {
-    refused(
-        device,
-        "metis-flash is not running as administrator, and Windows lets only administrators write a whole disk",
-        "open a terminal with \"Run as administrator\" (right-click Terminal or PowerShell) and run the same command there",
-    )
-}
-
-fn blocked_by_security(device: &Path, what: &str) -> DeviceError {
-    refused(
-        device,
-        format!("Windows denied {what} although metis-flash runs as administrator: Controlled Folder Access or an antivirus is blocking raw disk writes"),
-        format!("allow metis-flash.exe under {CONTROLLED_FOLDER_ACCESS} > Allow an app through Controlled folder access (or in your antivirus), then retry"),
-    )
-}
-
-/// What an error opening the disk means to the operator.
-fn open_disk_error(device: &Path, e: io::Error, elevated: bool) -> DeviceError {
-    match e.raw_os_error() {
-        Some(code::ACCESS_DENIED) if !elevated => not_elevated(device),
-        Some(code::ACCESS_DENIED) => blocked_by_security(device, "access to it"),
-        Some(code::VIRUS_INFECTED) | Some(code::VIRUS_DELETED) => {
-            blocked_by_security(device, "access to it")
-        }
-        Some(code::WRITE_PROTECT) => refused(
-            device,
-            "the medium is read-only",
-            "slide the SD card's lock switch to unlocked (or use another card) and retry",
-        ),
-        Some(code::NOT_READY) => refused(
-            device,
-            "there is no card in the reader",
-            "insert the card and retry",
-        ),
-        Some(
-            code::FILE_NOT_FOUND
-            | code::PATH_NOT_FOUND
-            | code::NO_SUCH_DEVICE
-            | code::DEVICE_NOT_CONNECTED,
-        ) => refused(
-            device,
-            "no such disk (unplugged?)",
-            "insert the card and pick it with `metis-flash devices`",
-        ),
-        Some(code::SHARING_VIOLATION) => refused(
-            device,
-            "another program has it open exclusively",
-            "close Disk Management, other flashing or imaging tools and retry",
-        ),
-        _ => DeviceError::Io {
-            op: "opening",
-            device: device.to_path_buf(),
-            source: e,
-        },
-    }
-}
-
-fn lock_is_busy(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(code::ACCESS_DENIED | code::SHARING_VIOLATION | code::LOCK_VIOLATION)
-    )
-}
-
-/// A volume that could not be opened, locked or dismounted.
-fn volume_error(device: &Path, label: &str, op: &'static str, e: io::Error) -> DeviceError {
-    if lock_is_busy(&e) {
-        refused(
-            device,
-            format!("its volume {label} cannot be locked: a program has files open on it (an Explorer window, an antivirus scan, a terminal whose current directory is there)"),
-            format!("close the windows and programs using {label}, then retry"),
-        )
-    } else {
-        DeviceError::Io {
-            op,
-            device: PathBuf::from(label),
-            source: e,
-        }
-    }
-}
-
-/// Explains an I/O error on the open disk; other errors pass through unchanged.
-fn explain_io(e: io::Error) -> io::Error {
-    let why = match e.raw_os_error() {
-        Some(code::ACCESS_DENIED | code::VIRUS_INFECTED | code::VIRUS_DELETED) => format!(
-            "Windows denied the disk access ({e}): Controlled Folder Access or an antivirus blocks raw disk writes; allow metis-flash.exe under {CONTROLLED_FOLDER_ACCESS} > Allow an app through Controlled folder access"
-        ),
-        Some(code::WRITE_PROTECT) => {
-            format!("the card became write-protected ({e}); check its lock switch")
-        }
-        Some(code::NOT_READY | code::MEDIA_CHANGED | code::DEVICE_NOT_CONNECTED) => {
-            format!("the card was removed or changed ({e})")
-        }
-        _ => return e,
-    };
-    io::Error::new(e.kind(), why)
 }
 
 /// The disks and volumes the safety rules look at.

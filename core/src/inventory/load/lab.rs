@@ -9,7 +9,7 @@ use crate::inventory::diag::{Diagnostic, Pos};
 use crate::inventory::model::*;
 use crate::inventory::rules;
 use crate::inventory::schema;
-use crate::location::is_test_registry;
+use crate::location::{self, is_test_registry};
 
 impl Cx {
     /// `metis-flash --inventory` reads the `registry:` block line by line, not
@@ -41,7 +41,7 @@ impl Cx {
                 "registry host is empty",
                 "write `host: harbor.example.org` or `oci:/path/to/dir`",
             );
-        } else if !host.starts_with("oci:") {
+        } else if location::layout_dir(&host).is_none() {
             let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
             if name.parse::<IpAddr>().is_err()
                 && rules::dns_name(name).is_err()

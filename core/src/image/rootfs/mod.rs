@@ -18,19 +18,25 @@
 //! 4. With a shared copy ([`RootScratch`], one per golden image), `e2undo`
 //!    then rolls the edits back, so the next node skips step 1.
 //!
-//! See docs/decisions.md, "Rootfs edits via debugfs".
+//! See docs/decisions.md, "Rootfs edits via debugfs". The steps here; the
+//! e2fsprogs runs in `debugfs`, the undo file and the fold-back in `undo`.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use thiserror::Error;
 
-use super::overlay::{Overlay, OVERLAY_BLOCK};
+use super::overlay::Overlay;
 use super::partition::Partition;
+use debugfs::{complaints, metadata_copy, probe, push_attrs, run, verify, Stat};
+use undo::{fold_back, undo_extents};
+
+mod debugfs;
+#[cfg(test)]
+mod tests;
+mod undo;
 
 /// The time every edited inode carries: 2020-01-01 00:00:00 UTC.
 pub const FIXED_EPOCH: u64 = 1_577_836_800;
@@ -263,94 +269,6 @@ impl Ctx<'_> {
     }
 }
 
-fn run(tool: &'static str, args: &[OsString]) -> Result<Output, RootfsError> {
-    Command::new(tool)
-        .args(args)
-        .env("PATH", tool_path())
-        .env("E2FSPROGS_FAKE_TIME", FIXED_EPOCH.to_string())
-        // stat and cat go through a pager unless told not to.
-        .env("DEBUGFS_PAGER", "__none__")
-        .env("PAGER", "__none__")
-        .env_remove("E2FSPROGS_UNDO_DIR")
-        .output()
-        .map_err(|source| RootfsError::Spawn { tool, source })
-}
-
-/// e2fsprogs lives in /sbin on Debian; a non-root PATH often lacks it.
-fn tool_path() -> OsString {
-    let mut path = std::env::var_os("PATH").unwrap_or_default();
-    path.push(":/usr/sbin:/sbin");
-    path
-}
-
-/// Messages on stderr other than debugfs's version banner.
-fn complaints(stderr: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(stderr)
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("debugfs ") && !l.starts_with("e2image "))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// What `stat` says of each path, from one read-only debugfs run.
-fn probe(
-    ctx: &Ctx<'_>,
-    device: &OsString,
-    paths: &[String],
-    work: &Path,
-) -> Result<Vec<Option<Stat>>, RootfsError> {
-    let cmds = work.join("probe.cmds");
-    let mut text = String::new();
-    for p in paths {
-        text.push_str(&format!("stat {p}\n"));
-    }
-    std::fs::write(&cmds, text).map_err(|e| ctx.io(e))?;
-    let out = run("debugfs", &["-f".into(), cmds.into(), device.clone()])?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // stdout echoes each command as "debugfs: stat <path>" before its output.
-    let mut sections: Vec<(String, String)> = Vec::new();
-    for line in stdout.lines() {
-        if let Some(cmd) = line.strip_prefix("debugfs: stat ") {
-            sections.push((cmd.trim().to_owned(), String::new()));
-        } else if let Some((_, body)) = sections.last_mut() {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    if sections.len() != paths.len() {
-        return Err(ctx.tool(
-            "debugfs",
-            format!(
-                "probing {} paths gave {} answers: {}",
-                paths.len(),
-                sections.len(),
-                complaints(&out.stderr).join("; ")
-            ),
-        ));
-    }
-    Ok(sections.iter().map(|(_, body)| Stat::parse(body)).collect())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    dir: bool,
-    mode: u32,
-}
-
-impl Stat {
-    fn parse(body: &str) -> Option<Stat> {
-        let first = body.lines().find(|l| l.starts_with("Inode:"))?;
-        let dir = first.contains("Type: directory");
-        let mode = first
-            .split("Mode:")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|m| u32::from_str_radix(m, 8).ok())?;
-        Some(Stat { dir, mode })
-    }
-}
-
 /// Reads `path` from the golden image's root partition, read-only; `None`
 /// when it does not exist.
 pub fn read_root_file(
@@ -518,32 +436,6 @@ pub fn edit_root(
     result
 }
 
-/// `e2image -r`: the root filesystem's metadata, as a sparse file at `meta`.
-fn metadata_copy(
-    ctx: &Ctx<'_>,
-    raw_image: &Path,
-    root: &Partition,
-    meta: &Path,
-) -> Result<(), RootfsError> {
-    let out = run(
-        "e2image",
-        &[
-            "-r".into(),
-            "-o".into(),
-            root.start.to_string().into(),
-            raw_image.into(),
-            meta.into(),
-        ],
-    )?;
-    if !out.status.success() || !meta.is_file() {
-        return Err(ctx.tool(
-            "e2image",
-            format!("{}; {}", out.status, complaints(&out.stderr).join("; ")),
-        ));
-    }
-    Ok(())
-}
-
 /// Steps 2 to 5 of [`edit_root`] on the metadata copy `meta`.
 #[allow(clippy::too_many_arguments)]
 fn edit_copy(
@@ -636,262 +528,4 @@ fn edit_copy(
     // 5. Fold the written blocks that changed into the overlay.
     let written = undo_extents(undo)?;
     fold_back(ctx, overlay, meta, root, &written)
-}
-
-fn push_attrs(cmds: &mut String, path: &str, mode: u32) {
-    cmds.push_str(&format!("sif {path} mode 0{mode:o}\n"));
-    for field in ["uid", "gid"] {
-        cmds.push_str(&format!("sif {path} {field} 0\n"));
-    }
-    for field in ["atime", "ctime", "mtime", "crtime"] {
-        cmds.push_str(&format!("sif {path} {field} @{FIXED_EPOCH}\n"));
-    }
-}
-
-fn verify(
-    ctx: &Ctx<'_>,
-    device: &OsString,
-    files: &[RootFile],
-    targets: &[String],
-    work: &Path,
-) -> Result<(), RootfsError> {
-    let back = work.join("back");
-    std::fs::create_dir(&back).map_err(|e| ctx.io(e))?;
-    let mut cmds = String::new();
-    for (i, target) in targets.iter().enumerate() {
-        cmds.push_str(&format!(
-            "dump {target} \"{}\"\n",
-            back.join(i.to_string()).display()
-        ));
-    }
-    let cmd_file = work.join("verify.cmds");
-    std::fs::write(&cmd_file, cmds).map_err(|e| ctx.io(e))?;
-    let out = run("debugfs", &["-f".into(), cmd_file.into(), device.clone()])?;
-    let errors = complaints(&out.stderr);
-    if !errors.is_empty() {
-        return Err(ctx.tool("debugfs", errors.join("; ")));
-    }
-    let stats = probe(ctx, device, targets, work)?;
-    for (i, ((f, target), stat)) in files.iter().zip(targets).zip(stats).enumerate() {
-        let fail = |detail: String| RootfsError::Verify {
-            image: ctx.image.to_owned(),
-            number: ctx.number,
-            path: target.clone(),
-            detail,
-        };
-        let bytes = std::fs::read(back.join(i.to_string())).map_err(|e| fail(e.to_string()))?;
-        if bytes != f.bytes {
-            return Err(fail(format!(
-                "{} bytes read back, {} written",
-                bytes.len(),
-                f.bytes.len()
-            )));
-        }
-        match stat {
-            Some(s) if !s.dir && s.mode & 0o7777 == f.mode => {}
-            other => return Err(fail(format!("mode is {other:?}, expected {:o}", f.mode))),
-        }
-    }
-    Ok(())
-}
-
-/// Byte ranges (in the filesystem) that debugfs wrote, from its undo file
-/// (e2fsprogs' `E2UNDO02` format: a header, then key blocks each followed by
-/// the old contents of the ranges its keys name).
-fn undo_extents(path: &Path) -> Result<Vec<(u64, u64)>, RootfsError> {
-    let bad = |detail: String| RootfsError::Undo {
-        path: path.to_owned(),
-        detail,
-    };
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        // debugfs creates no undo file when it wrote nothing.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(bad(e.to_string())),
-    };
-    let mut header = [0u8; 512];
-    file.read_exact(&mut header)
-        .map_err(|e| bad(format!("header: {e}")))?;
-    if &header[..8] != b"E2UNDO02" {
-        return Err(bad("not an E2UNDO02 file".into()));
-    }
-    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
-    let num_keys = u64_at(&header, 8);
-    let key_offset = u64_at(&header, 24);
-    let block_size = u64::from(u32_at(&header, 32));
-    let fs_block_size = u64::from(u32_at(&header, 36));
-    if !(1024..=1 << 20).contains(&block_size) || fs_block_size == 0 {
-        return Err(bad(format!(
-            "block sizes {block_size}/{fs_block_size} out of range"
-        )));
-    }
-    let keys_per_block = block_size / 16 - 1;
-    let mut extents = Vec::new();
-    let mut key_block = vec![0u8; block_size as usize];
-    let mut at = key_offset;
-    let mut left = num_keys;
-    while left > 0 {
-        file.seek(SeekFrom::Start(at * block_size))
-            .and_then(|_| file.read_exact(&mut key_block))
-            .map_err(|e| bad(format!("key block {at}: {e}")))?;
-        if u32_at(&key_block, 0) != 0xCADE_CADE {
-            return Err(bad(format!("key block {at} has no magic")));
-        }
-        at += 1;
-        for k in 0..keys_per_block.min(left) {
-            let o = 16 + 16 * k as usize;
-            let fsblk = u64_at(&key_block, o);
-            let size = u64::from(u32_at(&key_block, o + 12));
-            extents.push((fsblk * fs_block_size, size));
-            at += size.div_ceil(block_size);
-        }
-        left -= keys_per_block.min(left);
-    }
-    Ok(extents)
-}
-
-fn fold_back(
-    ctx: &Ctx<'_>,
-    overlay: &mut Overlay,
-    meta: &Path,
-    root: &Partition,
-    written: &[(u64, u64)],
-) -> Result<RootEdits, RootfsError> {
-    // Exactly the ranges debugfs wrote, and nothing around them: around them
-    // the metadata copy holds holes where the golden image holds file data
-    // (ext4 blocks can be 1 KiB, smaller than an overlay block). The primary
-    // superblock is always checked.
-    let mut ranges: Vec<(u64, u64)> = written
-        .iter()
-        .map(|&(offset, len)| (offset, offset + len))
-        .chain(std::iter::once((1024, 2048)))
-        .collect();
-    ranges.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (from, to) in ranges {
-        match merged.last_mut() {
-            Some(last) if from <= last.1 => last.1 = last.1.max(to),
-            _ => merged.push((from, to)),
-        }
-    }
-    let blocks_written = written.iter().map(|&(_, len)| len).sum::<u64>() / 1024;
-
-    let mut meta = File::open(meta).map_err(|e| ctx.io(e))?;
-    let mut edited = vec![0u8; OVERLAY_BLOCK as usize];
-    let mut golden = vec![0u8; OVERLAY_BLOCK as usize];
-    let mut changed = 0;
-    for (from, to) in merged {
-        let to = to.min(root.len);
-        let mut offset = from;
-        while offset < to {
-            // Pieces end on overlay block boundaries of the card.
-            let card = root.start + offset;
-            let n = (OVERLAY_BLOCK - card % OVERLAY_BLOCK).min(to - offset) as usize;
-            meta.seek(SeekFrom::Start(offset)).map_err(|e| ctx.io(e))?;
-            let got = read_full(&mut meta, &mut edited[..n]).map_err(|e| ctx.io(e))?;
-            // Past the end of the metadata copy (a partition larger than its
-            // filesystem) nothing was written.
-            edited[got..n].fill(0);
-            overlay
-                .seek(SeekFrom::Start(card))
-                .and_then(|_| overlay.read_exact(&mut golden[..n]))
-                .map_err(|e| ctx.io(e))?;
-            if edited[..n] != golden[..n] {
-                overlay
-                    .seek(SeekFrom::Start(card))
-                    .and_then(|_| overlay.write_all(&edited[..n]))
-                    .map_err(|e| ctx.io(e))?;
-                changed += 1;
-            }
-            offset += n as u64;
-        }
-    }
-    Ok(RootEdits {
-        kib_written: blocks_written,
-        pieces_changed: changed,
-    })
-}
-
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match reader.read(&mut buf[done..])? {
-            0 => break,
-            n => done += n,
-        }
-    }
-    Ok(done)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn machine_ids_are_checked() {
-        let f = RootFile::machine_id("0123456789abcdef0123456789abcdef").unwrap();
-        assert_eq!(f.bytes, b"0123456789abcdef0123456789abcdef\n");
-        assert_eq!(f.mode, 0o444);
-        for bad in [
-            "",
-            "0123456789ABCDEF0123456789ABCDEF",
-            "xyz",
-            "0123456789abcdef0123456789abcde",
-        ] {
-            assert!(RootFile::machine_id(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn armbian_firstrun_sets_the_key_once_and_keeps_the_rest() {
-        let golden =
-            b"# comment\nFR_net_change_defaults=0\nOPENSSHD_REGENERATE_HOST_KEYS=true\nX=1\n";
-        let f = RootFile::armbian_firstrun(Some(golden));
-        assert_eq!(
-            String::from_utf8(f.bytes).unwrap(),
-            "# comment\nFR_net_change_defaults=0\nOPENSSHD_REGENERATE_HOST_KEYS=false\nX=1\n"
-        );
-        let f = RootFile::armbian_firstrun(None);
-        assert_eq!(f.bytes, b"OPENSSHD_REGENERATE_HOST_KEYS=false\n");
-    }
-
-    #[test]
-    fn paths_are_checked() {
-        for bad in ["etc/x", "/etc//x", "/etc/../x", "/etc/a b", "/etc/\"x"] {
-            let f = RootFile {
-                path: bad.into(),
-                bytes: vec![],
-                mode: 0o644,
-            };
-            assert!(f.components().is_err(), "{bad:?}");
-        }
-        let f = RootFile {
-            path: "/etc/x".into(),
-            bytes: vec![],
-            mode: 0o100644,
-        };
-        assert!(f.components().is_err(), "file type bits refused");
-    }
-
-    #[test]
-    fn stat_output_is_parsed() {
-        let body = "Inode: 15   Type: regular    Mode:  0444   Flags: 0x80000\nGeneration: 0\n";
-        assert_eq!(
-            Stat::parse(body),
-            Some(Stat {
-                dir: false,
-                mode: 0o444
-            })
-        );
-        let body = "Inode: 2   Type: directory    Mode:  0755   Flags: 0x80000\n";
-        assert_eq!(
-            Stat::parse(body),
-            Some(Stat {
-                dir: true,
-                mode: 0o755
-            })
-        );
-        assert_eq!(Stat::parse(""), None);
-    }
 }
