@@ -57,7 +57,6 @@ flash() { write_card "$WORK/art" "$LOOP" "$@"; }
 #    run to the next, so each side runs $RUNS times, alternating, and the
 #    medians are compared (the full flash of the median run is kept for below).
 RUNS=${BENCH_RUNS:-3}
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 DD_LIST=''
 WRITE_LIST=''
 for _ in $(seq "$RUNS"); do

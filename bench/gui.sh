@@ -140,7 +140,6 @@ gui_run() {
 # The first runs fill each laptop's cache (and set the window's laptop up).
 cli_run
 gui_run
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 C=''
 G=''
 for _ in $(seq "${BENCH_RUNS:-3}"); do

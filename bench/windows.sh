@@ -73,7 +73,6 @@ windows trust add "$(z "$ROOT/inventory/demo-keys/cosign.pub")" >/dev/null 2>&1
 lflash
 wflash
 cmp -s "$WORK/linux.img" "$WORK/windows.img" || { echo "metis-flash.exe wrote a different card" >&2; exit 1; }
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 now() { date +%s.%N; }
 L=''
 W=''
