@@ -111,7 +111,13 @@ pub fn boot(
     cmd.args(["--pdeathsig", "KILL", "qemu-system-x86_64"]);
     // -nodefaults: no floppy drive for cloud-init's device probe to stall on
     // (five read errors, seconds under TCG), no CD-ROM, no VGA.
-    cmd.args(["-accel", "tcg", "-m", "1024", "-smp", "2"])
+    // -smp 1: with two vCPUs under TCG, two guests at once on a 2-core host
+    // (four vCPU threads plus the tests' own work) once left the guest's boot
+    // CPU idle with its timer interrupt never delivered: RCU stall reports
+    // from 47 s on and no cloud-init after 600 s (CI, rpi5 titan-04). One
+    // vCPU per guest has no cross-CPU wake-ups to lose and leaves a host
+    // core per guest.
+    cmd.args(["-accel", "tcg", "-m", "1024", "-smp", "1"])
         .args(["-nodefaults", "-nographic", "-no-reboot"])
         .arg("-serial")
         .arg(format!("file:{}", serial_path.display()))
