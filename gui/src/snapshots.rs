@@ -275,6 +275,7 @@ fn snapshot_each_screen() {
             rewritten: 384,
             skipped: 0,
         },
+        probe_seconds: 1.1,
         compare_seconds: 0.0,
         write_seconds: 38.2,
         verify_seconds: 14.9,

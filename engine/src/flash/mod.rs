@@ -212,6 +212,9 @@ pub struct FlashSummary {
     pub card_held: Option<CardHeld>,
     /// Chunks compared, differing, rewritten and skipped.
     pub chunks: ChunkCounts,
+    /// Seconds the counterfeit-capacity probe took (0 when it did not run: an
+    /// image file, or `--no-probe`).
+    pub probe_seconds: f64,
     /// Seconds spent reading and comparing the card before writing (0 for a full
     /// write).
     pub compare_seconds: f64,
@@ -424,6 +427,7 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
     let events = request.events.clone();
     let cancel = request.cancel.clone();
 
+    let mut probe_seconds = 0.0;
     let (medium, mode): (Arc<dyn Medium>, WriteMode) = match &request.target {
         Target::Device {
             path,
@@ -454,7 +458,7 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
             if request.probe_capacity {
                 let meter = events.phase(Phase::Probe, 0);
                 probe::probe(&*medium).map_err(|e| probe_error(e, path))?;
-                meter.finish();
+                probe_seconds = meter.finish();
             }
             (medium, request.mode.unwrap_or(WriteMode::Full))
         }
@@ -510,6 +514,7 @@ pub fn run_with<R: Read + Seek + Send + 'static>(
             bytes_written: counted.written(),
             card_held: report.card_held,
             chunks: report.chunks,
+            probe_seconds,
             compare_seconds: report.compare_seconds,
             write_seconds: report.write_seconds,
             verify_seconds: report.verify_seconds,
