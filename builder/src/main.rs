@@ -617,7 +617,12 @@ fn lab_registry(
 ) -> Result<(metis_core::inventory::Inventory, metis_core::oci::Registry)> {
     let location = match &arg.registry {
         Some(r) => {
+            // A relative `oci:DIR` on the command line is relative to the working
+            // directory, as the flasher's is. Anchored here, because the inventory's
+            // own `registry.host`, which this overrides, is read relative to the
+            // inventory directory by whatever reads it later.
             let (location, prefix) = RegistryLocation::parse_with_prefix(r)?;
+            let location = location.absolute();
             inv.lab.registry.host = location.to_string();
             if let Some(prefix) = prefix {
                 inv.lab.registry.prefix = prefix;

@@ -33,9 +33,15 @@ fn lab() -> Lab {
 }
 
 fn metis_build(lab: &Lab, registry: &[&str], args: &[&str]) -> Output {
+    metis_build_in(&std::env::current_dir().unwrap(), lab, registry, args)
+}
+
+/// [`metis_build`] run in the working directory `cwd`.
+fn metis_build_in(cwd: &Path, lab: &Lab, registry: &[&str], args: &[&str]) -> Output {
     let demo = workspace_root().join("inventory/demo-keys");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_metis-build"));
-    cmd.args(args)
+    cmd.current_dir(cwd)
+        .args(args)
         .args(["--inventory", lab.inv.to_str().unwrap()])
         .args(registry)
         .env("PATH", metis_tests::tool::search_path())
@@ -326,6 +332,28 @@ fn an_interrupted_run_is_finished_by_the_next() {
     assert!(t05["reason"].as_str().unwrap().contains("no signature"));
     let third = json(&metis_build(&lab, r, &["publish", "--json"]));
     assert_eq!(built(&third), ["titan-05"]);
+}
+
+#[test]
+fn a_relative_oci_registry_flag_is_relative_to_the_working_directory() {
+    let lab = lab();
+    let cwd = lab._dir.path().join("elsewhere");
+    std::fs::create_dir(&cwd).unwrap();
+    let r: &[&str] = &["--registry", "oci:reg"];
+    let first = json(&metis_build_in(
+        &cwd,
+        &lab,
+        r,
+        &["publish", "--json", "titan-04", "titan-db"],
+    ));
+    assert_eq!(built(&first), ["titan-04", "titan-db"]);
+    assert!(cwd.join("reg/index.json").is_file(), "no layout in the working directory");
+    assert!(!lab.inv.join("reg").exists(), "a layout beside the inventory");
+    // The same flag from the same directory finds what was published.
+    let plan = json(&metis_build_in(&cwd, &lab, r, &["plan", "--json"]));
+    for node in ["titan-04", "titan-db"] {
+        assert_eq!(planned(&plan, node)["action"], "skip", "{plan:#}");
+    }
 }
 
 /// Drops one tag from an OCI layout's index.json.
