@@ -347,8 +347,14 @@ fn a_relative_oci_registry_flag_is_relative_to_the_working_directory() {
         &["publish", "--json", "titan-04", "titan-db"],
     ));
     assert_eq!(built(&first), ["titan-04", "titan-db"]);
-    assert!(cwd.join("reg/index.json").is_file(), "no layout in the working directory");
-    assert!(!lab.inv.join("reg").exists(), "a layout beside the inventory");
+    assert!(
+        cwd.join("reg/index.json").is_file(),
+        "no layout in the working directory"
+    );
+    assert!(
+        !lab.inv.join("reg").exists(),
+        "a layout beside the inventory"
+    );
     // The same flag from the same directory finds what was published.
     let plan = json(&metis_build_in(&cwd, &lab, r, &["plan", "--json"]));
     for node in ["titan-04", "titan-db"] {
