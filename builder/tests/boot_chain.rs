@@ -215,7 +215,7 @@ fn replace_file(path: &Path, text: &str) -> Result<()> {
 }
 
 /// At most two guests at once, whatever `--test-threads` says: each takes
-/// 1 GiB and both cores under TCG.
+/// 1 GiB and one host core (one vCPU under TCG, tests/src/qemu.rs).
 fn boot_slot() -> impl Drop {
     static GATE: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
     struct Slot;

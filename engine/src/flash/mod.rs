@@ -213,7 +213,7 @@ pub struct FlashSummary {
     /// Chunks compared, differing, rewritten and skipped.
     pub chunks: ChunkCounts,
     /// Seconds the counterfeit-capacity probe took (0 when it did not run: an
-    /// image file, or `--no-probe`).
+    /// image file, or the tests' hidden `--skip-capacity-probe`).
     pub probe_seconds: f64,
     /// Seconds spent reading and comparing the card before writing (0 for a full
     /// write).
