@@ -199,7 +199,10 @@ mod tests {
         assert_eq!(json, format!("\"{EMPTY}\""));
         assert_eq!(serde_json::from_str::<Sha256Digest>(&json).unwrap(), d);
         assert!(serde_json::from_str::<Sha256Digest>("\"sha256:abc\"").is_err());
-        assert!(d == *EMPTY && EMPTY.to_owned() == d && d != *"sha256:abc");
+        let text = EMPTY.to_owned();
+        assert_eq!(d, text);
+        assert_eq!(text, d);
+        assert_ne!(d, *"sha256:abc");
         let mut pieces = Hasher::new();
         pieces.update(b"ab");
         pieces.update(b"c");
