@@ -6,7 +6,6 @@
 //! described in `docs/registry.md` and `docs/formats.md`.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::image::chunks::ChunkTable;
 
@@ -108,6 +107,6 @@ impl Inputs {
             recipients: &self.recipients,
         })
         .expect("inputs serialise");
-        format!("sha256:{}", hex::encode(Sha256::digest(&json)))
+        crate::digest::sha256_digest(&json)
     }
 }

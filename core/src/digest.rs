@@ -41,6 +41,39 @@ impl fmt::Display for Sha256Digest {
 #[error("`{0}` is not a sha256:<64 lowercase hex> digest")]
 pub struct NotADigest(pub String);
 
+/// Written and read as its text, `sha256:<hex>`: the wire form of every
+/// descriptor, index entry and signature payload that carries one.
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl PartialEq<str> for Sha256Digest {
+    fn eq(&self, text: &str) -> bool {
+        sha256_hex(text).is_some_and(|hex| hex == self.hex())
+    }
+}
+
+impl PartialEq<String> for Sha256Digest {
+    fn eq(&self, text: &String) -> bool {
+        *self == **text
+    }
+}
+
+impl PartialEq<Sha256Digest> for String {
+    fn eq(&self, digest: &Sha256Digest) -> bool {
+        *digest == **self
+    }
+}
+
 impl FromStr for Sha256Digest {
     type Err = NotADigest;
 
@@ -65,11 +98,46 @@ pub fn sha256_hex(digest: &str) -> Option<&str> {
     (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
 }
 
+/// SHA-256 over bytes that arrive in pieces where no [`Read`] is at hand (an
+/// async download); [`HashingReader`] is the same over a reader.
+#[derive(Clone, Default)]
+pub struct Hasher {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl Hasher {
+    /// Nothing hashed yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Hashes `bytes`, the next piece.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// How many bytes were hashed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was hashed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The digest and length of what was hashed.
+    pub fn finish(self) -> (Sha256Digest, u64) {
+        (Sha256Digest(self.hasher.finalize().into()), self.len)
+    }
+}
+
 /// A reader that hashes and counts every byte read through it.
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
-    len: u64,
+    hasher: Hasher,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -77,8 +145,7 @@ impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
-            len: 0,
+            hasher: Hasher::new(),
         }
     }
 
@@ -91,7 +158,7 @@ impl<R: Read> HashingReader<R> {
 
     /// The digest and length of what was read so far.
     pub fn finish(self) -> (Sha256Digest, u64) {
-        (Sha256Digest(self.hasher.finalize().into()), self.len)
+        self.hasher.finish()
     }
 }
 
@@ -99,7 +166,6 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.len += n as u64;
         Ok(n)
     }
 }
@@ -124,6 +190,23 @@ mod tests {
         let data = vec![7u8; 3 << 20];
         let (d, len) = HashingReader::new(&data[..]).drain().unwrap();
         assert_eq!((d, len), (Sha256Digest::of(&data), data.len() as u64));
+    }
+
+    #[test]
+    fn serde_keeps_the_text_form() {
+        let d = Sha256Digest::of(b"");
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"{EMPTY}\""));
+        assert_eq!(serde_json::from_str::<Sha256Digest>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<Sha256Digest>("\"sha256:abc\"").is_err());
+        let text = EMPTY.to_owned();
+        assert_eq!(d, text);
+        assert_eq!(text, d);
+        assert_ne!(d, *"sha256:abc");
+        let mut pieces = Hasher::new();
+        pieces.update(b"ab");
+        pieces.update(b"c");
+        assert_eq!(pieces.finish(), (Sha256Digest::of(b"abc"), 3));
     }
 
     #[test]

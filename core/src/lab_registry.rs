@@ -284,8 +284,40 @@ fn split_entry(body: &str) -> Option<(&str, &str)> {
     None
 }
 
+/// Why a value after `key:` is not one this reader takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ValueError {
+    /// A flow collection, anchor, alias, tag or block scalar.
+    #[error(
+        "write the value plain or in quotes (no flow collections, anchors, \
+         tags or block scalars)"
+    )]
+    NotPlainOrQuoted,
+    /// A block sequence or mapping entry where a value belongs.
+    #[error("write the value plain or in quotes (not a list or mapping)")]
+    ListOrMapping,
+    /// A plain value that YAML would read as a mapping.
+    #[error("a `: ` in a plain value; put the value in quotes")]
+    ColonInPlain,
+    /// Something other than a comment after a quoted value.
+    #[error("text after the closing quote")]
+    TextAfterQuote,
+    /// A `\x`, `\u` or `\U` escape without its hex digits or naming no character.
+    #[error("a bad escape `\\{0}`")]
+    BadEscape(String),
+    /// An escape YAML has but this reader does not take.
+    #[error(
+        "an escape this reader does not take, `\\{0}` (write the value \
+         plain or in single quotes)"
+    )]
+    UnknownEscape(char),
+    /// A quoted value not closed on its line.
+    #[error("a quoted value must end on its line")]
+    Unterminated,
+}
+
 /// A value after `key:`: `None` for a YAML null (nothing, `~`, `null`).
-fn scalar(raw: &str) -> Result<Option<String>, String> {
+fn scalar(raw: &str) -> Result<Option<String>, ValueError> {
     let v = raw.trim_start_matches([' ', '\t']);
     let mut chars = v.chars();
     let (value, rest) = match chars.next() {
@@ -293,16 +325,12 @@ fn scalar(raw: &str) -> Result<Option<String>, String> {
         Some('"') => double_quoted(chars.as_str())?,
         Some('\'') => single_quoted(chars.as_str())?,
         Some('[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '%' | '@' | '`' | ',') => {
-            return Err(
-                "write the value plain or in quotes (no flow collections, anchors, \
-                        tags or block scalars)"
-                    .into(),
-            )
+            return Err(ValueError::NotPlainOrQuoted)
         }
         Some('-' | '?' | ':')
             if chars.as_str().is_empty() || chars.as_str().starts_with([' ', '\t']) =>
         {
-            return Err("write the value plain or in quotes (not a list or mapping)".into())
+            return Err(ValueError::ListOrMapping)
         }
         Some(_) => {
             let end = [" #", "\t#"]
@@ -312,20 +340,20 @@ fn scalar(raw: &str) -> Result<Option<String>, String> {
                 .unwrap_or(v.len());
             let value = v[..end].trim_end_matches([' ', '\t']);
             if value.contains(": ") || value.contains(":\t") || value.ends_with(':') {
-                return Err("a `: ` in a plain value; put the value in quotes".into());
+                return Err(ValueError::ColonInPlain);
             }
             return Ok((!matches!(value, "~" | "null" | "Null" | "NULL")).then(|| value.to_owned()));
         }
     };
     let after = rest.trim_start_matches([' ', '\t']);
     if !(after.is_empty() || (after.len() < rest.len() && after.starts_with('#'))) {
-        return Err("text after the closing quote".into());
+        return Err(ValueError::TextAfterQuote);
     }
     Ok(Some(value))
 }
 
 /// The inside of a `"…"` value (its opening quote gone) and what follows it.
-fn double_quoted(s: &str) -> Result<(String, &str), String> {
+fn double_quoted(s: &str) -> Result<(String, &str), ValueError> {
     let mut out = String::new();
     let mut chars = s.char_indices();
     while let Some((i, c)) = chars.next() {
@@ -338,7 +366,7 @@ fn double_quoted(s: &str) -> Result<(String, &str), String> {
                         .ok()
                         .filter(|_| code.len() == digits)
                         .and_then(char::from_u32)
-                        .ok_or_else(|| format!("a bad escape `\\{code}`"))
+                        .ok_or(ValueError::BadEscape(code))
                 };
                 out.push(match chars.next().map(|(_, e)| e) {
                     Some('\\') => '\\',
@@ -352,24 +380,19 @@ fn double_quoted(s: &str) -> Result<(String, &str), String> {
                     Some('x') => hex(&mut chars, 2)?,
                     Some('u') => hex(&mut chars, 4)?,
                     Some('U') => hex(&mut chars, 8)?,
-                    Some(e) => {
-                        return Err(format!(
-                            "an escape this reader does not take, `\\{e}` (write the value \
-                             plain or in single quotes)"
-                        ))
-                    }
+                    Some(e) => return Err(ValueError::UnknownEscape(e)),
                     None => break,
                 });
             }
             c => out.push(c),
         }
     }
-    Err("a quoted value must end on its line".into())
+    Err(ValueError::Unterminated)
 }
 
 /// The inside of a `'…'` value (its opening quote gone; `''` is a quote) and
 /// what follows it.
-fn single_quoted(s: &str) -> Result<(String, &str), String> {
+fn single_quoted(s: &str) -> Result<(String, &str), ValueError> {
     let mut out = String::new();
     let mut chars = s.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -381,7 +404,7 @@ fn single_quoted(s: &str) -> Result<(String, &str), String> {
             return Ok((out, &s[i + 1..]));
         }
     }
-    Err("a quoted value must end on its line".into())
+    Err(ValueError::Unterminated)
 }
 
 fn is_blank_or_comment(line: &str) -> bool {

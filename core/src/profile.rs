@@ -112,7 +112,7 @@ pub enum ProfileError {
     #[error("the profile's CA certificate is unusable: {reason}; {ASK_FOR_A_NEW_ONE}")]
     Certificate {
         /// What is wrong with it.
-        reason: String,
+        reason: CertificateError,
     },
 }
 
@@ -266,7 +266,7 @@ pub(crate) fn is_repo_prefix(s: &str) -> bool {
 /// At least one PEM block, every block a well-formed `CERTIFICATE`. Text
 /// between blocks (the `subject=`/`issuer=` lines `openssl x509` writes) is
 /// allowed, as TLS libraries allow it; any other block is refused.
-pub(crate) fn check_certificates(pem: &str) -> Result<(), String> {
+pub(crate) fn check_certificates(pem: &str) -> Result<(), CertificateError> {
     const BEGIN: &str = "-----BEGIN ";
     let mut rest = pem;
     let mut count = 0;
@@ -274,27 +274,65 @@ pub(crate) fn check_certificates(pem: &str) -> Result<(), String> {
         let block = &rest[start..];
         let label_end = block[BEGIN.len()..]
             .find("-----")
-            .ok_or("a `-----BEGIN` line is not closed")?;
+            .ok_or(CertificateError::UnclosedBegin)?;
         let label = &block[BEGIN.len()..BEGIN.len() + label_end];
         let end_marker = format!("-----END {label}-----");
         let end = block
             .find(&end_marker)
-            .ok_or_else(|| format!("the `{label}` block has no `{end_marker}` line"))?
+            .ok_or_else(|| CertificateError::NoEnd {
+                label: label.to_owned(),
+            })?
             + end_marker.len();
         if label != "CERTIFICATE" {
-            return Err(format!(
-                "it holds a `{label}` block; only `CERTIFICATE` blocks belong there"
-            ));
+            return Err(CertificateError::NotACertificate {
+                label: label.to_owned(),
+            });
         }
-        pem_rfc7468::decode_vec(&block.as_bytes()[..end])
-            .map_err(|e| format!("certificate {} is not valid PEM: {e}", count + 1))?;
+        pem_rfc7468::decode_vec(&block.as_bytes()[..end]).map_err(|reason| {
+            CertificateError::BadPem {
+                number: count + 1,
+                reason,
+            }
+        })?;
         count += 1;
         rest = &block[end..];
     }
     if count == 0 {
-        return Err("it holds no `-----BEGIN CERTIFICATE-----` block".into());
+        return Err(CertificateError::NoCertificate);
     }
     Ok(())
+}
+
+/// Why a CA file is not one or more PEM `CERTIFICATE` blocks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateError {
+    /// A `-----BEGIN` line without its closing dashes.
+    #[error("a `-----BEGIN` line is not closed")]
+    UnclosedBegin,
+    /// A block without its `-----END …-----` line.
+    #[error("the `{label}` block has no `-----END {label}-----` line")]
+    NoEnd {
+        /// The block's label, e.g. `CERTIFICATE`.
+        label: String,
+    },
+    /// A block other than a certificate, such as a private key.
+    #[error("it holds a `{label}` block; only `CERTIFICATE` blocks belong there")]
+    NotACertificate {
+        /// The block's label, e.g. `PRIVATE KEY`.
+        label: String,
+    },
+    /// A certificate block that does not decode.
+    #[error("certificate {number} is not valid PEM: {reason}")]
+    BadPem {
+        /// Which block (1-based).
+        number: usize,
+        /// The decoder's reason.
+        reason: pem_rfc7468::Error,
+    },
+    /// No certificate block at all.
+    #[error("it holds no `-----BEGIN CERTIFICATE-----` block")]
+    NoCertificate,
 }
 
 #[cfg(test)]

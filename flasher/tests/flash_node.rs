@@ -217,7 +217,7 @@ fn tamper_signature(cache: &std::path::Path, repo: &str) {
     let bytes = serde_json::to_vec(&manifest).unwrap();
     let digest = layout.put_blob_bytes(&bytes).unwrap();
     let descriptor = metis_core::oci::Descriptor {
-        digest,
+        digest: digest.to_string(),
         size: bytes.len() as u64,
         ..sig.manifest.clone()
     };

@@ -256,7 +256,8 @@ fn copy_artifact(from: &Layout, to: &Layout, repository: &str, tag: &str) {
         let bytes = from.read_blob(&manifest.digest).unwrap();
         to.put_blob_bytes(&bytes).unwrap();
         for blob in from.manifest(&manifest.digest).unwrap().blobs() {
-            to.put_blob_file(&from.blob_path(&blob.digest).unwrap(), &blob.digest)
+            let digest = blob.digest.parse().unwrap();
+            to.put_blob_file(&from.blob_path(&blob.digest).unwrap(), &digest)
                 .unwrap();
         }
     }
@@ -353,7 +354,7 @@ fn unsigned_gib_registry(dir: &Path) -> PathBuf {
         .unwrap()
         .set_len(1 << 30)
         .unwrap();
-    let digest = metis_core::oci::hash_file(&staging).unwrap();
+    let digest = metis_core::oci::hash_file(&staging).unwrap().to_string();
     std::fs::rename(&staging, layout.blob_path(&digest).unwrap()).unwrap();
     let config = br#"{"version":1}"#;
     let manifest = ImageManifest {
@@ -374,7 +375,7 @@ fn unsigned_gib_registry(dir: &Path) -> PathBuf {
     let manifest_digest = layout.put_blob_bytes(&bytes).unwrap();
     let descriptor = Descriptor {
         media_type: metis_core::oci::MEDIA_TYPE_IMAGE_MANIFEST.into(),
-        digest: manifest_digest,
+        digest: manifest_digest.to_string(),
         size: bytes.len() as u64,
         annotations: Default::default(),
     };

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use lab::{demo, export_profile, fingerprint, point_inventory_at, published, sbin_path, sha};
-use sha2::{Digest, Sha256};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -81,7 +80,7 @@ fn signature_verifies(sums: &Path, sig: &Path) -> (bool, bool) {
 }
 
 fn sha256_hex(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+    metis_core::digest::hash_file(path).unwrap().0.hex()
 }
 
 /// A laptop with no Rust and no Metis checkout: an empty HOME and working

@@ -22,7 +22,6 @@ use metis_engine::device::Policy;
 use metis_engine::{Engine, EngineOptions, Events, Phase, SetupRequest};
 use metis_flash_gui::egui;
 use metis_flash_gui::{App, Config, Screen};
-use sha2::{Digest, Sha256};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -232,10 +231,11 @@ fn set_up(h: &mut Harness<'_, App>, profile: &Path) {
 
 fn sha(path: &Path, len: u64) -> String {
     use std::io::Read as _;
-    let mut f = std::fs::File::open(path).unwrap().take(len);
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).unwrap();
-    hex::encode(h.finalize())
+    let head = std::fs::File::open(path).unwrap().take(len);
+    let (digest, _) = metis_core::digest::HashingReader::new(head)
+        .drain()
+        .unwrap();
+    digest.hex()
 }
 
 /// `metis-flash NODE --output FILE` with every flag given by hand, on its own laptop.

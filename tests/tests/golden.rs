@@ -10,7 +10,6 @@ use anyhow::{ensure, Context, Result};
 use metis_tests::card::Card;
 use metis_tests::golden::{self, STANDINS};
 use metis_tests::tool;
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 /// A fresh set of stand-ins in a temporary directory.
@@ -21,8 +20,9 @@ fn standins() -> Result<TempDir> {
 }
 
 fn sha256_hex(path: &Path) -> Result<String> {
-    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(hex::encode(Sha256::digest(bytes)))
+    let (digest, _) = metis_core::digest::hash_file(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(digest.hex())
 }
 
 /// Checks the file system of partition `number`: type and label by blkid,

@@ -168,7 +168,7 @@ fn unsigned_manifest_naming_1_gib_is_refused_before_a_byte_of_the_layer_moves() 
     let layer_digest = oci::hash_file(&layer).unwrap();
     oci::block_on(pusher.push_blob_file(repository, &layer_digest, GIB, &layer, &Progress::none()))
         .unwrap();
-    assert_eq!(reg.stored_copies(&layer_digest), 1);
+    assert_eq!(reg.stored_copies(&layer_digest.to_string()), 1);
     let config = push_config(&pusher, repository, br#"{"node":"big"}"#);
     push_manifest(
         &pusher,
@@ -177,7 +177,7 @@ fn unsigned_manifest_naming_1_gib_is_refused_before_a_byte_of_the_layer_moves() 
         config,
         vec![Descriptor {
             media_type: MEDIA_TYPE_BASE.into(),
-            digest: layer_digest.clone(),
+            digest: layer_digest.to_string(),
             size: GIB,
             annotations: BTreeMap::new(),
         }],
@@ -275,7 +275,7 @@ fn signed_pull_verifies_before_any_blob_request_then_caches_the_signature() {
         vec![
             Descriptor {
                 media_type: MEDIA_TYPE_BASE.into(),
-                digest: base_digest.clone(),
+                digest: base_digest.to_string(),
                 size: 3 * MIB,
                 annotations: BTreeMap::new(),
             },
@@ -346,7 +346,7 @@ fn signed_pull_verifies_before_any_blob_request_then_caches_the_signature() {
     let all = requests(&reg);
     let before: Vec<_> = all[log_before..log_at_verify].to_vec();
     let after: Vec<_> = all[log_at_verify..].to_vec();
-    for d in [&base_digest, &config.digest] {
+    for d in [&base_digest.to_string(), &config.digest] {
         assert!(
             !before.iter().any(|r| r.contains(d.as_str())),
             "{d} requested before the verifier ran: {before:?}"
@@ -425,7 +425,7 @@ fn blob_larger_than_its_descriptor_is_refused_by_its_announced_length() {
         config,
         vec![Descriptor {
             media_type: MEDIA_TYPE_BASE.into(),
-            digest: digest.clone(),
+            digest: digest.to_string(),
             size: MIB,
             annotations: BTreeMap::new(),
         }],
@@ -460,7 +460,7 @@ fn blob_larger_than_its_descriptor_is_refused_by_its_announced_length() {
     let downloaded = counters(&registry).downloaded_bytes.load(Ordering::Relaxed);
     // The manifest and the 15-byte config; not a byte of the 3 MiB.
     assert!(downloaded < 4 * KIB, "{downloaded} bytes downloaded");
-    assert!(!cache.has_blob(&digest, None));
+    assert!(!cache.has_blob(&digest.to_string(), None));
     assert!(!has_partial(&cache), "{:?}", files_under(cache.dir()));
     assert!(oci::cached(&cache, repository, "latest").unwrap().is_none());
 }

@@ -220,12 +220,12 @@ fn publish_pull_round_trip_shared_base_and_interop() {
     );
     assert_eq!(pb.mounted_blobs, 1, "{pb:?}");
     let base_digest = oci::hash_file(&base).unwrap();
-    assert_eq!(reg.stored_copies(&base_digest), 1);
-    let hex = base_digest.trim_start_matches("sha256:");
+    assert_eq!(reg.stored_copies(&base_digest.to_string()), 1);
+    let hex = base_digest.hex();
     let base_uploads = reg
         .log()
         .lines()
-        .filter(|l| l.contains("\"PUT /v2/") && l.contains(hex))
+        .filter(|l| l.contains("\"PUT /v2/") && l.contains(&hex))
         .count();
     assert_eq!(base_uploads, 1, "registry log:\n{}", reg.log());
 
@@ -351,7 +351,7 @@ fn unknown_node_and_digest_mismatch_are_clear() {
     publish(&registry, "titan-c", &files, "1");
     // Corrupt the patch in the registry's storage (same size, other bytes).
     let patch = oci::hash_file(&files.layers[1].path).unwrap();
-    let hex = patch.trim_start_matches("sha256:");
+    let hex = patch.hex();
     let data = reg.storage().join(format!(
         "docker/registry/v2/blobs/sha256/{}/{hex}/data",
         &hex[..2]
@@ -363,11 +363,11 @@ fn unknown_node_and_digest_mismatch_are_clear() {
     let text = err.to_string();
     assert!(matches!(err, OciError::DigestMismatch { .. }), "{text}");
     assert!(
-        text.contains(&patch) && text.contains(&oci::sha256_digest(&bytes)),
+        text.contains(&patch.to_string()) && text.contains(&oci::sha256_digest(&bytes)),
         "{text}"
     );
     // Nothing of it stays in the cache, and no tag points at it.
-    assert!(!cache.has_blob(&patch, None));
+    assert!(!cache.has_blob(&patch.to_string(), None));
     assert!(cache.refs().unwrap().is_empty());
     assert!(cache.verify().unwrap().is_empty());
 }
@@ -733,7 +733,7 @@ fn flasher_pull_all_from_the_inventory_registry() {
     assert_eq!(refs.len(), 2 * inventory.nodes.len(), "{refs:?}");
     // The shared base is stored once for all nodes.
     let base_digest = oci::hash_file(&base).unwrap();
-    assert!(cache.has_blob(&base_digest, Some(MIB)));
+    assert!(cache.has_blob(&base_digest.to_string(), Some(MIB)));
     let blobs = std::fs::read_dir(cache.dir().join("blobs/sha256"))
         .unwrap()
         .count();

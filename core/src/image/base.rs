@@ -446,7 +446,7 @@ impl<W: Write> FrameWriter<'_, W> {
             // Frame sizes fit in u32: a chunk is at most 16 MiB.
             self.seek_table
                 .log_frame(chunk.frame.len() as u32, chunk.input.len() as u32)
-                .map_err(|why| BaseError::TooManyChunks(why.into()))?;
+                .map_err(|e| BaseError::TooManyChunks(e.into()))?;
             self.table
                 .push(chunk.input.len(), chunk.hash, chunk.is_zero);
             pool.push((chunk.input, chunk.frame));

@@ -171,6 +171,10 @@ impl ChunkLayout {
 }
 
 /// A SHA-256 digest of one chunk.
+///
+/// Its own type rather than [`crate::digest::Sha256Digest`]: the chunk table
+/// writes it as bare hex (no `sha256:`), and the flasher hashes chunks on its
+/// hot path straight into it, one hasher reset per chunk.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ChunkHash(pub [u8; 32]);
 

@@ -9,7 +9,6 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::chunks::read_full;
@@ -414,9 +413,10 @@ pub(crate) fn copy_sparse(mut reader: impl Read, out: &mut File) -> Result<(), C
     Ok(())
 }
 
-/// SHA-256 (lowercase hex) of a file, as [`GoldenImage::open`] computes it.
+/// SHA-256 (lowercase hex, as a class pins it) of a file, as
+/// [`GoldenImage::open`] computes it.
 pub fn file_sha256(path: &Path) -> io::Result<String> {
-    sha256_of(&mut File::open(path)?)
+    Ok(crate::digest::hash_file(path)?.0.hex())
 }
 
 /// Downloads a class's `url:` golden image into `dir` as `<sha256>.download`,
@@ -455,7 +455,7 @@ pub fn fetch_url(url: &str, sha256: &str, dir: &Path) -> Result<PathBuf, GoldenE
                 response.status()
             )));
         }
-        let mut hasher = Sha256::new();
+        let mut hasher = crate::digest::Hasher::new();
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk =
@@ -468,7 +468,7 @@ pub fn fetch_url(url: &str, sha256: &str, dir: &Path) -> Result<PathBuf, GoldenE
                 ))
             })?;
         }
-        Ok(hex::encode(hasher.finalize()))
+        Ok(hasher.finish().0.hex())
     })?;
     if actual != expected {
         return Err(fail(format!(
@@ -503,7 +503,7 @@ mod tests {
         let path = dir.path().join("g.img");
         let raw = sample();
         std::fs::write(&path, &raw).unwrap();
-        let sha = hex::encode(Sha256::digest(&raw));
+        let sha = crate::digest::Sha256Digest::of(&raw).hex();
         let options = GoldenOptions {
             cache_dir: Some(cache.clone()),
         };
@@ -552,7 +552,7 @@ mod tests {
         for (name, bytes, compression) in inputs {
             let path = dir.path().join(name);
             std::fs::write(&path, &bytes).unwrap();
-            let sha = hex::encode(Sha256::digest(&bytes));
+            let sha = crate::digest::Sha256Digest::of(&bytes).hex();
             let golden = GoldenImage::open(&path, &sha).unwrap();
             assert_eq!(golden.compression(), compression);
             assert_eq!(golden.size(), raw.len() as u64);

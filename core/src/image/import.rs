@@ -11,10 +11,10 @@
 //! image that passes is kept; [`pin_golden`] then points the class at it.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::digest::HashingReader;
 use thiserror::Error;
 
 use super::golden::{copy_sparse, CopyError, GoldenError, GoldenImage};
@@ -253,30 +253,13 @@ fn copy_sparse_hashing(src: &Path, out: &mut File, out_path: &Path) -> Result<St
         path: out_path.to_owned(),
         source,
     };
-    let mut reader = HashingReader {
-        inner: File::open(src).map_err(read_err)?,
-        hasher: Sha256::new(),
-    };
+    let mut reader = HashingReader::new(File::open(src).map_err(read_err)?);
     copy_sparse(&mut reader, out).map_err(|e| match e {
         CopyError::Read(e) => read_err(e),
         CopyError::Write(e) => write_err(e),
     })?;
     out.sync_all().map_err(write_err)?;
-    Ok(hex::encode(reader.hasher.finalize()))
-}
-
-/// Hashes what passes through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
+    Ok(reader.finish().0.hex())
 }
 
 /// Every rule of the golden-image contract `golden` breaks for class `c`, one

@@ -98,6 +98,11 @@ impl Footer {
     }
 }
 
+/// A seek table cannot list more than [`MAX_FRAMES`] frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("more than {MAX_FRAMES} frames")]
+pub(crate) struct TooManyFrames;
+
 /// Collects each frame's sizes as it is written, then encodes the table.
 #[derive(Debug, Default)]
 pub(crate) struct SeekTableWriter {
@@ -107,9 +112,13 @@ pub(crate) struct SeekTableWriter {
 impl SeekTableWriter {
     /// Logs the next frame's compressed and uncompressed size; `Err` past
     /// [`MAX_FRAMES`].
-    pub(crate) fn log_frame(&mut self, compressed: u32, uncompressed: u32) -> Result<(), String> {
+    pub(crate) fn log_frame(
+        &mut self,
+        compressed: u32,
+        uncompressed: u32,
+    ) -> Result<(), TooManyFrames> {
         if self.entries.len() >= MAX_FRAMES as usize {
-            return Err(format!("more than {MAX_FRAMES} frames"));
+            return Err(TooManyFrames);
         }
         self.entries.push((compressed, uncompressed));
         Ok(())

@@ -49,7 +49,7 @@ pub enum ProfileExportError {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        reason: crate::profile::CertificateError,
     },
     /// The lab name asked for is empty or not printable.
     #[error("the lab name {0:?} is empty or not printable; pass the name operators should see, e.g. --lab lab.home.arpa")]

@@ -15,11 +15,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-
 use super::manifest::{sha256_digest, sha256_hex, Descriptor, ImageManifest};
 use super::{OciError, MAX_SMALL_BYTES};
+use crate::digest::{HashingReader, Sha256Digest};
+use serde::{Deserialize, Serialize};
 
 /// Annotation naming a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -168,10 +167,11 @@ impl Layout {
     }
 
     /// Stores `bytes` as a blob; returns its digest.
-    pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<String, OciError> {
-        let digest = sha256_digest(bytes);
-        let path = self.blob_path(&digest)?;
-        if !self.has_blob(&digest, Some(bytes.len() as u64)) {
+    pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<Sha256Digest, OciError> {
+        let digest = Sha256Digest::of(bytes);
+        let text = digest.to_string();
+        let path = self.blob_path(&text)?;
+        if !self.has_blob(&text, Some(bytes.len() as u64)) {
             write_atomic(&path, bytes)?;
         }
         Ok(digest)
@@ -179,21 +179,19 @@ impl Layout {
 
     /// Copies the file `src` in as blob `digest`, streaming and hashing; the
     /// blob appears only if the file hashes to `digest`.
-    pub fn put_blob_file(&self, src: &Path, digest: &str) -> Result<u64, OciError> {
-        let dest = self.blob_path(digest)?;
-        let mut input = fs::File::open(src).map_err(|e| OciError::io("opening", src, e))?;
+    pub fn put_blob_file(&self, src: &Path, digest: &Sha256Digest) -> Result<u64, OciError> {
+        let text = digest.to_string();
+        let dest = self.blob_path(&text)?;
+        let mut input =
+            HashingReader::new(fs::File::open(src).map_err(|e| OciError::io("opening", src, e))?);
         fs::create_dir_all(self.incoming_dir())
             .map_err(|e| OciError::io("creating", self.incoming_dir(), e))?;
-        let tmp = self.incoming_dir().join(format!(
-            "{}.copy-{}",
-            sha256_hex(digest).unwrap_or("x"),
-            std::process::id()
-        ));
+        let tmp = self
+            .incoming_dir()
+            .join(format!("{}.copy-{}", digest.hex(), std::process::id()));
         let result = (|| {
             let mut out = fs::File::create(&tmp).map_err(|e| OciError::io("creating", &tmp, e))?;
-            let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
-            let mut size = 0u64;
             loop {
                 let n = input
                     .read(&mut buf)
@@ -201,20 +199,18 @@ impl Layout {
                 if n == 0 {
                     break;
                 }
-                hasher.update(&buf[..n]);
                 out.write_all(&buf[..n])
-                    .map_err(|e| self.write_error(&tmp, digest, e))?;
-                size += n as u64;
+                    .map_err(|e| self.write_error(&tmp, &text, e))?;
             }
             out.sync_all()
-                .map_err(|e| self.write_error(&tmp, digest, e))?;
-            let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-            if actual != digest {
+                .map_err(|e| self.write_error(&tmp, &text, e))?;
+            let (actual, size) = input.finish();
+            if actual != *digest {
                 return Err(OciError::DigestMismatch {
                     registry: crate::location::layout_name(&self.dir),
                     repository: src.display().to_string(),
-                    expected: digest.to_owned(),
-                    actual,
+                    expected: text,
+                    actual: actual.to_string(),
                 });
             }
             fs::rename(&tmp, &dest).map_err(|e| OciError::io("renaming into", &dest, e))?;
@@ -343,7 +339,7 @@ impl Layout {
             registry: crate::location::layout_name(&self.dir),
             repository: String::new(),
             digest: digest.to_owned(),
-            reason,
+            reason: reason.to_string(),
         })
     }
 
@@ -426,13 +422,14 @@ impl Layout {
     }
 }
 
-/// SHA-256 of a file, streaming.
-pub fn hash_file(path: &Path) -> Result<String, OciError> {
+/// SHA-256 of a file, streaming: [`crate::digest::hash_file`] with the
+/// failing step (opening, reading) in the error.
+pub fn hash_file(path: &Path) -> Result<Sha256Digest, OciError> {
     let file = fs::File::open(path).map_err(|e| OciError::io("opening", path, e))?;
-    let (digest, _) = crate::digest::HashingReader::new(file)
+    let (digest, _) = HashingReader::new(file)
         .drain()
         .map_err(|e| OciError::io("reading", path, e))?;
-    Ok(digest.to_string())
+    Ok(digest)
 }
 
 pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
@@ -469,14 +466,14 @@ mod tests {
         let cfg = layout.put_blob_bytes(b"{}").unwrap();
         let src = dir.path().join("layer");
         fs::write(&src, b"layer bytes").unwrap();
-        let layer = sha256_digest(b"layer bytes");
+        let layer = Sha256Digest::of(b"layer bytes");
         layout.put_blob_file(&src, &layer).unwrap();
-        let wrong = sha256_digest(b"other");
+        let wrong = Sha256Digest::of(b"other");
         assert!(matches!(
             layout.put_blob_file(&src, &wrong),
             Err(OciError::DigestMismatch { .. })
         ));
-        assert!(!layout.has_blob(&wrong, None));
+        assert!(!layout.has_blob(&wrong.to_string(), None));
         let m = ImageManifest {
             schema_version: 2,
             media_type: super::super::MEDIA_TYPE_IMAGE_MANIFEST.into(),
@@ -506,7 +503,7 @@ mod tests {
         layout.put_blob_bytes(b"orphan").unwrap();
         assert_eq!(layout.prune().unwrap().0, 1);
         assert!(layout.verify().unwrap().is_empty());
-        fs::write(layout.blob_path(&layer).unwrap(), b"tampered").unwrap();
+        fs::write(layout.blob_path(&layer.to_string()).unwrap(), b"tampered").unwrap();
         assert_eq!(layout.verify().unwrap().len(), 2);
     }
 
@@ -514,7 +511,7 @@ mod tests {
     fn small_blobs_are_read_within_the_cap() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::open_or_create(dir.path()).unwrap();
-        let digest = layout.put_blob_bytes(&[3u8; 100]).unwrap();
+        let digest = layout.put_blob_bytes(&[3u8; 100]).unwrap().to_string();
         assert_eq!(layout.read_small_blob(&digest, 100).unwrap().len(), 100);
         match layout.read_small_blob(&digest, 99) {
             Err(OciError::TooLarge {

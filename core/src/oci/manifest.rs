@@ -15,7 +15,15 @@ use super::{
 
 pub use crate::digest::{sha256_digest, sha256_hex};
 
-/// An OCI content descriptor.
+/// An OCI content descriptor, as the node artifact's manifest writes it.
+///
+/// Not the same type as `trust`'s descriptor, on purpose: the fields are
+/// serialised in a different order (here `mediaType, digest, size`, as Metis
+/// has always pushed; `trust` follows go-containerregistry's `mediaType, size,
+/// digest`), signatures are over the exact bytes, and `trust` depends on
+/// nothing of `oci`. `digest` stays text so that a manifest with a digest of
+/// another algorithm parses far enough to be refused by [`ImageManifest::parse`]
+/// with its reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
     /// Media type of the referenced content.
@@ -40,6 +48,24 @@ impl Descriptor {
             annotations: BTreeMap::new(),
         }
     }
+}
+
+/// Why bytes are not an OCI image manifest Metis reads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Not JSON of a manifest's shape; serde's reason.
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// A schema version other than 2.
+    #[error("schemaVersion {0} (expected 2)")]
+    SchemaVersion(u32),
+    /// A media type other than the OCI image manifest's.
+    #[error("media type {0} (expected {MEDIA_TYPE_IMAGE_MANIFEST})")]
+    MediaType(String),
+    /// A blob named by a digest that is not `sha256:<64 lowercase hex>`.
+    #[error("unsupported digest {0:?} (expected sha256)")]
+    Digest(String),
 }
 
 /// An OCI image manifest (schema version 2), as Metis writes and reads it.
@@ -79,28 +105,17 @@ impl ImageManifest {
         (bytes, digest)
     }
 
-    /// Parses manifest bytes; `Err` carries the reason.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let manifest: ImageManifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    /// Parses manifest bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let manifest: ImageManifest = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
         if manifest.schema_version != 2 {
-            return Err(format!(
-                "schemaVersion {} (expected 2)",
-                manifest.schema_version
-            ));
+            return Err(ManifestError::SchemaVersion(manifest.schema_version));
         }
         if !manifest.media_type.is_empty() && manifest.media_type != MEDIA_TYPE_IMAGE_MANIFEST {
-            return Err(format!(
-                "media type {} (expected {MEDIA_TYPE_IMAGE_MANIFEST})",
-                manifest.media_type
-            ));
+            return Err(ManifestError::MediaType(manifest.media_type));
         }
-        for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            if sha256_hex(&d.digest).is_none() {
-                return Err(format!(
-                    "unsupported digest {:?} (expected sha256)",
-                    d.digest
-                ));
-            }
+        if let Some(d) = manifest.blobs().find(|d| sha256_hex(&d.digest).is_none()) {
+            return Err(ManifestError::Digest(d.digest.clone()));
         }
         Ok(manifest)
     }

@@ -24,7 +24,8 @@ pub use auth::{Auth, CredentialSource, Credentials, ENV_PASSWORD, ENV_USERNAME};
 pub use error::OciError;
 pub use layout::{hash_file, ref_name, Layout, LayoutRef, FETCHED, REF_NAME};
 pub use manifest::{
-    node_manifest, sha256_digest, sha256_hex, Descriptor, ImageManifest, NodeLayers, NodeProvenance,
+    node_manifest, sha256_digest, sha256_hex, Descriptor, ImageManifest, ManifestError, NodeLayers,
+    NodeProvenance,
 };
 #[cfg(feature = "build")]
 pub use publish::{publish_artifact, publish_node_artifact, LayerFile, Published};
@@ -219,7 +220,7 @@ mod tests {
             &Progress::none(),
         ))
         .unwrap();
-        (published.digest, hash_file(&layer).unwrap())
+        (published.digest, hash_file(&layer).unwrap().to_string())
     }
 
     #[cfg(all(feature = "signing", feature = "build"))]

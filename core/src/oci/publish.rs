@@ -9,6 +9,7 @@ use super::layout::hash_file;
 use super::manifest::{Descriptor, ImageManifest};
 use super::registry::{blocking, retry, Progress, Registry};
 use super::{OciError, ARTIFACT_TYPE_NODE, MEDIA_TYPE_IMAGE_MANIFEST, MEDIA_TYPE_NODE_CONFIG};
+use crate::digest::Sha256Digest;
 
 /// A layer to publish from a file.
 #[derive(Debug, Clone)]
@@ -21,11 +22,11 @@ pub struct LayerFile {
     /// repositories mount it from: for a class base, `<prefix>/golden/<class>`.
     /// The blob is uploaded there once and mounted everywhere else.
     pub shared_in: Option<String>,
-    /// Its digest (`sha256:<hex>`) when the caller already knows it, as for a
-    /// class base hashed once when it was made, instead of hashing the file for
-    /// every node. A wrong value is caught by the registry on upload, and by
-    /// every reader, which checks blob digests.
-    pub digest: Option<String>,
+    /// Its digest when the caller already knows it, as for a class base
+    /// hashed once when it was made, instead of hashing the file for every
+    /// node. A wrong value is caught by the registry on upload, and by every
+    /// reader, which checks blob digests.
+    pub digest: Option<Sha256Digest>,
 }
 
 /// What a publish did.
@@ -99,8 +100,9 @@ pub async fn publish_artifact(
     let mut report = Published::default();
 
     let mut descriptors = Vec::new();
+    let mut digests = Vec::new();
     for layer in layers {
-        let (path, known) = (layer.path.clone(), layer.digest.clone());
+        let (path, known) = (layer.path.clone(), layer.digest);
         let (digest, size) = blocking(move || {
             let size = std::fs::metadata(&path)
                 .map_err(|e| OciError::io("reading", &path, e))?
@@ -114,16 +116,17 @@ pub async fn publish_artifact(
         .await?;
         descriptors.push(Descriptor {
             media_type: layer.media_type.clone(),
-            digest,
+            digest: digest.to_string(),
             size,
             annotations: BTreeMap::new(),
         });
+        digests.push(digest);
     }
     progress.total(descriptors.iter().map(|d| d.size).sum::<u64>() + config.len() as u64);
 
-    for (layer, desc) in layers.iter().zip(&descriptors) {
+    for ((layer, desc), digest) in layers.iter().zip(&descriptors).zip(&digests) {
         let upload = |repo: String| {
-            let (digest, path) = (desc.digest.clone(), layer.path.clone());
+            let (digest, path) = (*digest, layer.path.clone());
             async move {
                 retry(attempts, || {
                     registry.push_blob_file(&repo, &digest, desc.size, &path, progress)

@@ -11,13 +11,13 @@
 use std::path::{Path, PathBuf};
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::layout::{Layout, LayoutRef};
 use super::manifest::{sha256_digest, sha256_hex, Descriptor, ImageManifest};
 use super::registry::{retry, Progress, Registry};
 use super::{OciError, MAX_SMALL_BYTES, MEDIA_TYPE_IMAGE_MANIFEST};
+use crate::digest::Hasher;
 use crate::trust::{signature_payloads, signature_tag};
 
 /// Environment variable overriding the cache directory.
@@ -302,7 +302,7 @@ fn parse_manifest(
         registry: registry.name(),
         repository: repository.to_owned(),
         digest: digest.to_owned(),
-        reason,
+        reason: reason.to_string(),
     })?;
     if manifest.config.size > MAX_SMALL_BYTES {
         return Err(OciError::TooLarge {
@@ -473,8 +473,7 @@ async fn fetch_blob(
         .map_err(io("opening"))?;
 
     // Hash what an earlier attempt left.
-    let mut hasher = Sha256::new();
-    let mut have = 0u64;
+    let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf).await.map_err(io("reading"))?;
@@ -482,14 +481,13 @@ async fn fetch_blob(
             break;
         }
         hasher.update(&buf[..n]);
-        have += n as u64;
     }
     drop(buf);
-    if have > blob.size {
+    if hasher.len() > blob.size {
         file.set_len(0).await.map_err(io("truncating"))?;
-        hasher = Sha256::new();
-        have = 0;
+        hasher = Hasher::new();
     }
+    let mut have = hasher.len();
     let mut source = registry.open_blob(repository, &blob.digest, have).await?;
     let size_mismatch = |actual: u64, at_least: bool| OciError::SizeMismatch {
         registry: registry.name(),
@@ -512,7 +510,7 @@ async fn fetch_blob(
         file.seek(std::io::SeekFrom::Start(0))
             .await
             .map_err(io("seeking"))?;
-        hasher = Sha256::new();
+        hasher = Hasher::new();
         have = 0;
     } else {
         progress.advance(have);
@@ -558,14 +556,14 @@ async fn fetch_blob(
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(size_mismatch(have, false));
     }
-    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let (actual, _) = hasher.finish();
     if actual != blob.digest {
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(OciError::DigestMismatch {
             registry: registry.name(),
             repository: repository.to_owned(),
             expected: blob.digest.clone(),
-            actual,
+            actual: actual.to_string(),
         });
     }
     let dest = cache.blob_path(&blob.digest)?;

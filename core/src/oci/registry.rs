@@ -12,6 +12,7 @@ use super::auth::Credentials;
 use super::layout::Layout;
 use super::remote::Remote;
 use super::{OciError, MAX_SMALL_BYTES};
+use crate::digest::Sha256Digest;
 use crate::location::{self, RegistryLocation};
 
 /// How to reach a registry.
@@ -158,19 +159,18 @@ impl Registry {
     pub async fn push_blob_file(
         &self,
         repository: &str,
-        digest: &str,
+        digest: &Sha256Digest,
         size: u64,
         path: &Path,
         progress: &Progress,
     ) -> Result<(), OciError> {
         match self {
             Registry::Remote(r) => {
-                r.push_blob_file(repository, digest, size, path, progress)
+                r.push_blob_file(repository, &digest.to_string(), size, path, progress)
                     .await
             }
             Registry::Layout(l) => {
-                let (l_dir, path, digest) =
-                    (l.dir().to_path_buf(), path.to_path_buf(), digest.to_owned());
+                let (l_dir, path, digest) = (l.dir().to_path_buf(), path.to_path_buf(), *digest);
                 let n =
                     blocking(move || Layout::open_or_create(&l_dir)?.put_blob_file(&path, &digest))
                         .await?;
@@ -185,10 +185,13 @@ impl Registry {
         &self,
         repository: &str,
         bytes: &[u8],
-    ) -> Result<String, OciError> {
-        let digest = super::sha256_digest(bytes);
+    ) -> Result<Sha256Digest, OciError> {
+        let digest = Sha256Digest::of(bytes);
         match self {
-            Registry::Remote(r) => r.push_blob_bytes(repository, bytes, &digest).await?,
+            Registry::Remote(r) => {
+                r.push_blob_bytes(repository, bytes, &digest.to_string())
+                    .await?
+            }
             Registry::Layout(l) => {
                 l.put_blob_bytes(bytes)?;
             }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{io_err, PublishError, ATTEMPTS};
+use crate::digest::Sha256Digest;
 use crate::image::base::{write_base, BaseOptions};
 use crate::image::chunks::{ChunkTable, DEFAULT_CHUNK_SIZE};
 use crate::image::golden::GoldenImage;
@@ -15,8 +16,8 @@ use crate::oci::{self, block_on, Progress, Registry};
 pub(super) struct Base {
     pub(super) path: PathBuf,
     pub(super) table: ChunkTable,
-    /// `sha256:<hex>` of the compressed file: its blob digest.
-    pub(super) digest: String,
+    /// The compressed file's digest: its blob digest.
+    pub(super) digest: Sha256Digest,
 }
 
 pub(super) fn class_base(
@@ -37,7 +38,9 @@ pub(super) fn class_base(
         std::fs::read(&table_path),
         std::fs::read_to_string(&digest_path),
     ) {
-        if let Ok(table) = serde_json::from_slice(&t) {
+        // A digest file that does not parse was not written by us whole: make
+        // the base again.
+        if let (Ok(table), Ok(digest)) = (serde_json::from_slice(&t), digest.parse()) {
             return Ok(Base {
                 path,
                 table,
@@ -62,7 +65,7 @@ pub(super) fn class_base(
     )
     .map_err(io_err(&table_path))?;
     let digest = oci::hash_file(&tmp)?;
-    std::fs::write(&digest_path, &digest).map_err(io_err(&digest_path))?;
+    std::fs::write(&digest_path, digest.to_string()).map_err(io_err(&digest_path))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     Ok(Base {
         path,
@@ -91,9 +94,10 @@ pub(super) fn prepare_class(
     })?;
     let base = class_base(&golden, class, work_dir)?;
     let golden_repo = oci::golden_repository(&inv.lab.registry.prefix, class);
-    let digest = base.digest.clone();
+    let digest = base.digest;
+    let digest_text = digest.to_string();
     let exists = block_on(oci::retry(ATTEMPTS, || {
-        registry.blob_exists(&golden_repo, &digest)
+        registry.blob_exists(&golden_repo, &digest_text)
     }))?;
     let mut uploaded = 0;
     if !exists {

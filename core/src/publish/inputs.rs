@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
+use crate::digest::{sha256_digest, Hasher};
 
 use super::{PublishError, BUILDER_VERSION};
 use crate::artifact::{Inputs, Sources, NODE_CONFIG_VERSION};
@@ -16,14 +16,29 @@ use crate::render;
 /// Version of what the input digest covers (2: operator recipients added).
 const INPUTS_VERSION: u32 = 2;
 
+/// Why a [`SecretsSource`] could not give a node's secrets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretsSourceError {
+    /// No CI identity was given, so the sealed sources cannot be opened.
+    #[error("no CI identity to decrypt the sealed secrets: pass --identity FILE or set METIS_AGE_IDENTITY")]
+    NoCiIdentity,
+    /// A build thread panicked while it held the CI identity.
+    #[error("secrets lock poisoned")]
+    LockPoisoned,
+    /// Reading, opening, checking or sealing the secrets failed.
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
+}
+
 /// Where a node's secrets layer comes from: the age ciphertext for the
 /// operators, and the digest of the *sealed* sources (never of clear values)
 /// for the input digest.
 pub trait SecretsSource: Sync {
     /// The secrets layer (age-encrypted bundle) of `node`.
-    fn sealed_bundle(&self, inv: &Inventory, node: &str) -> Result<Vec<u8>, String>;
+    fn sealed_bundle(&self, inv: &Inventory, node: &str) -> Result<Vec<u8>, SecretsSourceError>;
     /// Digest of the sealed source files of `node` (ciphertext), for the input digest.
-    fn sealed_digest(&self, inv: &Inventory, node: &str) -> Result<String, String>;
+    fn sealed_digest(&self, inv: &Inventory, node: &str) -> Result<String, SecretsSourceError>;
 }
 
 /// Secrets from the inventory's age-sealed sources, decrypted with the CI
@@ -42,21 +57,18 @@ impl SealedSecrets {
 }
 
 impl SecretsSource for SealedSecrets {
-    fn sealed_bundle(&self, inv: &Inventory, node: &str) -> Result<Vec<u8>, String> {
+    fn sealed_bundle(&self, inv: &Inventory, node: &str) -> Result<Vec<u8>, SecretsSourceError> {
         let ci = self
             .ci
             .as_ref()
-            .ok_or_else(|| {
-                "no CI identity to decrypt the sealed secrets: pass --identity FILE or set METIS_AGE_IDENTITY"
-                    .to_string()
-            })?
+            .ok_or(SecretsSourceError::NoCiIdentity)?
             .lock()
-            .map_err(|_| "secrets lock poisoned".to_string())?;
-        crate::secrets::seal_node_bundle(inv, node, &ci).map_err(|e| e.to_string())
+            .map_err(|_| SecretsSourceError::LockPoisoned)?;
+        Ok(crate::secrets::seal_node_bundle(inv, node, &ci)?)
     }
 
-    fn sealed_digest(&self, inv: &Inventory, node: &str) -> Result<String, String> {
-        crate::secrets::sealed_digest(inv, node).map_err(|e| e.to_string())
+    fn sealed_digest(&self, inv: &Inventory, node: &str) -> Result<String, SecretsSourceError> {
+        Ok(crate::secrets::sealed_digest(inv, node)?)
     }
 }
 
@@ -70,10 +82,7 @@ fn recipients_digest(inv: &Inventory) -> String {
         .collect();
     recipients.sort_unstable();
     recipients.dedup();
-    format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(recipients.join("\n").as_bytes()))
-    )
+    sha256_digest(recipients.join("\n").as_bytes())
 }
 
 /// sha256 of an inventory file; empty when it cannot be read (the digest only
@@ -85,7 +94,7 @@ fn source_digest(inv: &Inventory, file: &Path) -> String {
         inv.dir.join(file)
     };
     std::fs::read(path)
-        .map(|b| format!("sha256:{}", hex::encode(Sha256::digest(&b))))
+        .map(|b| sha256_digest(&b))
         .unwrap_or_default()
 }
 
@@ -104,10 +113,10 @@ pub fn node_inputs(
         node: node.to_string(),
         message: e.to_string(),
     })?;
-    let mut h = Sha256::new();
+    let mut h = Hasher::new();
     let mut field = |tag: &str, bytes: &[u8]| {
         h.update(tag.as_bytes());
-        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&(bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
     for (path, bytes) in &rendered.seed {
@@ -126,9 +135,9 @@ pub fn node_inputs(
     };
     let secrets = secrets
         .sealed_digest(inv, node)
-        .map_err(|message| PublishError::Node {
+        .map_err(|e| PublishError::Node {
             node: node.to_string(),
-            message,
+            message: e.to_string(),
         })?;
     Ok(Inputs {
         builder: format!(
@@ -136,7 +145,7 @@ pub fn node_inputs(
             render::BUNDLE_FORMAT
         ),
         golden: format!("{}@{golden_sha}", class.name),
-        seed: format!("sha256:{}", hex::encode(h.finalize())),
+        seed: h.finish().0.to_string(),
         secrets,
         recipients: recipients_digest(inv),
         sources: Sources {

@@ -49,7 +49,7 @@ use node::publish_node;
 use registry_state::signed_at;
 
 pub use crate::artifact::{Inputs, NodeConfig, SlotLocation, Sources, NODE_CONFIG_VERSION};
-pub use inputs::{node_inputs, SealedSecrets, SecretsSource};
+pub use inputs::{node_inputs, SealedSecrets, SecretsSource, SecretsSourceError};
 pub use plan::{plan, Action, Plan, PlannedNode};
 pub use report::{NodeResult, NodeStatus, Report};
 

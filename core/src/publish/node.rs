@@ -53,7 +53,9 @@ pub(super) fn publish_node(
     )
     .map_err(io_err(&patch_path))?;
     let secrets_path = dir.join("secrets.age");
-    let sealed = secrets.sealed_bundle(inv, node).map_err(fail)?;
+    let sealed = secrets
+        .sealed_bundle(inv, node)
+        .map_err(|e| fail(e.to_string()))?;
     std::fs::write(&secrets_path, sealed).map_err(io_err(&secrets_path))?;
 
     let class = inv.class_of(&inv.nodes[node]).name.clone();
@@ -86,7 +88,7 @@ pub(super) fn publish_node(
             media_type: oci::MEDIA_TYPE_BASE.into(),
             path: base.path.clone(),
             shared_in: Some(oci::golden_repository(prefix, &class)),
-            digest: Some(base.digest.clone()),
+            digest: Some(base.digest),
         },
         LayerFile {
             media_type: oci::MEDIA_TYPE_PATCH.into(),

@@ -2,7 +2,7 @@
 //! whether a node's secrets changed.
 
 #[cfg(feature = "build")]
-use sha2::{Digest, Sha256};
+use crate::digest::{Hasher, Sha256Digest};
 use zeroize::Zeroizing;
 
 #[cfg(feature = "build")]
@@ -108,7 +108,7 @@ pub fn open_node_bundle(ciphertext: &[u8], identities: &Identities) -> Result<Ze
 /// a node's input digest uses for its secrets. Never a hash of plaintext.
 #[cfg(feature = "build")]
 pub fn sealed_digest(inv: &Inventory, node: &str) -> Result<String> {
-    let mut outer = Sha256::new();
+    let mut outer = Hasher::new();
     for target in [node, CLUSTER] {
         let path = sealed_path(inv, target);
         let bytes = std::fs::read(&path).map_err(|e| {
@@ -118,13 +118,13 @@ pub fn sealed_digest(inv: &Inventory, node: &str) -> Result<String> {
                 SecretsError::io(format!("reading {}", path.display()))(e)
             }
         })?;
-        let inner = Sha256::digest(&bytes);
+        let inner = Sha256Digest::of(&bytes);
         outer.update(if target == CLUSTER {
             b"cluster\0"
         } else {
             b"node\0\0\0\0"
         });
-        outer.update(inner);
+        outer.update(inner.as_bytes());
     }
-    Ok(format!("sha256:{}", hex::encode(outer.finalize())))
+    Ok(outer.finish().0.to_string())
 }

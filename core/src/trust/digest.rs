@@ -4,12 +4,6 @@
 pub use crate::digest::sha256_digest;
 use crate::digest::sha256_hex;
 
-/// Streams a file through SHA-256; returns its OCI digest and length.
-pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
-    let (digest, len) = crate::digest::hash_file(path)?;
-    Ok((digest.to_string(), len))
-}
-
 /// The tag cosign publishes a manifest's signature under: `sha256-<hex>.sig`.
 ///
 /// Returns `None` when `manifest_digest` is not a well-formed `sha256:` digest.

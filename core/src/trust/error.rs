@@ -89,7 +89,7 @@ pub enum VerifyError {
     NoTrustedKeys,
     /// The signature manifest (`sha256-….sig`) is not an OCI image manifest.
     #[error("signature check failed: the signature manifest is malformed: {0}")]
-    SignatureManifestMalformed(String),
+    SignatureManifestMalformed(ManifestError),
     /// The signature manifest has no cosign simple-signing layer.
     #[error("signature check failed: the signature manifest has no `application/vnd.dev.cosign.simplesigning.v1+json` layer")]
     NoSignatureLayer,
@@ -128,7 +128,7 @@ pub enum VerifyError {
     },
     /// The artifact manifest is not an OCI image manifest.
     #[error("manifest check failed: the artifact manifest is malformed: {0}")]
-    ManifestMalformed(String),
+    ManifestMalformed(ManifestError),
     /// A blob the manifest names was not provided.
     #[error("blob check failed: the manifest names {media_type} {digest}, which is not held")]
     BlobMissing {
@@ -223,4 +223,22 @@ pub enum SignError {
     /// The repository is empty or carries a tag/digest.
     #[error("cannot sign for repository `{0}`: expected host/path without a tag or digest")]
     Repository(String),
+}
+
+/// Why bytes are not the OCI image manifest expected.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Not JSON of a manifest's shape; serde's reason.
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// A schema version other than 2.
+    #[error("schemaVersion is {0}, not 2")]
+    SchemaVersion(u32),
+    /// A lab index manifest without exactly one index layer.
+    #[error(
+        "a lab index manifest has exactly one {} layer",
+        super::index::INDEX_MEDIA_TYPE
+    )]
+    NotOneIndexLayer,
 }

@@ -18,7 +18,7 @@ use super::manifest::{BlobContent, Descriptor, HeldBlob, OciManifest, OCI_MANIFE
 use super::seen::{SeenRevisions, Subject};
 use super::signature::Blob;
 use super::verify::{verify_signed, HeldArtifact, HeldSignature, Verified};
-use super::{TrustedKeys, VerifyError};
+use super::{ManifestError, TrustedKeys, VerifyError};
 use crate::digest::sha256_hex;
 
 /// Media type of the index document (the layer) and the index artifact's `artifactType`.
@@ -148,9 +148,9 @@ pub fn verify_index(
         .filter(|l| l.media_type == INDEX_MEDIA_TYPE)
         .count();
     if index_layers != 1 || parsed.layers.len() != 1 {
-        return Err(VerifyError::ManifestMalformed(format!(
-            "a lab index manifest has exactly one {INDEX_MEDIA_TYPE} layer"
-        )));
+        return Err(VerifyError::ManifestMalformed(
+            ManifestError::NotOneIndexLayer,
+        ));
     }
     let blobs = [
         HeldBlob {

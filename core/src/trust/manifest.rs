@@ -5,8 +5,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::{sha256_digest, sha256_file};
-use super::VerifyError;
+use super::digest::sha256_digest;
+use super::{ManifestError, VerifyError};
+use crate::digest::{hash_file, Sha256Digest};
 
 /// `application/vnd.oci.image.manifest.v1+json`.
 pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -32,7 +33,11 @@ pub struct OciManifest {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
-/// An OCI content descriptor.
+/// An OCI content descriptor, fields in go-containerregistry's order.
+///
+/// Not `oci::Descriptor`, on purpose: that one serialises `digest` before
+/// `size`, and signatures cover the exact bytes of each; `trust` also depends
+/// on nothing of `oci`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
@@ -61,13 +66,10 @@ impl Descriptor {
 
 impl OciManifest {
     /// Parses manifest bytes.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let manifest: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let manifest: Self = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
         if manifest.schema_version != 2 {
-            return Err(format!(
-                "schemaVersion is {}, not 2",
-                manifest.schema_version
-            ));
+            return Err(ManifestError::SchemaVersion(manifest.schema_version));
         }
         Ok(manifest)
     }
@@ -100,10 +102,10 @@ pub struct HeldBlob<'a> {
 }
 
 impl HeldBlob<'_> {
-    fn digest_and_len(&self) -> Result<(String, u64), VerifyError> {
+    fn digest_and_len(&self) -> Result<(Sha256Digest, u64), VerifyError> {
         match self.content {
-            BlobContent::Bytes(b) => Ok((sha256_digest(b), b.len() as u64)),
-            BlobContent::File(path) => sha256_file(path).map_err(|source| VerifyError::BlobRead {
+            BlobContent::Bytes(b) => Ok((Sha256Digest::of(b), b.len() as u64)),
+            BlobContent::File(path) => hash_file(path).map_err(|source| VerifyError::BlobRead {
                 path: path.to_owned(),
                 source,
             }),
@@ -128,7 +130,7 @@ pub fn verify_blobs(manifest: &[u8], held: &[HeldBlob<'_>]) -> Result<(), Verify
             return Err(VerifyError::BlobDigestMismatch {
                 media_type: want.media_type.clone(),
                 expected: want.digest.clone(),
-                actual,
+                actual: actual.to_string(),
             });
         }
         if len != want.size {

@@ -63,8 +63,8 @@ mod verify;
 #[cfg(feature = "signing")]
 pub use blob::sign_blob;
 pub use blob::verify_blob;
-pub use digest::{sha256_digest, sha256_file, signature_tag};
-pub use error::{KeyError, SignError, VerifyError};
+pub use digest::{sha256_digest, signature_tag};
+pub use error::{KeyError, ManifestError, SignError, VerifyError};
 pub use index::{
     verify_index, IndexArtifact, IndexEntry, LabIndex, INDEX_MEDIA_TYPE, OCI_EMPTY_CONFIG,
     OCI_EMPTY_MEDIA_TYPE,

@@ -133,6 +133,9 @@ pub fn hash_chunks(
         })
     };
     let result = (|| {
+        // By hand, not through `metis_core::digest::HashingReader`: blocks arrive
+        // from the reader thread, not from a `Read`, and one hasher is reset at
+        // each chunk's end to give the chunk table's per-chunk hashes.
         let mut hasher = Sha256::new();
         for (i, &(chunk, offset, want)) in pieces.iter().enumerate() {
             if stop() {

@@ -11,7 +11,6 @@ use std::process::{Command, Output};
 use metis_core::publish::{self, PublishOptions, SealedSecrets};
 use metis_core::secrets::Identities;
 use metis_core::trust::PrivateKey;
-use sha2::{Digest, Sha256};
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -143,10 +142,11 @@ pub fn flash(cache: &Path, config: &Path, args: &[&str]) -> Output {
 /// SHA-256 of the first `len` bytes of a file or device.
 pub fn sha(path: &Path, len: u64) -> String {
     use std::io::Read as _;
-    let mut f = std::fs::File::open(path).unwrap().take(len);
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).unwrap();
-    hex::encode(h.finalize())
+    let head = std::fs::File::open(path).unwrap().take(len);
+    let (digest, _) = metis_core::digest::HashingReader::new(head)
+        .drain()
+        .unwrap();
+    digest.hex()
 }
 
 /// A loop device, detached on drop.

@@ -35,7 +35,7 @@ impl Cx {
             let ok = oci
                 .value
                 .split_once("@sha256:")
-                .is_some_and(|(_, d)| rules::sha256_hex(d).is_ok());
+                .is_some_and(|(_, d)| rules::sha256_pin(d).is_ok());
             if !ok {
                 self.err(
                     file,
@@ -50,7 +50,7 @@ impl Cx {
         } else {
             let sha = match &g.sha256 {
                 Some(s) => self
-                    .rule(file, s, H_SHA, |v| rules::sha256_hex(v))
+                    .rule(file, s, H_SHA, |v| rules::sha256_pin(v))
                     .map(|_| s.value.clone()),
                 None => {
                     self.err(

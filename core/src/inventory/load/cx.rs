@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::inventory::diag::{closest, from_yaml_error, Diagnostic, Pos, Severity};
-use crate::inventory::rules;
+use crate::inventory::rules::{self, RuleError};
 use crate::inventory::schema::S;
 
 /// The diagnostic collector: the inventory directory and every finding so far.
@@ -42,12 +42,12 @@ impl Cx {
         file: &Path,
         v: &S<T>,
         hint: &str,
-        f: impl FnOnce(&T) -> Result<R, String>,
+        f: impl FnOnce(&T) -> Result<R, RuleError>,
     ) -> Option<R> {
         match f(&v.value) {
             Ok(r) => Some(r),
-            Err(msg) => {
-                self.err(file, Pos::of(v), msg, hint);
+            Err(e) => {
+                self.err(file, Pos::of(v), e.to_string(), hint);
                 None
             }
         }

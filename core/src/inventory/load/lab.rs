@@ -7,7 +7,7 @@ use super::cx::Cx;
 use super::hints::*;
 use crate::inventory::diag::{Diagnostic, Pos};
 use crate::inventory::model::*;
-use crate::inventory::rules;
+use crate::inventory::rules::{self, Rule, RuleError};
 use crate::inventory::schema;
 use crate::location::{self, is_test_registry};
 
@@ -155,7 +155,7 @@ impl Cx {
         let version = self
             .rule(file, &f.cluster.k3s_version, H_K3S_VERSION, |s| {
                 K3sVersion::parse(s)
-                    .ok_or_else(|| format!("`{s}` is not a k3s version; write it as `v1.32.4+k3s1` (the version the golden images carry)"))
+                    .ok_or_else(|| RuleError::new(Rule::K3sVersion, format!("`{s}` is not a k3s version; write it as `v1.32.4+k3s1` (the version the golden images carry)")))
             })
             .unwrap_or(K3sVersion {
                 major: 1,

@@ -8,7 +8,7 @@ use super::cx::Cx;
 use super::hints::*;
 use crate::inventory::diag::Pos;
 use crate::inventory::model::*;
-use crate::inventory::rules;
+use crate::inventory::rules::{self, Rule, RuleError};
 use crate::inventory::schema;
 
 impl Cx {
@@ -45,8 +45,11 @@ impl Cx {
                     if ok {
                         Ok(())
                     } else {
-                        Err(format!(
-                            "`{v}` is not a Linux interface name (1–15 letters, digits, `-_.`)"
+                        Err(RuleError::new(
+                            Rule::InterfaceName,
+                            format!(
+                                "`{v}` is not a Linux interface name (1–15 letters, digits, `-_.`)"
+                            ),
                         ))
                     }
                 });

@@ -9,7 +9,7 @@ use super::cx::Cx;
 use super::hints::*;
 use crate::inventory::diag::Pos;
 use crate::inventory::model::*;
-use crate::inventory::rules;
+use crate::inventory::rules::{self, Rule, RuleError};
 use crate::inventory::schema::{self, S};
 
 /// k3s config keys Metis writes itself; an inventory may not set them in `k3s_config`.
@@ -32,8 +32,9 @@ impl Cx {
         if let Some(tz) = &s.timezone {
             self.rule(file, tz, H_TZ, |v| {
                 if v.is_empty() || v.contains(char::is_whitespace) || v.contains("..") {
-                    Err(format!(
-                        "`{v}` is not a time zone such as `Europe/Berlin` or `Etc/UTC`"
+                    Err(RuleError::new(
+                        Rule::TimeZone,
+                        format!("`{v}` is not a time zone such as `Europe/Berlin` or `Etc/UTC`"),
                     ))
                 } else {
                     Ok(())
@@ -66,8 +67,9 @@ impl Cx {
                     if *v >= 2 {
                         Ok(())
                     } else {
-                        Err(format!(
-                            "container_log_max_files is {v}; kubelet requires at least 2"
+                        Err(RuleError::new(
+                            Rule::LogFiles,
+                            format!("container_log_max_files is {v}; kubelet requires at least 2"),
                         ))
                     }
                 });
@@ -80,7 +82,10 @@ impl Cx {
                     if *v <= 100 {
                         Ok(())
                     } else {
-                        Err(format!("{v} is not a percentage (0–100)"))
+                        Err(RuleError::new(
+                            Rule::Percentage,
+                            format!("{v} is not a percentage (0–100)"),
+                        ))
                     }
                 });
             }
