@@ -9,11 +9,8 @@
 //! We compress and decode the frames ourselves with libzstd in worker threads and
 //! log each finished frame in the seek table (`seek_table.rs`, which draws its layout).
 
-use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
-use std::sync::mpsc::{self, Receiver};
-use std::sync::Mutex;
 
 use zstd::zstd_safe;
 
@@ -21,6 +18,7 @@ use super::chunks::{
     is_all_zero, read_full, ChunkHash, ChunkLayout, ChunkTable, ChunkTableBuilder, ChunkTableError,
     ZeroHashes, DEFAULT_CHUNK_SIZE,
 };
+use super::pipeline::{self, Ordered};
 use super::seek_table::{Footer, SeekTableWriter, FOOTER_LEN, SKIPPABLE_HEADER_LEN};
 
 /// Default zstd level for the base (the `zstd` CLI's default).
@@ -231,80 +229,66 @@ pub fn write_base(
         )));
     }
     let chunk_size = options.chunk_size as usize;
-    let in_flight_max = (2 * options.threads).min((IN_FLIGHT_BUDGET / chunk_size).max(2));
-    let threads = options.threads.min(in_flight_max);
-
-    let (job_tx, job_rx) = mpsc::sync_channel::<CompressJob>(in_flight_max);
-    let (done_tx, done_rx) = mpsc::channel::<CompressDone>();
-    let job_rx = &Mutex::new(job_rx);
-    std::thread::scope(move |scope| {
-        for _ in 0..threads {
-            let done_tx = done_tx.clone();
-            scope.spawn(move || compress_worker(job_rx, done_tx, options));
+    let in_flight = pipeline::in_flight(options.threads, chunk_size, IN_FLIGHT_BUDGET);
+    let level = options.level;
+    let mut workers = Ordered::start(
+        options.threads.min(in_flight),
+        in_flight,
+        move || Compressor::new(level),
+        |compressor: &mut io::Result<Compressor>, _, job: CompressJob| match compressor {
+            Ok(compressor) => compressor.compress(job),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        },
+    );
+    let mut writer = FrameWriter {
+        out: &mut out,
+        written: 0,
+        seek_table: SeekTableWriter::default(),
+        table: ChunkTableBuilder::new(options.chunk_size),
+        next: 0,
+        chunk_size: options.chunk_size,
+    };
+    let mut pool: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        while !workers.has_room() {
+            writer.write_next(&mut workers, &mut pool)?;
         }
-        drop(done_tx);
-
-        let mut writer = FrameWriter {
-            out: &mut out,
-            written: 0,
-            seek_table: SeekTableWriter::default(),
-            table: ChunkTableBuilder::new(options.chunk_size),
-            pending: BTreeMap::new(),
-            next: 0,
-            chunk_size: options.chunk_size,
-        };
-        let mut pool: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut in_flight = 0usize;
-        let mut index = 0usize;
-        let mut offset = 0u64;
-        loop {
-            while in_flight >= in_flight_max {
-                in_flight -= writer.receive(&done_rx, &mut pool)?;
-            }
-            let (mut input, output) = pool.pop().unwrap_or_else(|| {
-                (
-                    vec![0u8; chunk_size],
-                    Vec::with_capacity(zstd_safe::compress_bound(chunk_size)),
-                )
-            });
-            input.resize(chunk_size, 0);
-            let n = read_full(&mut image, &mut input)
-                .map_err(|source| BaseError::ReadImage { offset, source })?;
-            if n == 0 {
-                break;
-            }
-            input.truncate(n);
-            job_tx
-                .send(CompressJob {
-                    index,
-                    input,
-                    output,
-                })
-                .map_err(|_| BaseError::WorkerPanicked)?;
-            in_flight += 1;
-            index += 1;
-            offset += n as u64;
-            if n < chunk_size {
-                break;
-            }
+        let (mut input, output) = pool.pop().unwrap_or_else(|| {
+            (
+                vec![0u8; chunk_size],
+                Vec::with_capacity(zstd_safe::compress_bound(chunk_size)),
+            )
+        });
+        input.resize(chunk_size, 0);
+        let n = read_full(&mut image, &mut input)
+            .map_err(|source| BaseError::ReadImage { offset, source })?;
+        if n == 0 {
+            break;
         }
-        drop(job_tx);
-        while in_flight > 0 {
-            in_flight -= writer.receive(&done_rx, &mut pool)?;
+        input.truncate(n);
+        workers
+            .send(CompressJob {
+                input,
+                output,
+                full: n == chunk_size,
+            })
+            .map_err(|_| BaseError::WorkerPanicked)?;
+        offset += n as u64;
+        if n < chunk_size {
+            break;
         }
-        writer.finish()
-    })
+    }
+    workers.finish_sending();
+    while writer.write_next(&mut workers, &mut pool)? {}
+    writer.finish()
 }
 
 struct CompressJob {
-    index: usize,
     input: Vec<u8>,
     output: Vec<u8>,
-}
-
-struct CompressDone {
-    index: usize,
-    result: Result<CompressedChunk, io::Error>,
+    /// The chunk has the full chunk size (only the last one may be shorter).
+    full: bool,
 }
 
 struct CompressedChunk {
@@ -314,85 +298,51 @@ struct CompressedChunk {
     is_zero: bool,
 }
 
-fn compress_worker(
-    jobs: &Mutex<Receiver<CompressJob>>,
-    done: mpsc::Sender<CompressDone>,
-    options: &BaseOptions,
-) {
-    let _guard = PanicGuard(done.clone());
-    let mut compressor = match new_compressor(options.level) {
-        Ok(c) => c,
-        Err(e) => {
-            // Report on the first job so the error carries a chunk index.
-            let _ = done.send(CompressDone {
-                index: match jobs.lock().map(|rx| rx.recv()) {
-                    Ok(Ok(job)) => job.index,
-                    _ => return,
-                },
-                result: Err(e),
-            });
-            return;
-        }
-    };
-    let mut zero_hashes = ZeroHashes::default();
-    // A full-size zero chunk always compresses to the same frame; keep it.
-    let mut zero_frame: Option<Vec<u8>> = None;
-    loop {
-        // Holding the lock only while receiving keeps the other workers busy.
-        let job = match jobs.lock() {
-            Ok(rx) => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-            Err(_) => return,
-        };
-        let CompressJob {
-            index,
-            input,
-            mut output,
-        } = job;
-        let is_zero = is_all_zero(&input);
-        let full = input.len() == options.chunk_size as usize;
-        let result = (|| {
-            output.clear();
-            match (&zero_frame, is_zero && full) {
-                (Some(frame), true) => output.extend_from_slice(frame),
-                _ => {
-                    compressor.compress_to_buffer(&input, &mut output)?;
-                    if is_zero && full {
-                        zero_frame = Some(output.clone());
-                    }
-                }
-            }
-            let hash = if is_zero {
-                zero_hashes.get(input.len())
-            } else {
-                ChunkHash::of(&input)
-            };
-            Ok(CompressedChunk {
-                input,
-                frame: output,
-                hash,
-                is_zero,
-            })
-        })();
-        if done.send(CompressDone { index, result }).is_err() {
-            return;
-        }
-    }
+/// One worker's compressor, with what it keeps between chunks.
+struct Compressor {
+    zstd: zstd::bulk::Compressor<'static>,
+    zero_hashes: ZeroHashes,
+    /// A full-size zero chunk always compresses to the same frame; kept.
+    zero_frame: Option<Vec<u8>>,
 }
 
-/// Wakes the writer if a worker panics, instead of leaving it waiting forever.
-struct PanicGuard(mpsc::Sender<CompressDone>);
+impl Compressor {
+    fn new(level: i32) -> io::Result<Self> {
+        Ok(Self {
+            zstd: new_compressor(level)?,
+            zero_hashes: ZeroHashes::default(),
+            zero_frame: None,
+        })
+    }
 
-impl Drop for PanicGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.0.send(CompressDone {
-                index: usize::MAX,
-                result: Err(io::Error::other("worker panicked")),
-            });
+    fn compress(&mut self, job: CompressJob) -> io::Result<CompressedChunk> {
+        let CompressJob {
+            input,
+            mut output,
+            full,
+        } = job;
+        let is_zero = is_all_zero(&input);
+        output.clear();
+        match (&self.zero_frame, is_zero && full) {
+            (Some(frame), true) => output.extend_from_slice(frame),
+            _ => {
+                self.zstd.compress_to_buffer(&input, &mut output)?;
+                if is_zero && full {
+                    self.zero_frame = Some(output.clone());
+                }
+            }
         }
+        let hash = if is_zero {
+            self.zero_hashes.get(input.len())
+        } else {
+            ChunkHash::of(&input)
+        };
+        Ok(CompressedChunk {
+            input,
+            frame: output,
+            hash,
+            is_zero,
+        })
     }
 }
 
@@ -411,49 +361,46 @@ struct FrameWriter<'w, W: Write> {
     written: u64,
     seek_table: SeekTableWriter,
     table: ChunkTableBuilder,
-    pending: BTreeMap<usize, CompressedChunk>,
+    /// Index of the next chunk to write.
     next: usize,
     chunk_size: u32,
 }
 
 impl<W: Write> FrameWriter<'_, W> {
-    /// Waits for one finished chunk, writes every chunk now in order, and returns how
-    /// many were written (their buffers go back to `pool`).
-    fn receive(
+    /// Waits for the next chunk's frame and writes it (its buffers go back to
+    /// `pool`); `false` once every chunk sent is written.
+    fn write_next(
         &mut self,
-        done: &Receiver<CompressDone>,
+        workers: &mut Ordered<CompressJob, io::Result<CompressedChunk>>,
         pool: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<usize, BaseError> {
-        let CompressDone { index, result } = done.recv().map_err(|_| BaseError::WorkerPanicked)?;
-        if index == usize::MAX {
-            return Err(BaseError::WorkerPanicked);
-        }
-        let chunk = result.map_err(|source| BaseError::Compress {
-            chunk: index,
-            offset: index as u64 * u64::from(self.chunk_size),
-            source,
-        })?;
-        self.pending.insert(index, chunk);
-        let mut written = 0;
-        while let Some(chunk) = self.pending.remove(&self.next) {
-            self.out
-                .write_all(&chunk.frame)
-                .map_err(|source| BaseError::Write {
-                    offset: self.written,
-                    source,
-                })?;
-            self.written += chunk.frame.len() as u64;
-            // Frame sizes fit in u32: a chunk is at most 16 MiB.
-            self.seek_table
-                .log_frame(chunk.frame.len() as u32, chunk.input.len() as u32)
-                .map_err(|e| BaseError::TooManyChunks(e.into()))?;
-            self.table
-                .push(chunk.input.len(), chunk.hash, chunk.is_zero);
-            pool.push((chunk.input, chunk.frame));
-            self.next += 1;
-            written += 1;
-        }
-        Ok(written)
+    ) -> Result<bool, BaseError> {
+        let Some(result) = workers.next() else {
+            return Ok(false);
+        };
+        let index = self.next;
+        let chunk = result
+            .map_err(|_| BaseError::WorkerPanicked)?
+            .map_err(|source| BaseError::Compress {
+                chunk: index,
+                offset: index as u64 * u64::from(self.chunk_size),
+                source,
+            })?;
+        self.out
+            .write_all(&chunk.frame)
+            .map_err(|source| BaseError::Write {
+                offset: self.written,
+                source,
+            })?;
+        self.written += chunk.frame.len() as u64;
+        // Frame sizes fit in u32: a chunk is at most 16 MiB.
+        self.seek_table
+            .log_frame(chunk.frame.len() as u32, chunk.input.len() as u32)
+            .map_err(|e| BaseError::TooManyChunks(e.into()))?;
+        self.table
+            .push(chunk.input.len(), chunk.hash, chunk.is_zero);
+        pool.push((chunk.input, chunk.frame));
+        self.next += 1;
+        Ok(true)
     }
 
     fn finish(self) -> Result<BaseSummary, BaseError> {

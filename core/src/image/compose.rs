@@ -47,16 +47,16 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read, Seek};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+
+use zstd::bulk::Decompressor;
 
 use super::base::{decode_frame, default_threads, new_decompressor, BaseError, BaseReader};
 use super::chunks::{is_all_zero, ChunkHash, ChunkLayout, ChunkTable, ZeroHashes, MAX_CHUNK_SIZE};
 use super::patch::{Patch, PatchError};
+use super::pipeline::{self, Feeder, Ordered, Stopped};
 
 /// The bytes of every all-zero chunk handed out without decoding. Allocated on
 /// first use with calloc (`vec![0; n]`), so untouched pages cost no resident
@@ -421,8 +421,6 @@ impl<R: Read + Seek + Send + 'static> Composer<R> {
     }
 }
 
-type ChunkResult = (usize, Result<Chunk, ComposeError>);
-
 /// Buffers handed back for reuse, so steady-state compose does not allocate (and
 /// fault in) a fresh chunk-sized buffer per chunk.
 #[derive(Debug)]
@@ -456,16 +454,19 @@ impl Pool {
     }
 }
 
+/// A chunk's compressed frame as the reader thread read it (`None`: the plan
+/// skips the chunk), or why it could not.
+type DecodeJob = Result<Option<Vec<u8>>, BaseError>;
+
 /// The chunks of a composed card in order; see [`Composer::chunks`].
 pub struct Chunks {
     chunk_buffers: Arc<Pool>,
-    results: Option<Receiver<ChunkResult>>,
-    credits: Option<SyncSender<()>>,
-    pending: BTreeMap<usize, Result<Chunk, ComposeError>>,
+    /// The reader thread reads frames in order; decode workers decode and
+    /// verify them.
+    workers: Ordered<DecodeJob, Result<Chunk, ComposeError>>,
     next: usize,
     count: usize,
     done: bool,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl fmt::Debug for Chunks {
@@ -475,25 +476,6 @@ impl fmt::Debug for Chunks {
             .field("count", &self.count)
             .finish()
     }
-}
-
-/// Tells the consumer that a worker died instead of leaving it waiting forever.
-struct PanicGuard(Sender<ChunkResult>);
-
-impl Drop for PanicGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.0.send((
-                usize::MAX,
-                Err(ComposeError::Worker("a thread panicked".into())),
-            ));
-        }
-    }
-}
-
-struct DecodeJob {
-    index: usize,
-    frame: Option<Vec<u8>>,
 }
 
 impl Chunks {
@@ -506,94 +488,62 @@ impl Chunks {
         } = composer;
         let count = plan.table.chunk_count();
         let chunk_size = plan.layout().chunk_size() as usize;
-        let in_flight = (2 * threads).min((IN_FLIGHT_BUDGET / chunk_size).max(2));
-        let workers = threads.min(in_flight);
+        let in_flight = pipeline::in_flight(threads, chunk_size, IN_FLIGHT_BUDGET);
         let plan = Arc::new(plan);
-
-        let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(in_flight);
-        for _ in 0..in_flight {
-            credit_tx.send(()).expect("capacity is in_flight");
-        }
-        let (job_tx, job_rx) = mpsc::sync_channel::<DecodeJob>(in_flight);
-        let (result_tx, result_rx) = mpsc::channel::<ChunkResult>();
-        let job_rx = Arc::new(Mutex::new(job_rx));
         let chunk_buffers = Arc::new(Pool::new(in_flight));
         let frame_buffers = Arc::new(Pool::new(in_flight));
-        let mut handles = Vec::with_capacity(workers + 1);
 
-        // Reader: one frame per credit, in order.
-        {
-            let plan = Arc::clone(&plan);
-            let result_tx = result_tx.clone();
-            let frame_buffers = Arc::clone(&frame_buffers);
-            handles.push(std::thread::spawn(move || {
-                let _guard = PanicGuard(result_tx.clone());
-                for index in 0..count {
-                    if credit_rx.recv().is_err() {
-                        return; // consumer gone
-                    }
-                    let frame = if plan.skips(index) {
-                        None
-                    } else {
-                        let mut frame = frame_buffers.take();
-                        if let Err(e) = base.read_frame(index, &mut frame) {
-                            let _ = result_tx.send((index, Err(e.into())));
-                            return;
-                        }
-                        Some(frame)
-                    };
-                    if job_tx.send(DecodeJob { index, frame }).is_err() {
-                        return;
-                    }
+        let decode = {
+            let (plan, chunk_buffers, frame_buffers) = (
+                Arc::clone(&plan),
+                Arc::clone(&chunk_buffers),
+                Arc::clone(&frame_buffers),
+            );
+            move |decoder: &mut io::Result<Decompressor<'static>>, index, job: DecodeJob| {
+                let decoder = decoder
+                    .as_mut()
+                    .map_err(|e| ComposeError::Worker(e.to_string()))?;
+                let frame = job?;
+                let chunk =
+                    plan.build_chunk(index, frame.as_deref(), decoder, || chunk_buffers.take());
+                if let Some(frame) = frame {
+                    frame_buffers.give(frame);
                 }
-            }));
-        }
-        for _ in 0..workers {
-            let plan = Arc::clone(&plan);
-            let job_rx = Arc::clone(&job_rx);
-            let result_tx = result_tx.clone();
-            let chunk_buffers = Arc::clone(&chunk_buffers);
-            let frame_buffers = Arc::clone(&frame_buffers);
-            handles.push(std::thread::spawn(move || {
-                let _guard = PanicGuard(result_tx.clone());
-                let mut decoder = match new_decompressor() {
-                    Ok(d) => d,
-                    Err(e) => {
-                        let _ =
-                            result_tx.send((usize::MAX, Err(ComposeError::Worker(e.to_string()))));
-                        return;
-                    }
+                chunk
+            }
+        };
+        // One frame read per chunk of room, in order; a read error goes down
+        // the pipeline as that chunk's result, and ends the reading.
+        let read_frames = move |mut feeder: Feeder<DecodeJob>| {
+            for index in 0..count {
+                if feeder.wait_for_room().is_err() {
+                    return; // consumer gone
+                }
+                let job = if plan.skips(index) {
+                    Ok(None)
+                } else {
+                    let mut frame = frame_buffers.take();
+                    base.read_frame(index, &mut frame).map(|()| Some(frame))
                 };
-                loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => match rx.recv() {
-                            Ok(job) => job,
-                            Err(_) => return,
-                        },
-                        Err(_) => return,
-                    };
-                    let result =
-                        plan.build_chunk(job.index, job.frame.as_deref(), &mut decoder, || {
-                            chunk_buffers.take()
-                        });
-                    if let Some(frame) = job.frame {
-                        frame_buffers.give(frame);
-                    }
-                    if result_tx.send((job.index, result)).is_err() {
-                        return;
-                    }
+                let failed = job.is_err();
+                if feeder.send(job).is_err() || failed {
+                    return;
                 }
-            }));
-        }
+            }
+        };
+        let workers = Ordered::start_with_producer(
+            threads.min(in_flight),
+            in_flight,
+            new_decompressor,
+            decode,
+            read_frames,
+        );
         Self {
             chunk_buffers,
-            results: Some(result_rx),
-            credits: Some(credit_tx),
-            pending: BTreeMap::new(),
+            workers,
             next: 0,
             count,
             done: false,
-            threads: handles,
         }
     }
 
@@ -618,47 +568,22 @@ impl Iterator for Chunks {
         if self.done || self.next >= self.count {
             return None;
         }
-        let results = self.results.as_ref()?;
-        let result = loop {
-            if let Some(result) = self.pending.remove(&self.next) {
-                break result;
-            }
-            match results.recv() {
-                Ok((usize::MAX, result)) => break result,
-                Ok((index, result)) => {
-                    self.pending.insert(index, result);
-                }
-                Err(_) => {
-                    break Err(ComposeError::Worker(format!(
-                        "decode threads stopped before chunk {}",
-                        self.next
-                    )))
-                }
-            }
+        let result = match self.workers.next() {
+            Some(Ok(result)) => result,
+            Some(Err(Stopped::Panicked)) => Err(ComposeError::Worker(format!(
+                "a thread panicked before chunk {}",
+                self.next
+            ))),
+            Some(Err(Stopped::Lost)) | None => Err(ComposeError::Worker(format!(
+                "decode threads stopped before chunk {}",
+                self.next
+            ))),
         };
         match &result {
-            Ok(_) => {
-                self.next += 1;
-                if let Some(credits) = &self.credits {
-                    // Fails only once the reader has finished; nothing to hand back then.
-                    let _ = credits.try_send(());
-                }
-            }
+            Ok(_) => self.next += 1,
             Err(_) => self.done = true,
         }
         Some(result)
-    }
-}
-
-impl Drop for Chunks {
-    fn drop(&mut self) {
-        // Closing the credit and result channels stops the reader and the workers.
-        self.credits = None;
-        self.results = None;
-        self.pending.clear();
-        for handle in self.threads.drain(..) {
-            let _ = handle.join();
-        }
     }
 }
 

@@ -31,6 +31,7 @@ pub mod partition;
 pub mod patch;
 #[cfg(feature = "build")]
 pub mod personalise;
+mod pipeline;
 #[cfg(feature = "build")]
 pub mod rootfs;
 mod seek_table;
