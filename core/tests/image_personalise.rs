@@ -7,11 +7,14 @@ use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use fixtures::{extract, golden_image, tool, tool_output, Layout, ARMBIAN, CIDATA, UBUNTU};
+use fixtures::{
+    ext4_files, extract, fat_files, golden_image, tool, tool_output, Layout, ARMBIAN, CIDATA,
+    UBUNTU,
+};
 use metis_core::image::fat::SlotSpec;
 use metis_core::image::golden::{file_sha256, GoldenError, GoldenImage};
 use metis_core::image::overlay::OVERLAY_BLOCK;
-use metis_core::image::partition::{Filesystem, PartitionError, PartitionSelector};
+use metis_core::image::partition::{Filesystem, Partition, PartitionError, PartitionSelector};
 use metis_core::image::personalise::{
     personalise, write_image, PersonaliseError, PersonaliseRequest, Personalised,
 };
@@ -97,6 +100,16 @@ fn build(layout: &Layout) -> Built {
         golden_path,
         golden,
     }
+}
+
+/// The files of the golden image's root partition (`root`, as personalise
+/// found it), read back with debugfs.
+fn golden_root_files(built: &Built, root: &Partition) -> Vec<(String, Vec<u8>)> {
+    let part = built.dir.join("golden-root.part");
+    extract(&built.golden_path, root.start, root.len, &part);
+    let files = ext4_files(&part, &built.dir.join("golden-root"));
+    std::fs::remove_file(&part).unwrap();
+    files
 }
 
 fn mtype(image: &Path, offset: u64, path: &str) -> Vec<u8> {
@@ -195,7 +208,26 @@ fn check_layout(layout: &Layout) {
             layout.name
         );
     }
-    for (path, bytes) in fixtures::golden_boot_files(layout) {
+    // What the golden seed holds, read back from the golden image itself.
+    let golden_boot = fat_files(
+        &built.golden_path,
+        seed.start,
+        &built.dir.join("golden-seed"),
+    );
+    assert!(
+        golden_boot.iter().any(|(path, _)| path.contains('/')),
+        "{}: the golden seed has a subdirectory: {:?}",
+        layout.name,
+        golden_boot.iter().map(|(path, _)| path).collect::<Vec<_>>()
+    );
+    if layout.fragment_fat {
+        let fillers = golden_boot
+            .iter()
+            .filter(|(path, _)| path.to_ascii_uppercase().starts_with("FILL"))
+            .count();
+        assert_eq!(fillers, 20, "{}: every other filler deleted", layout.name);
+    }
+    for (path, bytes) in golden_boot {
         let got = mtype(&out, seed.start, &path);
         match req.seed_files.get(&path) {
             Some(seeded) => assert_eq!(&got, seeded),
@@ -219,7 +251,17 @@ fn check_layout(layout: &Layout) {
         debugfs_cat(&root_part, "/etc/machine-id"),
         format!("{MACHINE_ID}\n").as_bytes()
     );
-    for (path, bytes) in fixtures::golden_root_files(layout) {
+    let golden_root = golden_root_files(&built, &root);
+    assert!(
+        golden_root.iter().any(|(p, _)| p == "/etc/machine-id"),
+        "{}: the golden root ships /etc/machine-id",
+        layout.name
+    );
+    let mut golden_firstrun = None;
+    for (path, bytes) in golden_root {
+        if path == "/etc/default/armbian-firstrun" {
+            golden_firstrun = Some(String::from_utf8(bytes.clone()).unwrap());
+        }
         if req.root_files.iter().any(|f| f.path == path) {
             continue;
         }
@@ -237,7 +279,18 @@ fn check_layout(layout: &Layout) {
             "{text}"
         );
         assert!(!text.contains("=true"), "{text}");
-        assert!(text.contains("FR_net_change_defaults=0"), "{text}");
+        // Every other line of the golden's file is kept, in order.
+        let golden = golden_firstrun.expect("the armbian golden ships armbian-firstrun");
+        let kept: Vec<&str> = golden
+            .lines()
+            .filter(|l| !l.starts_with("OPENSSHD_REGENERATE_HOST_KEYS="))
+            .collect();
+        assert!(!kept.is_empty(), "golden armbian-firstrun: {golden}");
+        let others: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("OPENSSHD_REGENERATE_HOST_KEYS="))
+            .collect();
+        assert_eq!(others, kept, "golden:\n{golden}\npersonalised:\n{text}");
     }
 
     // Only the seed partition and a few root blocks differ from the golden
@@ -615,7 +668,9 @@ fn many_root_files_fold_back_completely() {
     for f in &req.root_files {
         assert_eq!(debugfs_cat(&root_part, &f.path), f.bytes, "{}", f.path);
     }
-    for (path, bytes) in fixtures::golden_root_files(&CIDATA) {
+    let golden_root = golden_root_files(&built, root);
+    assert!(!golden_root.is_empty());
+    for (path, bytes) in golden_root {
         if path != "/etc/machine-id" {
             assert_eq!(
                 debugfs_cat(&root_part, &path),

@@ -25,6 +25,19 @@
 #       ${METIS_GOLDEN_CACHE:-/var/cache/metis-golden}/<first 16 hex of
 #       sha256(gen.sh)>; an existing complete cache is reused. Prints OUTDIR as
 #       the last line on stdout.
+#   tests/golden/gen.sh --layout NAME [--table mbr|gpt] [--fat 12|16|32]
+#           [--seed-mib N] --seed-label LABEL [--root-mib N] --root-label LABEL
+#           [--armbian] [--fragment-fat] [--duplicate-seed] OUTDIR
+#       One small edge-case card, OUTDIR/NAME.img, for the image tests
+#       (core/tests/fixtures): a FAT seed (default FAT32, 64 MiB; a GPT names
+#       the partition after its label) and an ext4 root (default 64 MiB) with
+#       Ubuntu for Raspberry Pi's content, or Armbian's with --armbian (which
+#       ships /etc/default/armbian-firstrun), plus a subdirectory and bulk
+#       files. --fragment-fat leaves 20 one-cluster holes in the seed's free
+#       space; --duplicate-seed adds a second seed partition with the same
+#       label. The default table is mbr. Bit-for-bit reproducible; no root
+#       needed. Prints the image's path. The tests read the files back from
+#       the image, so what is written here is the only list of them.
 #
 # Tools: sfdisk, mkfs.fat, mtools, mke2fs, debugfs (e2fsprogs), sha256sum;
 # --bootable adds debootstrap, chroot, flock.
@@ -55,7 +68,7 @@ script_dir=$(cd "$(dirname "$0")" && pwd)
 repo_root=$(cd "$script_dir/../.." && pwd)
 
 # ---------------------------------------------------------------------------
-# Building blocks shared by both modes
+# Building blocks shared by every mode
 # ---------------------------------------------------------------------------
 
 # mke2fs reads /etc/mke2fs.conf, which differs between hosts; pin the ext4
@@ -80,17 +93,19 @@ write_mke2fs_conf() {
 CONF
 }
 
-# make_fat FILE SIZE_MIB FAT_BITS LABEL VOLID HIDDEN_SECTORS SRC_DIR
+# make_fat FILE SIZE_MIB FAT_BITS LABEL VOLID HIDDEN_SECTORS SRC_DIR [CLUSTER_SECTORS]
 # Makes a FAT file system in FILE and copies SRC_DIR's tree into it with mtools
 # in sorted order (so directory entries are in the same order on every host).
 make_fat() {
 	mf_file=$1 mf_mib=$2 mf_bits=$3 mf_label=$4 mf_volid=$5 mf_hidden=$6 mf_src=$7
+	mf_cluster=${8:-1}
 	rm -f "$mf_file"
-	# One 512-byte sector per cluster keeps a 64 MiB FAT32 above the 65525
-	# cluster minimum; -h records where the partition starts, as a real card has.
+	# One 512-byte sector per cluster (the default) keeps a 64 MiB FAT32 above
+	# the 65525 cluster minimum; a FAT12 has to stay below 4085 clusters, so it
+	# needs more. -h records where the partition starts, as a real card has.
 	# --invariant fixes the label entry time (mkfs.fat ignores SOURCE_DATE_EPOCH)
 	# and must come before -i, which it would otherwise override.
-	mkfs.fat --invariant -C -F "$mf_bits" -s 1 -S 512 -h "$mf_hidden" -n "$mf_label" \
+	mkfs.fat --invariant -C -F "$mf_bits" -s "$mf_cluster" -S 512 -h "$mf_hidden" -n "$mf_label" \
 		-i "$mf_volid" "$mf_file" $((mf_mib * 1024)) >/dev/null 2>&1 ||
 		die "mkfs.fat failed for $mf_label"
 	(cd "$mf_src" && find . -mindepth 1 | sort) | while IFS= read -r mf_path; do
@@ -760,12 +775,133 @@ clean_partial() {
 }
 
 # ---------------------------------------------------------------------------
+# Mode 3: one small edge-case layout (for core/tests/image_personalise.rs)
+# ---------------------------------------------------------------------------
+
+# stage_layout BOOT_DIR ROOT_DIR: a class's content (Armbian's with --armbian,
+# Ubuntu for Raspberry Pi's otherwise) pointing at the layout's seed label, plus
+# bulk files so that the seed has a subdirectory and long cluster chains, and
+# the root file system has data blocks besides its metadata.
+stage_layout() {
+	sl_boot=$1 sl_root=$2
+	if [ "$lay_armbian" = yes ]; then
+		stage_armbian "$sl_boot" "$sl_root"
+	else
+		stage_rpi_ubuntu "$sl_boot" "$sl_root"
+	fi
+	cloud_cfg_datasource "$sl_root" "$lay_seed_label"
+	mkdir -p "$sl_boot/overlays" "$sl_root/usr/share/metis-test"
+	dummy_blob "$sl_boot/overlays/vc4-kms-v3d.dtbo" vc4-kms-v3d.dtbo 20000
+	# A real-sized kernel; a FAT12 seed is too small to hold one.
+	[ "$lay_fat" = 12 ] || dummy_blob "$sl_boot/kernel8.img" kernel8.img 3000000
+	dummy_blob "$sl_root/usr/share/metis-test/blob.bin" blob.bin 2000000
+	find "$sl_boot" "$sl_root" -type d -exec chmod 0755 {} +
+	find "$sl_boot" "$sl_root" -type f -exec chmod 0644 {} +
+	pin_tree "$sl_boot"
+	pin_tree "$sl_root"
+}
+
+# fragment_fat FILE CLUSTER_BYTES: writes 40 one-cluster files and deletes
+# every other one, leaving 20 one-cluster holes, so that a file of several
+# clusters cannot be allocated first-fit contiguously.
+fragment_fat() {
+	ff_file=$1
+	dummy_blob "$work/cluster" 'fragmenting filler' "$2"
+	touch -d "@$EPOCH" "$work/cluster"
+	ff_i=0
+	while [ "$ff_i" -lt 40 ]; do
+		mcopy -m -o -i "$ff_file" "$work/cluster" "::/FILL$(printf %02d "$ff_i").BIN"
+		ff_i=$((ff_i + 1))
+	done
+	ff_i=0
+	while [ "$ff_i" -lt 40 ]; do
+		mdel -i "$ff_file" "::/FILL$(printf %02d "$ff_i").BIN"
+		ff_i=$((ff_i + 2))
+	done
+	rm -f "$work/cluster"
+}
+
+# gen_layout OUTDIR: OUTDIR/NAME.img as the --layout options describe it:
+# seed (twice with --duplicate-seed), then root, MiB-aligned from 1 MiB, one
+# MiB left at the end for a backup GPT. Fixed ids, bit-for-bit reproducible.
+gen_layout() {
+	gl_out=$1
+	mkdir -p "$gl_out"
+	stage_layout "$work/layout/boot" "$work/layout/root"
+	gl_seeds=1
+	[ "$lay_duplicate" = no ] || gl_seeds=2
+	gl_root_start=$((1 + gl_seeds * lay_seed_mib))
+	gl_total=$((gl_root_start + lay_root_mib + 1))
+	# mkfs.fat's own choice for these sizes: 512-byte clusters for FAT32
+	# (above its cluster minimum), 2 KiB for FAT12 and FAT16.
+	gl_cluster=4
+	[ "$lay_fat" != 32 ] || gl_cluster=1
+	if [ "$lay_table" = gpt ]; then
+		gl_script="label: gpt
+label-id: 4D455449-5300-4000-8000-00000000000B
+unit: sectors
+first-lba: 34
+sector-size: 512
+"
+	else
+		gl_script="label: dos
+label-id: 0x4d45544c
+unit: sectors
+sector-size: 512
+"
+	fi
+	gl_i=1
+	while [ "$gl_i" -le "$gl_seeds" ]; do
+		gl_start=$((1 + (gl_i - 1) * lay_seed_mib))
+		gl_line="start=$((gl_start * SECTORS_PER_MIB)), size=$((lay_seed_mib * SECTORS_PER_MIB))"
+		if [ "$lay_table" = gpt ]; then
+			gl_line="$gl_line, type=$GPT_BASIC_DATA, uuid=4D455449-5300-4000-8000-0000000000D$gl_i, name=\"$lay_seed_label\""
+		elif [ "$lay_fat" = 32 ]; then
+			gl_line="$gl_line, type=c"
+		else
+			gl_line="$gl_line, type=e"
+		fi
+		gl_script="$gl_script
+$gl_line"
+		make_fat "$work/seed$gl_i.fat" "$lay_seed_mib" "$lay_fat" "$lay_seed_label" "4d45d00$gl_i" \
+			$((gl_start * SECTORS_PER_MIB)) "$work/layout/boot" "$gl_cluster"
+		[ "$lay_fragment" = no ] || fragment_fat "$work/seed$gl_i.fat" $((gl_cluster * 512))
+		gl_i=$((gl_i + 1))
+	done
+	gl_line="start=$((gl_root_start * SECTORS_PER_MIB)), size=$((lay_root_mib * SECTORS_PER_MIB))"
+	if [ "$lay_table" = gpt ]; then
+		gl_line="$gl_line, type=$GPT_LINUX_FS, uuid=4D455449-5300-4000-8000-0000000000D9, name=\"$lay_root_label\""
+	else
+		gl_line="$gl_line, type=83"
+	fi
+	gl_script="$gl_script
+$gl_line"
+	make_ext4 "$work/root.ext4" "$lay_root_mib" "$lay_root_label" 4d455449-5300-4000-8000-0000000000d9 \
+		"$work/layout/root" yes
+
+	gl_img="$work/$lay_name.img"
+	new_disk "$gl_img" "$gl_total" "$gl_script"
+	gl_i=1
+	while [ "$gl_i" -le "$gl_seeds" ]; do
+		put_partition "$gl_img" $((1 + (gl_i - 1) * lay_seed_mib)) "$work/seed$gl_i.fat"
+		rm -f "$work/seed$gl_i.fat"
+		gl_i=$((gl_i + 1))
+	done
+	put_partition "$gl_img" "$gl_root_start" "$work/root.ext4"
+	rm -f "$work/root.ext4"
+	mv -f "$gl_img" "$gl_out/$lay_name.img"
+	echo "$gl_out/$lay_name.img"
+}
+
+# ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
 
 mode=standins
 fill_mib=0
 size_mib=0
+lay_name='' lay_table=mbr lay_seed_label='' lay_fat=32 lay_seed_mib=64 lay_root_label='' lay_root_mib=64
+lay_armbian=no lay_fragment=no lay_duplicate=no
 case "${1:-}" in
 --fill)
 	[ $# -ge 2 ] || die "--fill needs a size in MiB"
@@ -783,6 +919,42 @@ case "${1:-}" in
 	mode=bootable
 	shift
 	;;
+--layout)
+	mode=layout
+	[ $# -ge 2 ] || die "--layout needs a name (try --help)"
+	lay_name=$2
+	shift 2
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--table | --seed-label | --fat | --seed-mib | --root-label | --root-mib)
+			[ $# -ge 2 ] || die "$1 needs a value (try --help)"
+			case $1 in
+			--table) lay_table=$2 ;;
+			--seed-label) lay_seed_label=$2 ;;
+			--fat) lay_fat=$2 ;;
+			--seed-mib) lay_seed_mib=$2 ;;
+			--root-label) lay_root_label=$2 ;;
+			--root-mib) lay_root_mib=$2 ;;
+			esac
+			shift 2
+			;;
+		--armbian) lay_armbian=yes && shift ;;
+		--fragment-fat) lay_fragment=yes && shift ;;
+		--duplicate-seed) lay_duplicate=yes && shift ;;
+		-*) die "unknown --layout option $1 (try --help)" ;;
+		*) break ;;
+		esac
+	done
+	case $lay_name in '' | *[!A-Za-z0-9_-]*) die "--layout takes a name of letters, digits, - and _, not '$lay_name'" ;; esac
+	case $lay_table in mbr | gpt) ;; *) die "--table takes mbr or gpt, not '$lay_table'" ;; esac
+	case $lay_fat in 12 | 16 | 32) ;; *) die "--fat takes 12, 16 or 32, not '$lay_fat'" ;; esac
+	for lay_mib in "$lay_seed_mib" "$lay_root_mib"; do
+		case $lay_mib in '' | 0 | *[!0-9]*) die "--seed-mib and --root-mib take a whole number of MiB, not '$lay_mib'" ;; esac
+	done
+	[ -n "$lay_seed_label" ] || die "--layout needs --seed-label"
+	[ -n "$lay_root_label" ] || die "--layout needs --root-label"
+	[ $# -eq 1 ] || die "--layout needs one OUTDIR after its options (try --help)"
+	;;
 -h | --help)
 	sed -n '2,/^set -eu/p' "$0" | sed -e '/^set -eu/d' -e 's/^# \{0,1\}//'
 	exit 0
@@ -791,7 +963,7 @@ case "${1:-}" in
 esac
 [ $# -le 1 ] || die "too many arguments (try --help)"
 
-for tool in sfdisk mkfs.fat mmd mcopy mke2fs debugfs sha256sum truncate; do
+for tool in sfdisk mkfs.fat mmd mcopy mdel mke2fs debugfs sha256sum truncate; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool not found; install dosfstools, mtools, e2fsprogs, fdisk"
 done
 
@@ -804,4 +976,5 @@ write_mke2fs_conf "$work/mke2fs.conf"
 case $mode in
 standins) gen_standins "${1:-$repo_root/inventory/golden}" ;;
 bootable) gen_bootable "${1:-}" ;;
+layout) gen_layout "$1" ;;
 esac
