@@ -297,7 +297,7 @@ fn render(args: cli::RenderArgs) -> Result<ExitCode> {
     let rendered = match &args.image {
         Some(image) => {
             let started = std::time::Instant::now();
-            let built = metis_core::image::node::write_node_image(&inv, &args.node, image, None)
+            let built = metis_core::build::node::write_node_image(&inv, &args.node, image, None)
                 .with_context(|| format!("building the card image of {}", args.node))?;
             let p = &built.personalised;
             eprintln!(
@@ -386,7 +386,7 @@ fn write_render_dir(rendered: &node_render::Rendered, out: &std::path::Path) -> 
     Ok(())
 }
 fn golden_import(args: cli::GoldenImportArgs) -> Result<ExitCode> {
-    use metis_core::image::import;
+    use metis_core::build::import;
     let inv = lab::load(&args.inventory.inventory)?;
     eprintln!(
         "checking {} (sha256, then the golden-image contract for class {}) ...",

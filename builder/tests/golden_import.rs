@@ -154,7 +154,7 @@ fn a_prepared_image_is_kept_once_and_pinned() {
     assert!(after.contains("seed:\n  label: CIDATA"), "{after}");
     let inv_loaded = metis_core::lab::load(&inv).unwrap();
     let (path, pinned_sha) =
-        metis_core::image::node::golden_path(&inv_loaded, "amd64-agents").unwrap();
+        metis_core::build::node::golden_path(&inv_loaded, "amd64-agents").unwrap();
     assert_eq!((path, pinned_sha), (inv.join(&kept), sha));
 }
 

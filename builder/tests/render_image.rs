@@ -363,7 +363,7 @@ fn base_plus_patch_composes_to_the_rendered_image_on_every_class() {
             .clone();
 
         let out = work.path().join(format!("{}.img", case.node));
-        let img = metis_core::image::node::write_node_image(&inv, case.node, &out, None).unwrap();
+        let img = metis_core::build::node::write_node_image(&inv, case.node, &out, None).unwrap();
         let patch = img.patch().unwrap();
         assert!(
             patch.byte_count() < 1 << 20,

@@ -21,6 +21,8 @@
 #![cfg_attr(not(feature = "build"), allow(rustdoc::broken_intra_doc_links))]
 
 pub mod artifact;
+#[cfg(feature = "build")]
+pub mod build;
 pub mod digest;
 pub mod image;
 #[cfg(feature = "build")]

@@ -641,7 +641,7 @@ fn a_class_may_name_its_seed_by_gpt_partition_name() {
     let image = |dir: &Path| {
         let inv = metis_core::lab::load(dir).unwrap();
         let out = dir.join("titan-db.img");
-        let img = metis_core::image::node::write_node_image(&inv, "titan-db", &out, None).unwrap();
+        let img = metis_core::build::node::write_node_image(&inv, "titan-db", &out, None).unwrap();
         (
             img.personalised.seed_partition.clone(),
             std::fs::read(&out).unwrap(),

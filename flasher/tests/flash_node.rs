@@ -123,7 +123,7 @@ fn offline_flash_of_a_signed_artifact_onto_a_loop_device() {
     let inv = metis_core::lab::load(&inv_dir).unwrap();
     let reference = work.path().join("ref.img");
     let built =
-        metis_core::image::node::write_node_image(&inv, "titan-13", &reference, None).unwrap();
+        metis_core::build::node::write_node_image(&inv, "titan-13", &reference, None).unwrap();
     let (slot_at, slot_len) = (
         built.personalised.slot.offset as usize,
         built.personalised.slot.len as usize,

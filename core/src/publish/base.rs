@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use super::{io_err, PublishError, ATTEMPTS};
+use crate::build::node::open_class_golden_via;
 use crate::digest::Sha256Digest;
 use crate::image::base::{write_base, BaseOptions};
 use crate::image::chunks::{ChunkTable, DEFAULT_CHUNK_SIZE};
 use crate::image::golden::GoldenImage;
-use crate::image::node::open_class_golden_via;
 use crate::inventory::Inventory;
 use crate::oci::{self, block_on, Progress, Registry};
 

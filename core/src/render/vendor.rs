@@ -66,7 +66,7 @@ fn armbian_firstrun_dropin(node: &Node) -> Option<RootFile> {
 
 /// The systemd drop-in that starts cloud-init's local stage only after
 /// `local-fs.target`, so it finds the seed through the image's own mount of the
-/// boot partition instead of racing it (see [`root_files`]).
+/// boot partition instead of racing it (see `root_files`).
 pub fn cloud_init_local_dropin(node: &str) -> RootFile {
     RootFile {
         path: paths::CLOUD_INIT_LOCAL_DROPIN.into(),

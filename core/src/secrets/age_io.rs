@@ -258,7 +258,7 @@ impl Identities {
     }
 
     /// The recipient of the example lab's DEMO identity these include, if any
-    /// (see [`DEMO_RECIPIENTS`]): the flasher warns, as for the demo signing key.
+    /// (see `DEMO_RECIPIENTS`): the flasher warns, as for the demo signing key.
     pub fn demo_recipient(&self) -> Option<&'static str> {
         self.demo
     }

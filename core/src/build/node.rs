@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::fat::{self, SlotSpec};
-use super::golden::{GoldenError, GoldenImage, GoldenOptions};
-use super::partition::{PartitionError, PartitionSelector, PartitionTable};
-use super::patch::{Patch, PatchBuilder, PatchError};
-use super::personalise::{self, PersonaliseError, PersonaliseRequest, Personalised};
-use super::rootfs::{self, RootFile, RootfsError};
-use super::{fat::FatError, partition::Filesystem};
+use crate::image::fat::{self, SlotSpec};
+use crate::image::golden::{GoldenError, GoldenImage, GoldenOptions};
+use crate::image::partition::{PartitionError, PartitionSelector, PartitionTable};
+use crate::image::patch::{Patch, PatchBuilder, PatchError};
+use crate::image::personalise::{self, PersonaliseError, PersonaliseRequest, Personalised};
+use crate::image::rootfs::{self, RootFile, RootfsError};
+use crate::image::{fat::FatError, partition::Filesystem};
 use crate::inventory::{Golden, Inventory};
 use crate::layout::SeedFilesystem;
 use crate::render::{self, RenderError, Rendered};
@@ -151,7 +151,7 @@ pub fn open_class_golden_via(
                  local copy with `golden: {{path: …, sha256: …}}`"
             )));
         };
-        return super::golden_oci::fetch_golden(
+        return crate::image::golden_oci::fetch_golden(
             registry,
             inv.registry_host(),
             reference,
@@ -166,7 +166,7 @@ pub fn open_class_golden_via(
         let dir = cache_dir
             .map(|c| c.join("downloads"))
             .unwrap_or_else(|| std::env::temp_dir().join("metis-golden-downloads"));
-        let path = super::golden::fetch_url(url, sha256, &dir)?;
+        let path = crate::image::golden::fetch_url(url, sha256, &dir)?;
         return Ok(GoldenImage::open_with(
             &path,
             sha256,

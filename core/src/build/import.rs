@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use crate::digest::HashingReader;
 use thiserror::Error;
 
-use super::golden::{copy_sparse, CopyError, GoldenError, GoldenImage};
-use super::partition::{Filesystem, PartitionError, PartitionSelector, PartitionTable};
-use super::rootfs::{self, RootfsError};
+use crate::image::golden::{copy_sparse, CopyError, GoldenError, GoldenImage};
+use crate::image::partition::{Filesystem, PartitionError, PartitionSelector, PartitionTable};
+use crate::image::rootfs::{self, RootfsError};
 use crate::inventory::{Class, Golden, Inventory};
 
 /// Errors importing or pinning a golden image.
@@ -383,7 +383,7 @@ pub fn pin_golden(
 }
 
 /// Points `class`'s `golden:` at the golden image stored in the lab registry
-/// as `reference` (see [`super::golden_oci::push_golden`]), as [`pin_golden`] does.
+/// as `reference` (see [`crate::image::golden_oci::push_golden`]), as [`pin_golden`] does.
 pub fn pin_golden_oci(
     inv: &Inventory,
     class: &str,
