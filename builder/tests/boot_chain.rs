@@ -441,7 +441,7 @@ fn flash_card(published: &Published, path: &Path, offline: bool) -> Result<NodeC
     let lab = lab();
     let node = published.node.as_str();
     let n = &lab.inv.nodes[node];
-    let golden = if lab.inv.class_of(n).root_label == "rootfs" {
+    let golden = if lab.inv.class_of(n).architecture == metis_core::inventory::Arch::Amd64 {
         lab.images.amd64()
     } else {
         lab.images.rpi_ubuntu()

@@ -232,6 +232,9 @@ const CASES: &[Case] = &[
     Case { name: "seed by label and gpt_name", file: "classes/amd64-agents.yaml", from: "  label: CIDATA", to: "  label: CIDATA\n  gpt_name: cidata", at: "classes/amd64-agents.yaml:9", says: "both a label and a gpt_name" },
     Case { name: "seed names no partition", file: "classes/amd64-agents.yaml", from: "  label: CIDATA", to: "  filesystem: vfat", at: "classes/amd64-agents.yaml", says: "neither `label` nor `gpt_name`" },
     Case { name: "empty seed gpt_name", file: "classes/amd64-agents.yaml", from: "  label: CIDATA", to: "  gpt_name: \"\"", at: "classes/amd64-agents.yaml:8", says: "seed gpt_name is empty" },
+    Case { name: "root by label and gpt_name", file: "classes/amd64-agents.yaml", from: "  label: rootfs", to: "  label: rootfs\n  gpt_name: rootfs", at: "classes/amd64-agents.yaml:11", says: "the root names both a label and a gpt_name" },
+    Case { name: "root names no partition", file: "classes/amd64-agents.yaml", from: "root:\n  label: rootfs", to: "root: {}", at: "classes/amd64-agents.yaml", says: "the root names no partition" },
+    Case { name: "empty root label", file: "classes/amd64-agents.yaml", from: "  label: rootfs", to: "  label: \"\"", at: "classes/amd64-agents.yaml:10", says: "root label is empty" },
     Case { name: "metis-owned k3s key", file: "classes/amd64-agents.yaml", from: "defaults:", to: "defaults:\n  k3s_config:\n    cluster-init: \"true\"", at: "classes/amd64-agents.yaml:13", says: "may not set `cluster-init`" },
     Case { name: "bad journald size", file: "metis.yaml", from: "system_max_use: 500M", to: "system_max_use: 500MB", at: "metis.yaml:28", says: "not a size" },
     Case { name: "gc thresholds inverted", file: "nodes/titan-04.yaml", from: "k3s:", to: "overrides:\n  kubelet:\n    image_gc_low_threshold: 90\nk3s:", at: "nodes/titan-04.yaml", says: "must be below the high threshold" },
@@ -611,11 +614,12 @@ fn a_missing_golden_image_is_an_error_of_check_only() {
     assert!(checked.inventory.is_some(), "{:?}", checked.diagnostics);
 }
 
-/// A class may name its seed by GPT partition name (the amd64 stand-in's seed
-/// partition is named `cidata`): it loads as such, the node's bootcmd looks in
-/// /dev/disk/by-partlabel, and the image is built with the seed found by name.
+/// A class may name its seed and its root by GPT partition name (the amd64
+/// stand-in's partitions are named `cidata` and `rootfs`): they load as such,
+/// the node's bootcmd looks in /dev/disk/by-partlabel, and the image is built
+/// with both partitions found by name.
 #[test]
-fn a_class_may_name_its_seed_by_gpt_partition_name() {
+fn a_class_may_name_its_seed_and_root_by_gpt_partition_name() {
     use metis_core::layout::PartitionSelector;
     let by_label = copy_example_with_golden();
     let by_name = copy_example_with_golden();
@@ -625,10 +629,30 @@ fn a_class_may_name_its_seed_by_gpt_partition_name() {
         "  label: CIDATA",
         "  gpt_name: cidata",
     );
+    edit(
+        by_name.path(),
+        "classes/amd64-agents.yaml",
+        "  label: rootfs",
+        "  gpt_name: rootfs",
+    );
     let inv = metis_core::lab::load(by_name.path()).unwrap();
+    let class = &inv.classes["amd64-agents"];
     assert_eq!(
-        inv.classes["amd64-agents"].seed.selector,
+        class.seed.selector,
         PartitionSelector::GptName("cidata".into())
+    );
+    assert_eq!(class.root, PartitionSelector::GptName("rootfs".into()));
+    // The publish plan's input digest hashes a class's serialisation: a root
+    // found by label serialises as it did before GPT names existed.
+    let by_label_inv = metis_core::lab::load(by_label.path()).unwrap();
+    let serialised = |c: &metis_core::inventory::Class| serde_json::to_value(c).unwrap();
+    assert_eq!(
+        serialised(&by_label_inv.classes["amd64-agents"])["root_label"],
+        "rootfs"
+    );
+    assert_eq!(
+        serialised(class)["root_label"],
+        serde_json::json!({"gpt_name": "rootfs"})
     );
     let rendered = metis_core::render::render(&inv, "titan-db").unwrap();
     let user_data = String::from_utf8(rendered.seed["user-data"].clone()).unwrap();
@@ -644,12 +668,16 @@ fn a_class_may_name_its_seed_by_gpt_partition_name() {
         let img = metis_core::build::node::write_node_image(&inv, "titan-db", &out, None).unwrap();
         (
             img.personalised.seed_partition.clone(),
+            img.personalised.root_partition.clone(),
             std::fs::read(&out).unwrap(),
         )
     };
-    let (seed_by_name, bytes_by_name) = image(by_name.path());
-    let (seed_by_label, bytes_by_label) = image(by_label.path());
+    let (seed_by_name, root_by_name, bytes_by_name) = image(by_name.path());
+    let (seed_by_label, root_by_label, bytes_by_label) = image(by_label.path());
     assert_eq!(seed_by_name.gpt_name.as_deref(), Some("cidata"));
+    let (root_by_name, root_by_label) = (root_by_name.unwrap(), root_by_label.unwrap());
+    assert_eq!(root_by_name.gpt_name.as_deref(), Some("rootfs"));
+    assert_eq!(root_by_name.number, root_by_label.number, "another root");
     assert_eq!(
         seed_by_name.number, seed_by_label.number,
         "another partition"

@@ -18,7 +18,7 @@ use crate::digest::HashingReader;
 use thiserror::Error;
 
 use crate::image::golden::{copy_sparse, CopyError, GoldenError, GoldenImage};
-use crate::image::partition::{Filesystem, PartitionError, PartitionSelector, PartitionTable};
+use crate::image::partition::{Filesystem, PartitionError, PartitionTable};
 use crate::image::rootfs::{self, RootfsError};
 use crate::inventory::{Class, Golden, Inventory};
 
@@ -279,12 +279,12 @@ pub fn contract_findings(c: &Class, golden: &GoldenImage) -> Result<Vec<String>,
             "seed partition: {e} (rule 2: the class's seed names a FAT partition)"
         ));
     }
-    let root_sel = PartitionSelector::Label(c.root_label.clone());
+    let root_sel = c.root.clone();
     let root = match table.find_with(&root_sel, Filesystem::Ext4) {
         Ok(root) => root.clone(),
         Err(e) => {
             findings.push(format!(
-                "root partition: {e} (rule 8: the class's root.label names the ext4 root)"
+                "root partition: {e} (rule 8: the class's root names the ext4 root)"
             ));
             return Ok(findings);
         }

@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use crate::image::fat::{self, SlotSpec};
 use crate::image::golden::{GoldenError, GoldenImage, GoldenOptions};
-use crate::image::partition::{PartitionError, PartitionSelector, PartitionTable};
+use crate::image::partition::{PartitionError, PartitionTable};
 use crate::image::patch::{Patch, PatchBuilder, PatchError};
 use crate::image::personalise::{self, PersonaliseError, PersonaliseRequest, Personalised};
 use crate::image::rootfs::{self, RootFile, RootfsError};
@@ -215,7 +215,7 @@ pub fn node_image_with(
     let class = inv.class_of(n);
     let image = golden.source().to_path_buf();
     let seed_sel = class.seed.selector.clone();
-    let root_sel = PartitionSelector::Label(class.root_label.clone());
+    let root_sel = class.root.clone();
 
     let mut seed_files: BTreeMap<String, Vec<u8>> = rendered.seed.clone();
     let mut root_files: Vec<RootFile> = rendered

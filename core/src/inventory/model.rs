@@ -211,10 +211,25 @@ pub struct Class {
     pub golden: Golden,
     /// Seed partition.
     pub seed: SeedPartition,
-    /// Label of the root filesystem.
-    pub root_label: String,
+    /// The ext4 root partition. Serialised as `root_label: <label>` when
+    /// found by label, as it was before GPT names, so the publish plan's input
+    /// digest of an existing class does not change.
+    #[serde(rename = "root_label", serialize_with = "root_as_before")]
+    pub root: PartitionSelector,
     /// Whether the golden image carries k3s (false for hosts outside the cluster).
     pub k3s: bool,
+}
+
+fn root_as_before<S: serde::Serializer>(root: &PartitionSelector, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    match root {
+        PartitionSelector::Label(label) => s.serialize_str(label),
+        other => {
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(other.key(), other.value())?;
+            map.end()
+        }
+    }
 }
 
 /// k3s role of a node.

@@ -135,7 +135,7 @@ pub struct ClassFile {
     pub os: S<String>,
     pub golden: GoldenFile,
     pub seed: S<SeedFile>,
-    pub root: RootFile,
+    pub root: S<RootFile>,
     #[serde(default = "yes")]
     pub k3s: bool,
     #[serde(default)]
@@ -173,7 +173,10 @@ pub struct SeedFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootFile {
-    pub label: S<String>,
+    #[serde(default)]
+    pub label: Option<S<String>>,
+    #[serde(default)]
+    pub gpt_name: Option<S<String>>,
 }
 
 /// `nodes/<name>.yaml`.

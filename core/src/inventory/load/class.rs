@@ -90,15 +90,24 @@ impl Cx {
                 .map(|_| SeedFilesystem::Vfat),
             None => Some(SeedFilesystem::Vfat),
         };
-        let seed_sel = self.seed_selector(file, &f.seed);
-        if f.root.label.value.is_empty() {
-            self.err(
-                file,
-                Pos::of(&f.root.label),
-                "root label is empty",
-                "write the golden image's root filesystem label (Ubuntu for Raspberry Pi: writable; Armbian: armbi_root; cloud images: rootfs); `blkid` on the image shows it",
-            );
-        }
+        const SEED_HINT: &str = "name the seed partition by its filesystem label (Ubuntu for Raspberry Pi: `label: system-boot`; Armbian: `label: armbi_boot`; cloud images: `label: CIDATA`) or by its GPT partition name (`gpt_name: cidata`); `blkid` or `sfdisk -d` on the image shows them";
+        const ROOT_HINT: &str = "name the root partition by its ext4 filesystem label (Ubuntu for Raspberry Pi: `label: writable`; Armbian: `label: armbi_root`; cloud images: `label: rootfs`) or by its GPT partition name (`gpt_name: rootfs`); `blkid` or `sfdisk -d` on the image shows them";
+        let seed = &f.seed.value;
+        let seed_sel = self.partition_selector(
+            file,
+            "seed",
+            Pos::of(&f.seed),
+            (&seed.label, &seed.gpt_name),
+            SEED_HINT,
+        );
+        let root = &f.root.value;
+        let root_sel = self.partition_selector(
+            file,
+            "root",
+            Pos::of(&f.root),
+            (&root.label, &root.gpt_name),
+            ROOT_HINT,
+        );
         self.settings_rules(file, &f.defaults);
         Some(Class {
             name: name.to_string(),
@@ -118,20 +127,22 @@ impl Cx {
                 selector: seed_sel?,
                 filesystem: seed_fs?,
             },
-            root_label: f.root.label.value.clone(),
+            root: root_sel?,
             k3s: f.k3s,
         })
     }
 
-    /// The class's `seed:` names its partition by `label:` or by `gpt_name:`
-    /// (exactly one, not empty).
-    fn seed_selector(
+    /// A class's `seed:` or `root:` (`what`) names its partition by `label:` or
+    /// by `gpt_name:` (exactly one, not empty).
+    fn partition_selector(
         &mut self,
         file: &Path,
-        seed: &serde_saphyr::Spanned<schema::SeedFile>,
+        what: &str,
+        block: Pos,
+        (label, gpt_name): (&Option<schema::S<String>>, &Option<schema::S<String>>),
+        hint: &str,
     ) -> Option<PartitionSelector> {
-        const HINT: &str = "name the seed partition by its filesystem label (Ubuntu for Raspberry Pi: `label: system-boot`; Armbian: `label: armbi_boot`; cloud images: `label: CIDATA`) or by its GPT partition name (`gpt_name: cidata`); `blkid` or `sfdisk -d` on the image shows them";
-        match (&seed.value.label, &seed.value.gpt_name) {
+        match (label, gpt_name) {
             (Some(label), None) if !label.value.is_empty() => {
                 Some(PartitionSelector::Label(label.value.clone()))
             }
@@ -139,28 +150,33 @@ impl Cx {
                 Some(PartitionSelector::GptName(name.value.clone()))
             }
             (Some(label), None) => {
-                self.err(file, Pos::of(label), "seed label is empty", HINT);
+                self.err(file, Pos::of(label), format!("{what} label is empty"), hint);
                 None
             }
             (None, Some(name)) => {
-                self.err(file, Pos::of(name), "seed gpt_name is empty", HINT);
+                self.err(
+                    file,
+                    Pos::of(name),
+                    format!("{what} gpt_name is empty"),
+                    hint,
+                );
                 None
             }
             (Some(_), Some(name)) => {
                 self.err(
                     file,
                     Pos::of(name),
-                    "the seed names both a label and a gpt_name: keep one",
-                    HINT,
+                    format!("the {what} names both a label and a gpt_name: keep one"),
+                    hint,
                 );
                 None
             }
             (None, None) => {
                 self.err(
                     file,
-                    Pos::of(seed),
-                    "the seed names no partition: neither `label` nor `gpt_name`",
-                    HINT,
+                    block,
+                    format!("the {what} names no partition: neither `label` nor `gpt_name`"),
+                    hint,
                 );
                 None
             }
