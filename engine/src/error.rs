@@ -95,6 +95,17 @@ pub enum EngineError {
         /// The index's revision.
         index_revision: u64,
     },
+    /// The artifact the verified lab index lists (by digest) is signed as
+    /// another revision than the index says.
+    #[error("{node}: revision check failed: the artifact is signed as revision {signed}, the verified lab index lists the same digest as revision {listed}")]
+    IndexDisagrees {
+        /// The node.
+        node: String,
+        /// The artifact's signed revision.
+        signed: u64,
+        /// The revision the index lists.
+        listed: u64,
+    },
     /// The operator's identity cannot decrypt (or be read).
     #[error("{0}")]
     Identity(String),
@@ -136,7 +147,8 @@ impl EngineError {
             EngineError::Registry { .. } => Exit::BadInput,
             EngineError::Verification { .. }
             | EngineError::Unsigned { .. }
-            | EngineError::OlderThanIndex { .. } => Exit::Verification,
+            | EngineError::OlderThanIndex { .. }
+            | EngineError::IndexDisagrees { .. } => Exit::Verification,
             EngineError::Devices(DeviceError::Io { .. }) => Exit::Io,
             EngineError::Devices(_) => Exit::DeviceRefused,
             EngineError::Flash(e) => e.exit(),
@@ -173,7 +185,7 @@ impl EngineError {
                  maintainer to publish the node again (`metis-build publish`)"
                     .into()
             }
-            EngineError::Verification { .. } => "do not use this artifact: ask the lab's \
+            EngineError::Verification { .. } | EngineError::IndexDisagrees { .. } => "do not use this artifact: ask the lab's \
                 maintainer to publish the node again (`metis-build publish`); if the lab's \
                 signing key changed, pin the new one (`metis-flash setup`)"
                 .into(),

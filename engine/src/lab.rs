@@ -175,7 +175,10 @@ impl Engine {
             };
             // Everything but the blobs (checked at flash time): cheap enough for a list.
             let problem = match &cached {
-                Some(r) => self.check_cached(&node_repo, name, entry, r).err(),
+                Some(r) => self
+                    .check_cached(&node_repo, name, entry, verified.revision, r)
+                    .err()
+                    .map(|e| e.to_string()),
                 None => None,
             };
             nodes.push(LabNode {
@@ -199,40 +202,44 @@ impl Engine {
     /// The checks of the cached artifact `cached` of `node` that need no blob: the
     /// signature, the node it is signed for and its revision against the newest
     /// seen (those of a fetch, [`Engine::check_head`]), then its revision against
-    /// the index `entry`. The error says which failed.
+    /// the `entry` of the index of revision `index_revision`. The error says
+    /// which failed.
     fn check_cached(
         &self,
         repository: &str,
         node: &str,
         entry: &trust::IndexEntry,
+        index_revision: u64,
         cached: &oci::LayoutRef,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let digest = &cached.manifest.digest;
-        let (signature, payloads) =
-            cached_signature(&self.cache, repository, digest, node).map_err(|e| e.to_string())?;
+        let (signature, payloads) = cached_signature(&self.cache, repository, digest, node)?;
         let head = oci::SignedHead {
             repository: repository.to_owned(),
             tag: "latest".into(),
             digest: digest.clone(),
-            manifest: self.cache.read_blob(digest).map_err(|e| e.to_string())?,
+            manifest: self
+                .cache
+                .read_blob(digest)
+                .map_err(|e| EngineError::registry(format!("{node}: the cached manifest"), e))?,
             signature_manifest: Some(signature),
             payloads,
         };
-        let metadata = self
-            .check_head(&head, Fetching::Node(node), Some(false))
-            .map_err(|e| e.to_string())?;
+        let metadata = self.check_head(&head, Fetching::Node(node), Some(false))?;
         if *digest == entry.digest && metadata.revision != entry.revision {
-            return Err(format!(
-                "revision check failed: the artifact is signed as revision {}, the lab index says {}",
-                metadata.revision, entry.revision
-            ));
+            return Err(EngineError::IndexDisagrees {
+                node: node.into(),
+                signed: metadata.revision,
+                listed: entry.revision,
+            });
         }
         if metadata.revision < entry.revision {
-            return Err(format!(
-                "revision check failed: the cached artifact is revision {}, older than revision {} \
-                 the lab index lists: pull it again",
-                metadata.revision, entry.revision
-            ));
+            return Err(EngineError::OlderThanIndex {
+                node: node.into(),
+                revision: metadata.revision,
+                listed: entry.revision,
+                index_revision,
+            });
         }
         Ok(())
     }

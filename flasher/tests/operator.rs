@@ -321,6 +321,23 @@ fn an_artifact_older_than_the_verified_index_lists_is_refused_on_a_fresh_laptop(
     let o = laptop.run(&["titan-13", "--offline", "--output", "offline.img"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("older than revision 5"), "{}", text(&o));
+    // The node list says why the cached artifact would not be written.
+    let o = laptop.run(&["list", "--offline", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t13 = &listed["nodes"][0];
+    assert_eq!(
+        (&t13["node"], &t13["verifies"]),
+        (&"titan-13".into(), &false.into()),
+        "{listed:#}"
+    );
+    assert!(
+        t13["problem"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("revision 1, older than revision 5"),
+        "{listed:#}"
+    );
     // The index revision seen never goes backwards.
     let seen: serde_json::Value =
         serde_json::from_slice(&std::fs::read(laptop.config().join("seen.json")).unwrap()).unwrap();
