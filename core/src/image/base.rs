@@ -252,7 +252,10 @@ pub fn write_base(
     let mut offset = 0u64;
     loop {
         while !workers.has_room() {
-            writer.write_next(&mut workers, &mut pool)?;
+            if !writer.write_next(&mut workers, &mut pool)? {
+                // Only if every worker ended while jobs were still owed.
+                return Err(BaseError::WorkerPanicked);
+            }
         }
         let (mut input, output) = pool.pop().unwrap_or_else(|| {
             (
