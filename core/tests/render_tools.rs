@@ -791,3 +791,25 @@ fn unknown_node_is_an_error_naming_it() {
     let err = render::render(&example(), "titan-404").unwrap_err();
     assert!(err.to_string().contains("titan-404"), "{err}");
 }
+
+/// Ubuntu's and Armbian's seed is the boot partition their fstab also
+/// mounts; cloud-init's local stage must wait for that mount or it may
+/// miss the seed and bring the node up on DHCP. Debian cloud images keep
+/// the seed on an unmounted CIDATA partition.
+#[test]
+fn cloud_init_local_waits_for_the_images_mounts_where_the_seed_is_mounted() {
+    let inv = example();
+    for (node, dropin) in [("titan-04", true), ("titan-13", true), ("titan-db", false)] {
+        let rendered = render::render(&inv, node).unwrap();
+        let file = rendered
+            .root_files
+            .iter()
+            .find(|f| f.path == paths::CLOUD_INIT_LOCAL_DROPIN);
+        assert_eq!(file.is_some(), dropin, "{node}");
+        if let Some(f) = file {
+            let text = String::from_utf8(f.content.clone()).unwrap();
+            assert!(text.contains("[Unit]\nAfter=local-fs.target\n"), "{text}");
+            assert_eq!(f.mode, 0o644);
+        }
+    }
+}

@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod aligned;
 pub mod cancel;
 pub mod device;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod exit;
 mod fetch;
 pub mod flash;
 mod lab;
+pub mod medium;
 mod node;
 pub mod settings;
 pub mod source;

@@ -19,7 +19,15 @@ use metis_core::trust::{PublicKey, TrustedKeys};
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
-use crate::source::parse_location;
+use metis_core::location::RegistryLocation;
+
+/// Parses `HOST[:PORT][/PREFIX]` or `oci:DIR` as the engine keeps it: an
+/// `oci:` directory made absolute, so that saved settings mean the same
+/// directory wherever the operator runs metis-flash from.
+pub fn parse_location(text: &str) -> Result<(RegistryLocation, Option<String>), EngineError> {
+    let (location, prefix) = RegistryLocation::parse_with_prefix(text)?;
+    Ok((location.absolute(), prefix))
+}
 
 /// The settings file's name in the config directory.
 pub const SETTINGS_FILE: &str = "settings.json";

@@ -8,15 +8,9 @@ pub use metis_core::location::RegistryLocation;
 use metis_core::oci::RegistryOptions;
 
 use crate::error::EngineError;
+pub use crate::settings::parse_location;
 use crate::settings::Settings;
 
-/// Parses `HOST[:PORT][/PREFIX]` or `oci:DIR` as the engine keeps it: an
-/// `oci:` directory made absolute, so that saved settings mean the same
-/// directory wherever the operator runs metis-flash from.
-pub fn parse_location(text: &str) -> Result<(RegistryLocation, Option<String>), EngineError> {
-    let (location, prefix) = RegistryLocation::parse_with_prefix(text)?;
-    Ok((location.absolute(), prefix))
-}
 
 /// How the caller names the registry (the CLI's flags, the GUI's settings).
 #[derive(Debug, Clone, Default)]

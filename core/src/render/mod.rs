@@ -325,29 +325,6 @@ pub fn render(inv: &Inventory, node: &str) -> Result<Rendered, RenderError> {
 mod tests {
     use super::*;
 
-    /// Ubuntu's and Armbian's seed is the boot partition their fstab also
-    /// mounts; cloud-init's local stage must wait for that mount or it may
-    /// miss the seed and bring the node up on DHCP. Debian cloud images keep
-    /// the seed on an unmounted CIDATA partition.
-    #[test]
-    fn cloud_init_local_waits_for_the_images_mounts_where_the_seed_is_mounted() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../inventory");
-        let inv = crate::lab::load(&dir).unwrap();
-        for (node, dropin) in [("titan-04", true), ("titan-13", true), ("titan-db", false)] {
-            let rendered = render(&inv, node).unwrap();
-            let file = rendered
-                .root_files
-                .iter()
-                .find(|f| f.path == paths::CLOUD_INIT_LOCAL_DROPIN);
-            assert_eq!(file.is_some(), dropin, "{node}");
-            if let Some(f) = file {
-                let text = String::from_utf8(f.content.clone()).unwrap();
-                assert!(text.contains("[Unit]\nAfter=local-fs.target\n"), "{text}");
-                assert_eq!(f.mode, 0o644);
-            }
-        }
-    }
-
     /// The scripts spell the node paths themselves; keep them in step.
     #[test]
     fn scripts_use_the_paths_of_this_module() {

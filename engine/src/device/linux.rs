@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::rules::{check_disk, is_removable_like, refused};
 use super::{linux_ioctl, Backend, Candidate, DeviceError, Disk, Partition, Policy};
-use crate::flash::medium::{read_full_at, write_all_at, Medium};
+use crate::medium::{read_full_at, write_all_at, Medium};
 
 /// The Linux backend.
 pub struct Linux;
@@ -432,7 +432,7 @@ impl Backend for Linux {
         let logical: u64 = sysfs(&name, "queue/logical_block_size")
             .and_then(|s| s.parse().ok())
             .unwrap_or(512);
-        if logical > crate::flash::aligned::ALIGN as u64 {
+        if logical > crate::aligned::ALIGN as u64 {
             return Err(refused(
                 path,
                 format!(

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::{Backend, Candidate, DeviceError, Disk, Policy};
-use crate::flash::medium::Medium;
+use crate::medium::Medium;
 
 /// The MacOs backend.
 pub struct MacOs;

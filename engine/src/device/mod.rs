@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::flash::medium::Medium;
+use crate::medium::Medium;
 
 #[cfg(target_os = "linux")]
 mod linux;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::windows_ffi::Api;
 use super::windows_logic::WindowsBackend;
 use super::{Backend, Candidate, DeviceError, Disk, Policy};
-use crate::flash::medium::Medium;
+use crate::medium::Medium;
 
 /// The Windows backend.
 pub struct Windows;

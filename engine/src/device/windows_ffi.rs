@@ -49,7 +49,7 @@ use super::windows_logic::{
     code, disk_path, multi_sz, parse_device_descriptor, parse_disk_extents, parse_geometry_ex,
     DiskFacts, RawDisk, SystemFacts, VolumeFacts, Win32, MAX_DISKS,
 };
-use crate::flash::medium::{read_full_at, write_all_at};
+use crate::medium::{read_full_at, write_all_at};
 
 /// The real Win32 calls.
 pub(crate) struct Api;

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use super::rules::{check_disk, is_removable_like, refused};
 use super::{Backend, Candidate, DeviceError, Disk, Partition, Policy};
-use crate::flash::aligned::ALIGN;
-use crate::flash::medium::Medium;
+use crate::aligned::ALIGN;
+use crate::medium::Medium;
 use errors::{
     blocked_by_security, explain_io, lock_is_busy, not_elevated, open_disk_error, volume_error,
 };

@@ -11,9 +11,9 @@ use metis_core::image::chunks::{ChunkHash, ChunkLayout};
 use metis_core::image::compose::{Chunk, Composer};
 use zeroize::Zeroize;
 
-use super::aligned::ALIGN;
+use crate::aligned::ALIGN;
 use super::marker::{self, CardMarker, Recognition};
-use super::medium::Medium;
+use crate::medium::Medium;
 use super::verify::{self, ReadBackError};
 use super::writer::{WriteState, Writer};
 use super::{

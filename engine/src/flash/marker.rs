@@ -27,8 +27,8 @@ use std::io;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::aligned::{round_down, round_up, AlignedBuf, ALIGN};
-use super::medium::Medium;
+use crate::aligned::{round_down, round_up, AlignedBuf, ALIGN};
+use crate::medium::Medium;
 use super::GPT_BACKUP_BYTES;
 
 /// The marker block's first bytes.

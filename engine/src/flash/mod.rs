@@ -32,11 +32,9 @@
 //! The engine's node flow ([`crate::Engine::flash`]) calls [`run_with`]; the
 //! development `write` command makes the same call from local files.
 
-pub mod aligned;
 mod card;
 use card::{write_card, Report, Spec};
 pub mod marker;
-pub mod medium;
 pub mod probe;
 pub mod verify;
 pub mod writer;
@@ -54,8 +52,8 @@ use crate::cancel::CancelToken;
 use crate::device::{Backend, Candidate, DeviceError, Policy};
 use crate::events::{Events, Phase};
 use crate::exit::Exit;
-use aligned::{round_down, ALIGN};
-use medium::{Counted, ImageFile, Medium};
+use crate::aligned::{round_down, ALIGN};
+use crate::medium::{Counted, ImageFile, Medium};
 use writer::{WriteState, HEAD_BYTES};
 
 /// Default bytes per write (`--block-size 4M`).

@@ -74,8 +74,8 @@ use std::io;
 
 use rand_core::{OsRng, RngCore};
 
-use super::aligned::{round_down, AlignedBuf, ALIGN};
-use super::medium::Medium;
+use crate::aligned::{round_down, AlignedBuf, ALIGN};
+use crate::medium::Medium;
 
 /// Number of blocks spread evenly over the capacity (for cards that drop writes).
 pub const SPREAD: u64 = 16;

@@ -12,7 +12,7 @@ use metis_core::image::base::{write_base, BaseOptions};
 use metis_core::image::compose::{ComposeOptions, Composer};
 use metis_core::image::patch::Patch;
 
-use super::medium::Medium;
+use crate::medium::Medium;
 use super::*;
 use crate::device::{Disk, Partition};
 use crate::events::Event;

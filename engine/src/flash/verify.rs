@@ -18,8 +18,8 @@ use std::sync::Arc;
 use metis_core::image::chunks::{ChunkHash, ChunkLayout};
 use sha2::{Digest, Sha256};
 
-use super::aligned::{round_up, AlignedBuf};
-use super::medium::Medium;
+use crate::aligned::{round_up, AlignedBuf};
+use crate::medium::Medium;
 
 /// What the read-back found wrong.
 #[derive(Debug)]

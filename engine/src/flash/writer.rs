@@ -16,8 +16,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::aligned::{round_down, round_up, AlignedBuf, ALIGN};
-use super::medium::Medium;
+use crate::aligned::{round_down, round_up, AlignedBuf, ALIGN};
+use crate::medium::Medium;
 
 /// The partition-table area, written last: MBR, GPT header and entries, and the gap
 /// before the first partition that boot loaders use.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// A byte-addressed target the pipeline writes a card image to.
 pub trait Medium: Send + Sync {
     /// Writes all of `buf` at `offset`. On a direct medium `buf`, `offset` and the
-    /// length are multiples of [`super::aligned::ALIGN`].
+    /// length are multiples of [`crate::aligned::ALIGN`].
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Reads into `buf` at `offset` until it is full or the medium ends; returns the
     /// bytes read. Bypasses the page cache on a direct medium.
