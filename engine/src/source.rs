@@ -11,7 +11,6 @@ use crate::error::EngineError;
 pub use crate::settings::parse_location;
 use crate::settings::Settings;
 
-
 /// How the caller names the registry (the CLI's flags, the GUI's settings).
 #[derive(Debug, Clone, Default)]
 pub struct RegistryFlags {

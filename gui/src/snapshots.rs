@@ -16,8 +16,8 @@ use egui_kittest::{Harness, SnapshotResults};
 use metis_core::profile::{LabProfile, PROFILE_FORMAT};
 use metis_engine::device::{Backend, Candidate, DeviceError, Disk, Partition, Policy};
 use metis_engine::events::Progress;
-use metis_engine::medium::Medium;
 use metis_engine::flash::{ChunkCounts, FlashSummary, WriteMode};
+use metis_engine::medium::Medium;
 use metis_engine::{
     CacheState, CancelToken, Engine, EngineError, EngineOptions, Events, LabNode, LabNodes, Phase,
     SetupRequest,

@@ -11,16 +11,16 @@ use metis_core::image::chunks::{ChunkHash, ChunkLayout};
 use metis_core::image::compose::{Chunk, Composer};
 use zeroize::Zeroize;
 
-use crate::aligned::ALIGN;
 use super::marker::{self, CardMarker, Recognition};
-use crate::medium::Medium;
 use super::verify::{self, ReadBackError};
 use super::writer::{WriteState, Writer};
 use super::{
     size_text, wipe, wipe_ranges, CardHeld, CardLabel, ChunkCounts, FlashError, WriteMode,
 };
+use crate::aligned::ALIGN;
 use crate::cancel::CancelToken;
 use crate::events::{Events, Phase};
+use crate::medium::Medium;
 
 /// How [`write_card`] writes, besides the composer.
 pub(super) struct Spec<'a> {

@@ -27,9 +27,9 @@ use std::io;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::GPT_BACKUP_BYTES;
 use crate::aligned::{round_down, round_up, AlignedBuf, ALIGN};
 use crate::medium::Medium;
-use super::GPT_BACKUP_BYTES;
 
 /// The marker block's first bytes.
 const MAGIC: &[u8; 16] = b"METIS-CARD-MARK\x01";

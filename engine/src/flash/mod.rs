@@ -48,11 +48,11 @@ use std::sync::Arc;
 use metis_core::image::compose::{ComposeError, Composer};
 use zeroize::Zeroizing;
 
+use crate::aligned::{round_down, ALIGN};
 use crate::cancel::CancelToken;
 use crate::device::{Backend, Candidate, DeviceError, Policy};
 use crate::events::{Events, Phase};
 use crate::exit::Exit;
-use crate::aligned::{round_down, ALIGN};
 use crate::medium::{Counted, ImageFile, Medium};
 use writer::{WriteState, HEAD_BYTES};
 

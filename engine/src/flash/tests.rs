@@ -12,10 +12,10 @@ use metis_core::image::base::{write_base, BaseOptions};
 use metis_core::image::compose::{ComposeOptions, Composer};
 use metis_core::image::patch::Patch;
 
-use crate::medium::Medium;
 use super::*;
 use crate::device::{Disk, Partition};
 use crate::events::Event;
+use crate::medium::Medium;
 
 const MIB: usize = 1 << 20;
 const OLD: u8 = 0xA5;
