@@ -15,7 +15,6 @@ use metis_engine::{
 };
 
 use crate::egui;
-use crate::screens;
 use crate::worker::{self, DiskRow, Lab, Report, Scanner, Worker};
 
 /// How the window is started: the engine's options and the disks' backend.
@@ -229,32 +228,16 @@ impl App {
         self.phases.current.as_ref().map(|(p, _)| *p)
     }
 
-    /// Draws the window's whole content.
-    pub fn window(&mut self, ui: &mut egui::Ui) {
-        egui::CentralPanel::default().show(ui, |ui| self.show(ui));
-    }
-
-    /// Draws the screen and handles what the workers reported.
-    pub fn show(&mut self, ui: &mut egui::Ui) {
+    /// Before each frame is drawn ([`crate::screens::window`]): starts the
+    /// worker on the first, and takes in what the workers reported.
+    pub(crate) fn begin_frame(&mut self, ctx: &egui::Context) {
         if self.worker.is_none() {
-            self.worker = Some(Worker::new(ui.ctx().clone()));
+            self.worker = Some(Worker::new(ctx.clone()));
             if self.screen == Screen::Starting {
                 self.read_settings();
             }
         }
         self.drain();
-        egui::ScrollArea::vertical()
-            .auto_shrink([false, false])
-            .show(ui, |ui| match self.screen {
-                Screen::Starting | Screen::OpeningLab => screens::waiting(self, ui),
-                Screen::Setup => screens::setup::show(self, ui),
-                Screen::Nodes => screens::nodes::show(self, ui),
-                Screen::Card => screens::card::show(self, ui),
-                Screen::Confirm => screens::flash::confirm(self, ui),
-                Screen::Progress => screens::flash::progress(self, ui),
-                Screen::Done => screens::flash::done(self, ui),
-                Screen::Error => screens::flash::error(self, ui),
-            });
     }
 
     fn worker(&self) -> Worker {

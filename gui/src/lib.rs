@@ -34,7 +34,7 @@ pub struct Window(pub App);
 
 impl eframe::App for Window {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        self.0.window(ui);
+        screens::window(&mut self.0, ui);
     }
 }
 

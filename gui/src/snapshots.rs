@@ -178,7 +178,7 @@ fn on_card(app: &mut App, dir: &Path) {
 fn harness(app: App) -> Harness<'static, App> {
     Harness::builder()
         .with_size([760.0, 560.0])
-        .build_ui_state(|ui, app: &mut App| app.window(ui), app)
+        .build_ui_state(|ui, app: &mut App| crate::screens::window(app, ui), app)
 }
 
 /// Renders `app` on `screen` and compares it with `tests/snapshots/<name>.png`.

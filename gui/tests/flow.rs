@@ -141,9 +141,10 @@ fn window(dir: &Path, policy: Policy) -> Harness<'static, App> {
         may_write_disks: metis_flash_gui::may_write_disks(),
         output_dir: dir.to_path_buf(),
     });
-    Harness::builder()
-        .with_size([760.0, 560.0])
-        .build_ui_state(|ui, app: &mut App| app.window(ui), app)
+    Harness::builder().with_size([760.0, 560.0]).build_ui_state(
+        |ui, app: &mut App| metis_flash_gui::screens::window(app, ui),
+        app,
+    )
 }
 
 /// Steps the window until `done` (the workers report on their own threads).

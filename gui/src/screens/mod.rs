@@ -9,6 +9,26 @@ pub mod setup;
 use crate::app::{App, Screen};
 use crate::egui;
 
+/// Draws the window's whole content: the [`App`]'s screen, after it took in
+/// what its workers reported.
+pub fn window(app: &mut App, ui: &mut egui::Ui) {
+    egui::CentralPanel::default().show(ui, |ui| {
+        app.begin_frame(ui.ctx());
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show(ui, |ui| match app.screen() {
+                Screen::Starting | Screen::OpeningLab => waiting(app, ui),
+                Screen::Setup => setup::show(app, ui),
+                Screen::Nodes => nodes::show(app, ui),
+                Screen::Card => card::show(app, ui),
+                Screen::Confirm => flash::confirm(app, ui),
+                Screen::Progress => flash::progress(app, ui),
+                Screen::Done => flash::done(app, ui),
+                Screen::Error => flash::error(app, ui),
+            });
+    });
+}
+
 /// Space between blocks of a screen.
 pub(crate) const GAP: f32 = 12.0;
 
