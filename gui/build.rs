@@ -2,11 +2,18 @@
 //! run as administrator, per-monitor DPI, long paths) into metis-flash-gui.exe.
 //! With the GNU toolchain (scripts/release) mingw's windres compiles the
 //! resource script into an object linked into the binary; with MSVC the linker
-//! embeds the manifest itself. Nothing happens for other targets.
+//! embeds the manifest itself. Nothing happens for other targets. Also sets
+//! the long version `--version` prints (release/version.rs), as the other
+//! binaries' build scripts do.
 
 use std::path::PathBuf;
 
+// The long version (`--version`): release/version.rs.
+#[path = "../release/version.rs"]
+mod version;
+
 fn main() {
+    version::emit();
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("windows");
     println!("cargo:rerun-if-changed=windows");
     println!("cargo:rerun-if-env-changed=WINDRES");

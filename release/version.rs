@@ -1,7 +1,7 @@
 // The long version of a binary, `0.1.0 (3f2c9e1a7b4d 2026-12-01)`: the package
 // version, the commit it was built from and the build date, as rustc prints its
 // own, and the date alone (METIS_BUILD_DATE). Included by the binaries' build.rs
-// (flasher, builder; the builder's man pages are dated with it).
+// (flasher, builder; the builder's man pages are dated with it) and the GUI's.
 //
 // The date is never the clock's, so two builds of one commit are the same bytes:
 // it is $SOURCE_DATE_EPOCH (reproducible-builds.org) when set, as scripts/release
@@ -34,7 +34,15 @@ fn date(epoch: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+// `include!`d, this is the build script's main; as a module (`#[path] mod
+// version`, gui/build.rs), `version::emit()` is called beside other work.
+#[allow(dead_code)]
 fn main() {
+    emit();
+}
+
+/// Sets METIS_BUILD_DATE and METIS_LONG_VERSION for the crate being built.
+pub fn emit() {
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-env-changed=METIS_COMMIT");
     // A new commit changes HEAD (a branch switch) or the branch's ref (a commit

@@ -145,6 +145,24 @@ pub fn apply_setup(
 /// cached index and said so with `Notice::Unreachable`), opens it again offline, so the rest of the
 /// session does not wait on the network, and the window shows the badge.
 pub fn open_lab(options: &EngineOptions, events: &Events) -> Result<Lab, EngineError> {
+    let lab = open_online_or_offline(options, events);
+    match &lab {
+        Ok(lab) => log(&format!(
+            "lab index revision {} verified, {} nodes{}",
+            lab.nodes.revision,
+            lab.nodes.nodes.len(),
+            if lab.offline {
+                " (offline: the cache)"
+            } else {
+                ""
+            }
+        )),
+        Err(e) => log(&format!("opening the lab: {e}")),
+    }
+    lab
+}
+
+fn open_online_or_offline(options: &EngineOptions, events: &Events) -> Result<Lab, EngineError> {
     let fell_back = Arc::new(AtomicBool::new(false));
     let watched = {
         let (events, fell_back) = (events.clone(), fell_back.clone());
@@ -197,9 +215,24 @@ pub fn open_lab(options: &EngineOptions, events: &Events) -> Result<Lab, EngineE
 
 /// Fetches, verifies and decrypts `node`.
 pub fn prepare(engine: &Engine, node: &str) -> Result<Box<Prepared>, EngineError> {
-    engine
-        .prepare(node, &PrepareOptions::default())
-        .map(Box::new)
+    let prepared = engine.prepare(node, &PrepareOptions::default());
+    match &prepared {
+        Ok(p) => log(&format!(
+            "{node} revision {} verified ({}), image {}",
+            p.revision,
+            p.digest,
+            metis_engine::flash::size_text(p.image_size())
+        )),
+        Err(e) => log(&format!("{node}: {e}")),
+    }
+    prepared.map(Box::new)
+}
+
+/// One line on standard error for each outcome (what a terminal that started the
+/// window shows, and what bench/gui.sh waits for). Never a secret: the engine's
+/// messages hold none.
+fn log(line: &str) {
+    eprintln!("metis-flash-gui: {line}");
 }
 
 /// Writes `prepared` to `target`. A device is confirmed here only because the
@@ -211,7 +244,8 @@ pub fn flash(
     target: Target,
     cancel: CancelToken,
 ) -> Result<FlashSummary, EngineError> {
-    engine.flash_with(
+    let node = prepared.node.clone();
+    let flashed = engine.flash_with(
         backend,
         *prepared,
         target,
@@ -220,7 +254,18 @@ pub fn flash(
             cancel,
             ..Default::default()
         },
-    )
+    );
+    match &flashed {
+        Ok(s) => log(&format!(
+            "{node} written to {} and read back ({} written in {:.1} s, verified in {:.1} s): insert and power on",
+            s.target.display(),
+            metis_engine::flash::size_text(s.bytes_written),
+            s.write_seconds,
+            s.verify_seconds
+        )),
+        Err(e) => log(&format!("flashing {node} failed: {e}")),
+    }
+    flashed
 }
 
 /// The engine's confirmation of a device: the window called [`flash`] only after
@@ -286,6 +331,31 @@ fn partitions_text(candidate: &metis_engine::device::Candidate) -> String {
         .join("; ")
 }
 
+/// The disks' verdicts, once the image size is known, each time they change:
+/// why a card is not offered is then on the terminal too.
+fn log_disks(image_size: u64, rows: &Result<Vec<DiskRow>, String>) {
+    if image_size == 0 {
+        return;
+    }
+    let text = match rows {
+        Err(e) => format!("listing disks: {e}"),
+        Ok(rows) if rows.is_empty() => "no disk found".to_owned(),
+        Ok(rows) => rows
+            .iter()
+            .map(|r| match &r.verdict {
+                Verdict::Offered(_) => format!("{} offered", r.path.display()),
+                Verdict::Refused(why) => format!("{} refused: {why}", r.path.display()),
+                Verdict::Unchecked => format!("{} not checked", r.path.display()),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    log(&format!(
+        "disks for a {} image: {text}",
+        metis_engine::flash::size_text(image_size)
+    ));
+}
+
 /// How often the disks are listed again while the card screen is shown.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -318,6 +388,7 @@ impl Scanner {
                     scanned_for = size;
                     next = Instant::now() + SCAN_INTERVAL;
                     if last.as_ref() != Some(&rows) {
+                        log_disks(size, &rows);
                         last = Some(rows.clone());
                         worker.send(Report::Disks(rows));
                     }

@@ -149,25 +149,9 @@ fn window(dir: &Path, policy: Policy) -> Harness<'static, App> {
 
 /// Steps the window until `done` (the workers report on their own threads).
 fn wait(h: &mut Harness<'_, App>, what: &str, done: impl Fn(&Harness<'_, App>) -> bool) {
-    wait_drawing(h, what, None, done);
-}
-
-/// `wait`, drawing a frame (wgpu, software) at most every `frame` when given, as
-/// a real window repaints on each progress event (the engine sends ≤ 10 a second).
-fn wait_drawing(
-    h: &mut Harness<'_, App>,
-    what: &str,
-    frame: Option<Duration>,
-    done: impl Fn(&Harness<'_, App>) -> bool,
-) {
     let start = Instant::now();
-    let mut drawn = Instant::now();
     loop {
         h.step();
-        if frame.is_some_and(|f| drawn.elapsed() >= f) {
-            h.render().expect("rendering a frame");
-            drawn = Instant::now();
-        }
         if done(h) {
             break;
         }
@@ -279,10 +263,34 @@ fn first_run_setup_then_a_node_flashed_to_an_image_file() {
     assert!(text_shown(&h, "example.lab"));
     assert!(!text_shown(&h, "offline"), "an offline badge while online");
 
-    // The search box narrows the list.
+    // The search box narrows the list. A node it hides is no longer chosen, one
+    // it leaves alone is, and Enter goes on with it.
+    let next_enabled = |h: &Harness<'_, App>| {
+        !h.get_by_label("Next: choose the card")
+            .accesskit_node()
+            .is_disabled()
+    };
+    assert!(!next_enabled(&h), "Next enabled with no node chosen");
+    click(&mut h, "titan-13");
+    assert!(next_enabled(&h));
+    type_into(&mut h, "Search", "no-such-node");
+    assert!(
+        !next_enabled(&h),
+        "Next still acts on a node the search hides"
+    );
     type_into(&mut h, "Search", "0a");
     assert!(h.query_by_label("titan-13").is_none());
     assert!(h.query_by_label("titan-0a").is_some());
+    assert!(next_enabled(&h), "the only node shown is not chosen");
+    h.get_by_label("Search").focus();
+    h.step();
+    h.key_press(egui::Key::Enter);
+    h.step();
+    h.step();
+    assert_eq!(h.state().screen(), Screen::Card, "Enter did not go on");
+    assert!(text_shown(&h, "card for titan-0a"));
+    click(&mut h, "Back");
+    assert_eq!(h.state().screen(), Screen::Nodes);
     type_into(&mut h, "Search", "");
 
     let img = work.path().join("out/titan-13.img");
@@ -323,6 +331,54 @@ fn first_run_setup_then_a_node_flashed_to_an_image_file() {
     click(&mut h, "Flash another card");
     assert_eq!(h.state().screen(), Screen::Card);
     assert!(text_shown(&h, "card for titan-13"));
+}
+
+/// Files dropped on the window: the `.metis` one is the lab profile, opened at
+/// once; the other is the identity.
+fn drop_file(h: &mut Harness<'_, App>, path: &Path) {
+    /// A file as the windowing system hands a dropped one to egui.
+    #[derive(Debug)]
+    struct Dropped(PathBuf);
+    impl egui::DroppedFile for Dropped {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+        fn bytes(&self) -> Result<Vec<u8>, String> {
+            std::fs::read(&self.0).map_err(|e| e.to_string())
+        }
+    }
+    h.input_mut()
+        .dropped_files
+        .push(Arc::new(Dropped(path.to_path_buf())));
+    h.step();
+    h.step();
+}
+
+#[test]
+fn a_dropped_profile_and_identity_set_the_laptop_up() {
+    let work = tempfile::tempdir().unwrap();
+    let profile = profile(work.path());
+    let mut h = window(work.path(), Policy::default());
+    wait_for_screen(&mut h, Screen::Setup);
+    drop_file(&mut h, &profile);
+    wait(&mut h, "the profile's keys", |h| text_shown(h, "SHA-256"));
+    assert!(text_shown(&h, "DEMO key"));
+    drop_file(&mut h, &demo("operator.agekey"));
+    let identity = h
+        .get_by_label("Your identity file")
+        .accesskit_node()
+        .value()
+        .map(|v| v.to_string());
+    assert!(
+        identity
+            .as_deref()
+            .is_some_and(|v| v.ends_with("operator.agekey")),
+        "the identity field holds {identity:?}"
+    );
+    click(&mut h, "Trust these keys and save");
+    wait_for_screen(&mut h, Screen::Nodes);
+    let settings = std::fs::read_to_string(work.path().join("config/settings.json")).unwrap();
+    assert!(settings.contains("operator.agekey"), "{settings}");
 }
 
 #[test]
@@ -485,62 +541,4 @@ fn as_root_a_loop_device_is_written() {
         sha(&by_cli, size),
         "the card is not the node's image"
     );
-}
-
-/// The window's row of bench/gui.sh (ignored: the bench runs it as root, with
-/// the release profile): flashes METIS_BENCH_NODE from the `oci:` registry
-/// METIS_BENCH_REGISTRY onto the disk METIS_BENCH_DEVICE, as a laptop kept under
-/// METIS_BENCH_LAPTOP (set up on its first run), drawing frames as a real window
-/// does, and prints `gui_seconds S`: from "Next: choose the card" (the cached
-/// artifact's verification, which the CLI's run also does) to the done screen.
-#[test]
-#[ignore = "a benchmark: bench/gui.sh runs it"]
-fn bench_window_flashes_a_disk() {
-    let var = |k: &str| {
-        std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set (bench/gui.sh sets it)"))
-    };
-    let (registry, node, device) = (
-        PathBuf::from(var("METIS_BENCH_REGISTRY")),
-        var("METIS_BENCH_NODE"),
-        var("METIS_BENCH_DEVICE"),
-    );
-    let laptop = PathBuf::from(var("METIS_BENCH_LAPTOP"));
-    std::fs::create_dir_all(&laptop).unwrap();
-    let mut h = window(
-        &laptop,
-        Policy {
-            force_non_removable: true,
-        },
-    );
-    wait(&mut h, "the first screen", |h| {
-        matches!(h.state().screen(), Screen::Setup | Screen::Nodes)
-    });
-    if h.state().screen() == Screen::Setup {
-        let profile = profile_of(&laptop, &registry);
-        set_up(&mut h, &profile);
-    }
-    type_into(&mut h, "Search", &node);
-    click(&mut h, &node);
-    let start = Instant::now();
-    click(&mut h, "Next: choose the card");
-    let row = format!("{device}  ");
-    wait(&mut h, "the disk offered", |h| {
-        h.query_by_label_contains(&row)
-            .is_some_and(|n| !n.accesskit_node().is_disabled())
-    });
-    h.get_by_label_contains(&row).click();
-    h.step();
-    wait(&mut h, "the verified artifact", |h| {
-        text_shown(h, "verified, image")
-    });
-    click(&mut h, "Next: confirm");
-    type_into(&mut h, "Type the node's name to confirm", &node);
-    click(&mut h, &format!("Flash {node}"));
-    let frame = Some(Duration::from_millis(100));
-    wait_drawing(&mut h, "the flash", frame, |h| {
-        matches!(h.state().screen(), Screen::Done | Screen::Error)
-    });
-    let seconds = start.elapsed().as_secs_f64();
-    assert_eq!(h.state().screen(), Screen::Done, "the flash failed");
-    println!("gui_seconds {seconds:.2}");
 }

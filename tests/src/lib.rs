@@ -20,6 +20,16 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Says why a test that needs a prepared artifact (`METIS_WINDOWS_EXE`,
+/// `METIS_RELEASE_DIR`) is skipped; in CI, where `.ci/run` prepares it, fails.
+pub fn skip_outside_ci(test: &str, reason: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "in CI the {test} test must run: {reason}"
+    );
+    eprintln!("skipped: {reason}");
+}
+
 /// The example lab's demo builder secrets on a `metis-build` command, as CI
 /// gives it its real ones.
 pub trait DemoBuilderEnv {

@@ -274,12 +274,5 @@ pub fn have_fusepy() -> bool {
         && Path::new("/dev/fuse").exists()
 }
 
-/// Says why a test that needs a prepared artifact (`METIS_WINDOWS_EXE`,
-/// `METIS_RELEASE_DIR`) is skipped; in CI, where `.ci/run` prepares it, fails.
-pub fn skip_outside_ci(test: &str, reason: &str) {
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "in CI the {test} test must run: {reason}"
-    );
-    eprintln!("skipped: {reason}");
-}
+#[allow(unused_imports)] // not every test binary of this crate skips
+pub use metis_tests::skip_outside_ci;

@@ -16,6 +16,13 @@ pub const HOW_TO_RUN_AS_ROOT: &str = "Writing a disk needs administrator rights.
 
 /// Draws the card screen.
 pub fn show(app: &mut App, ui: &mut egui::Ui) {
+    // Enter goes on once a card is chosen: a disk chosen with Tab and Enter (a
+    // focused button takes that first Enter, so this looks before any is drawn),
+    // or an image file's path typed.
+    if app.ready_to_confirm() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+        app.confirm();
+        return;
+    }
     let node = app.node.clone().unwrap_or_default();
     ui.heading(format!("Where should the card for {node} go?"));
     ui.add_space(GAP / 2.0);

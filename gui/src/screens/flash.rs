@@ -82,13 +82,20 @@ pub fn confirm(app: &mut App, ui: &mut egui::Ui) {
         }
     }
     ui.add_space(GAP);
-    field(
+    let name = field(
         ui,
         "Type the node's name to confirm",
         &mut app.typed,
         &v.node,
     );
+    // The field takes the keyboard when the screen opens (and after a click
+    // elsewhere has not moved it), so the name can be typed at once.
+    if app.typed.is_empty() && !ui.memory(|m| m.focused().is_some()) {
+        name.request_focus();
+    }
     let matches = app.name_matches();
+    // Enter in the field flashes once the name matches, as the button does.
+    let enter = name.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
     if !app.typed.trim().is_empty() && !matches {
         ui.weak(format!("type {} exactly", v.node));
     }
@@ -100,6 +107,7 @@ pub fn confirm(app: &mut App, ui: &mut egui::Ui) {
         if ui
             .add_enabled(matches, egui::Button::new(format!("Flash {}", v.node)))
             .clicked()
+            || (enter && matches)
         {
             app.flash();
         }

@@ -15,8 +15,27 @@ pub fn show(app: &mut App, ui: &mut egui::Ui) {
         "Open the lab profile your lab's maintainer gave you \
          (metis-build operator-profile > lab.metis).",
     );
+    ui.label("Or drop the file on this window (and your identity file after it).");
     ui.add_space(GAP);
     let busy = app.setup.busy;
+    // A dropped `.metis` file is the lab profile (opened at once); any other is
+    // the identity.
+    for path in ui.input(|i| {
+        i.raw
+            .dropped_files
+            .iter()
+            .map(|f| f.path().to_path_buf())
+            .collect::<Vec<_>>()
+    }) {
+        if path.extension().is_some_and(|e| e == "metis") {
+            app.setup.profile_path = path.display().to_string();
+            if !busy {
+                app.read_profile();
+            }
+        } else {
+            app.setup.identity = path.display().to_string();
+        }
+    }
     ui.horizontal(|ui| {
         let label = ui.label("Lab profile");
         let edit = ui
