@@ -183,6 +183,8 @@ pub struct App {
     pub(crate) choice: Option<Choice>,
     pub(crate) output_path: String,
     pub(crate) typed: String,
+    /// The confirmation's name field takes the keyboard on its next frame.
+    pub(crate) focus_name: bool,
     pub(crate) cancel: Option<CancelToken>,
     pub(crate) phases: Phases,
     pub(crate) warnings: Vec<String>,
@@ -210,6 +212,7 @@ impl App {
             choice: None,
             output_path: String::new(),
             typed: String::new(),
+            focus_name: false,
             cancel: None,
             phases: Phases::default(),
             warnings: Vec::new(),
@@ -514,6 +517,7 @@ impl App {
     pub(crate) fn confirm(&mut self) {
         self.scanner = None;
         self.typed.clear();
+        self.focus_name = true;
         self.screen = Screen::Confirm;
     }
 

@@ -79,6 +79,11 @@ pub enum Verdict {
     Unchecked,
 }
 
+/// How often the progress screen is drawn while bytes move: four frames a
+/// second keep the figures readable and cost a software-rendered window (no GPU
+/// driver) less of the CPU the flash itself needs.
+pub const PROGRESS_FRAME: Duration = Duration::from_millis(250);
+
 /// Where the window's workers send, and how they wake it.
 #[derive(Clone)]
 pub struct Worker {
@@ -93,11 +98,18 @@ impl Worker {
         (Worker { sender, ctx }, receiver)
     }
 
-    /// Sends `report` and wakes the window.
+    /// Sends `report` and wakes the window: at once, or for progress within
+    /// [`PROGRESS_FRAME`] (egui keeps the earliest of the wake-ups asked for, so a
+    /// steady stream of progress draws a frame that often, not once per event).
     pub fn send(&self, report: Report) {
+        let progress = matches!(report, Report::Event(Event::Progress(_)));
         // A closed receiver means the window is gone: nothing to tell.
         let _ = self.sender.send(report);
-        self.ctx.request_repaint();
+        if progress {
+            self.ctx.request_repaint_after(PROGRESS_FRAME);
+        } else {
+            self.ctx.request_repaint();
+        }
     }
 
     /// Runs `job` on its own thread and reports its result.

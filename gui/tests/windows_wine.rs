@@ -2,12 +2,18 @@
 //! `scripts/build-windows --gui`, run under Wine: `--version`, and the window
 //! itself on a virtual display (Xvfb; Wine draws its OpenGL with Mesa's
 //! software renderer): it opens with its title, draws the first-run screen (a
-//! fresh Wine prefix has no settings) and keeps running. A screenshot of it is
-//! kept beside the test's files for a person to look at.
+//! fresh Wine prefix has no settings) and keeps running; a screenshot of it is
+//! kept for a person to look at. Then, on a laptop set up by metis-flash.exe
+//! from the lab profile, the window flashes a node of an `oci:` registry (the
+//! example lab, published by the project's publisher) to an image file, driven
+//! by the keyboard through xdotool as an operator can, and the file is
+//! byte-for-byte what the Linux flasher writes.
 //!
 //! The .exe is found beside METIS_WINDOWS_EXE (metis-flash.exe; .ci/run sets
 //! it). Without it the test is skipped with a message, except in CI, where that
 //! is a failure.
+
+mod lab;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -131,7 +137,7 @@ fn parse_ppm(bytes: &[u8]) -> (usize, usize, &[u8]) {
 }
 
 #[test]
-fn metis_flash_gui_exe_opens_its_window_under_wine() {
+fn metis_flash_gui_exe_opens_its_window_and_flashes_a_node_under_wine() {
     let Some(exe) = gui_exe() else { return };
     let work = tempfile::Builder::new()
         .prefix("gui-wine-")
@@ -257,18 +263,111 @@ fn metis_flash_gui_exe_opens_its_window_under_wine() {
         .arg(&ppm_file)
         .arg(work.path().join("window.png"))
         .status();
+    let _ = app.kill();
+    let _ = app.wait();
+
+    // The laptop set up by metis-flash.exe from the lab profile (its registry
+    // as Windows names it), so the window opens on the node list.
+    let cli = std::env::var_os("METIS_WINDOWS_EXE").map(PathBuf::from).unwrap();
+    let profile = lab::profile_of(work.path(), Path::new(&z(lab::registry())));
+    let setup = Command::new(WINE)
+        .arg(&cli)
+        .args(["setup", &z(&profile), "--yes", "--expect-fingerprint"])
+        .arg(metis_core::trust::DEMO_KEY_FINGERPRINT)
+        .arg("--identity")
+        .arg(z(&lab::demo("operator.agekey")))
+        .env("WINEPREFIX", &prefix.0)
+        .env("WINEDEBUG", "-all")
+        .env_remove("DISPLAY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(setup.status.success(), "metis-flash.exe setup: {setup:?}");
+
+    // The operator's keys: the node's name and Enter; Tab to "Image file…" (Wine
+    // has no disks to offer) and Enter twice; the name again and Enter. Each
+    // step waits for the window's log line that says it may go on.
+    let log_path = work.path().join("flash.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut app = wine(Some(&display.name()))
+        .current_dir(work.path())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let logged = |app: &mut Child, text: &str| {
+        let start = Instant::now();
+        loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.contains(text) {
+                return;
+            }
+            let ended = app.try_wait().unwrap();
+            assert!(
+                ended.is_none() && !log.contains(" failed") && start.elapsed() < Duration::from_secs(300),
+                "waited for the window's line \"{text}\"; it logged:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    logged(&mut app, "lab index revision");
+    let window = loop {
+        let found = xdotool(&["search", "--name", "^Metis flasher$"]);
+        if let Some(id) = String::from_utf8_lossy(&found.stdout).lines().next() {
+            break id.to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(600), "no second window");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let keys = |args: &[&str]| {
+        let mut all = vec!["windowfocus", "--sync", window.as_str()];
+        all.extend_from_slice(args);
+        let o = xdotool(&all);
+        assert!(o.status.success(), "xdotool {args:?}: {o:?}");
+        std::thread::sleep(Duration::from_millis(400));
+    };
+    keys(&["key", "Tab"]);
+    keys(&["type", "--delay", "20", "titan-13"]);
+    keys(&["key", "Return"]);
+    logged(&mut app, "titan-13 revision 1 verified");
+    logged(&mut app, "disks for a");
+    keys(&["key", "Tab"]);
+    keys(&["key", "Return"]);
+    keys(&["key", "Return"]);
+    keys(&["type", "--delay", "20", "titan-13"]);
+    keys(&["key", "Return"]);
+    logged(&mut app, "insert and power on");
+    let _ = app.kill();
+    let _ = app.wait();
+
+    let by_window = work.path().join("titan-13.img");
+    let by_cli = work.path().join("cli.img");
+    lab::cli_flash(work.path(), "titan-13", &by_cli);
+    let size = std::fs::metadata(&by_cli).unwrap().len();
+    assert_eq!(
+        std::fs::metadata(&by_window).map(|m| m.len()).ok(),
+        Some(size),
+        "the window's image file"
+    );
+    assert_eq!(
+        lab::sha(&by_window, size),
+        lab::sha(&by_cli, size),
+        "metis-flash-gui.exe wrote another image than the Linux flasher"
+    );
+
     let kept = work.keep();
     eprintln!(
         "the window under Wine: {w}x{h}, {} colours; screenshot {}",
         colours.len(),
         kept.join("window.png").display()
     );
-    let _ = app.kill();
-    let _ = app.wait();
     drop(prefix);
-    // Only the screenshot is kept (the prefix is ~100 MiB).
-    let _ = std::fs::remove_dir_all(kept.join("wine"));
-    let _ = std::fs::remove_dir_all(kept.join("cache"));
-    let _ = std::fs::remove_file(kept.join("window.xwd"));
-    let _ = std::fs::remove_file(kept.join("window.ppm"));
+    // Only the screenshot is kept (the prefix is ~100 MiB, the images 2 x 64 MiB).
+    for dir in ["wine", "cache", "cli-cache", "cli-config"] {
+        let _ = std::fs::remove_dir_all(kept.join(dir));
+    }
+    for file in ["window.xwd", "window.ppm", "titan-13.img", "cli.img"] {
+        let _ = std::fs::remove_file(kept.join(file));
+    }
 }

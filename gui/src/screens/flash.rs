@@ -88,10 +88,11 @@ pub fn confirm(app: &mut App, ui: &mut egui::Ui) {
         &mut app.typed,
         &v.node,
     );
-    // The field takes the keyboard when the screen opens (and after a click
-    // elsewhere has not moved it), so the name can be typed at once.
-    if app.typed.is_empty() && !ui.memory(|m| m.focused().is_some()) {
+    // The field takes the keyboard when the screen opens, so the name can be
+    // typed at once; the next frame, drawn now, has it focused before a key comes.
+    if std::mem::take(&mut app.focus_name) {
         name.request_focus();
+        ui.ctx().request_repaint();
     }
     let matches = app.name_matches();
     // Enter in the field flashes once the name matches, as the button does.
