@@ -392,6 +392,7 @@ impl Scanner {
         std::thread::spawn(move || {
             let mut last: Option<Result<Vec<DiskRow>, String>> = None;
             let mut scanned_for = u64::MAX;
+            let mut logged_for = 0;
             let mut next = Instant::now();
             while !stop2.load(Ordering::SeqCst) {
                 let size = size2.load(Ordering::SeqCst);
@@ -399,8 +400,12 @@ impl Scanner {
                     let rows = scan(backend.as_ref(), size, policy);
                     scanned_for = size;
                     next = Instant::now() + SCAN_INTERVAL;
-                    if last.as_ref() != Some(&rows) {
+                    let changed = last.as_ref() != Some(&rows);
+                    if changed || size != logged_for {
                         log_disks(size, &rows);
+                        logged_for = size;
+                    }
+                    if changed {
                         last = Some(rows.clone());
                         worker.send(Report::Disks(rows));
                     }

@@ -268,7 +268,9 @@ fn metis_flash_gui_exe_opens_its_window_and_flashes_a_node_under_wine() {
 
     // The laptop set up by metis-flash.exe from the lab profile (its registry
     // as Windows names it), so the window opens on the node list.
-    let cli = std::env::var_os("METIS_WINDOWS_EXE").map(PathBuf::from).unwrap();
+    let cli = std::env::var_os("METIS_WINDOWS_EXE")
+        .map(PathBuf::from)
+        .unwrap();
     let profile = lab::profile_of(work.path(), Path::new(&z(lab::registry())));
     let setup = Command::new(WINE)
         .arg(&cli)
@@ -304,7 +306,9 @@ fn metis_flash_gui_exe_opens_its_window_and_flashes_a_node_under_wine() {
             }
             let ended = app.try_wait().unwrap();
             assert!(
-                ended.is_none() && !log.contains(" failed") && start.elapsed() < Duration::from_secs(300),
+                ended.is_none()
+                    && !log.contains(" failed")
+                    && start.elapsed() < Duration::from_secs(300),
                 "waited for the window's line \"{text}\"; it logged:\n{log}"
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -316,7 +320,10 @@ fn metis_flash_gui_exe_opens_its_window_and_flashes_a_node_under_wine() {
         if let Some(id) = String::from_utf8_lossy(&found.stdout).lines().next() {
             break id.to_owned();
         }
-        assert!(start.elapsed() < Duration::from_secs(600), "no second window");
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "no second window"
+        );
         std::thread::sleep(Duration::from_millis(250));
     };
     std::thread::sleep(Duration::from_secs(1));
