@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use lab::{demo, flash, published, sha};
 
-const WINE: &str = "/usr/lib/wine/wine64";
+use metis_tests::wine::{z, Prefix, WINE};
 
 /// The .exe to test, or why there is none (a failure in CI).
 fn windows_exe() -> Option<PathBuf> {
@@ -31,11 +31,6 @@ fn windows_exe() -> Option<PathBuf> {
     };
     lab::skip_outside_ci("Windows", &reason);
     None
-}
-
-/// A Unix path as Wine's Z: drive names it.
-fn z(path: &Path) -> String {
-    format!("Z:{}", path.display()).replace('/', "\\")
 }
 
 /// Runs the .exe under Wine in the prefix `prefix` (its own config directory,
@@ -59,18 +54,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// Stops the prefix's wineserver (and the programs it still runs) when dropped.
-struct Prefix(PathBuf);
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let _ = Command::new("/usr/bin/wineserver")
-            .arg("-k")
-            .env("WINEPREFIX", &self.0)
-            .status();
-    }
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const WINE: &str = "/usr/lib/wine/wine64";
+use metis_tests::wine::{z, Prefix, WINE};
 
 /// The GUI's .exe, or why there is none (a failure in CI).
 fn gui_exe() -> Option<PathBuf> {
@@ -53,11 +53,6 @@ fn gui_exe() -> Option<PathBuf> {
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-/// A Unix path as Wine's Z: drive names it.
-fn z(path: &Path) -> String {
-    format!("Z:{}", path.display()).replace('/', "\\")
 }
 
 /// A virtual X display, stopped when dropped.
@@ -101,18 +96,6 @@ impl Drop for Display {
     fn drop(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
-    }
-}
-
-/// Stops the prefix's wineserver (and the programs it still runs) when dropped.
-struct Prefix(PathBuf);
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let _ = Command::new("/usr/bin/wineserver")
-            .arg("-k")
-            .env("WINEPREFIX", &self.0)
-            .status();
     }
 }
 

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 
 pub mod card;
 pub mod golden;
+pub mod lab;
 pub mod qemu;
 pub mod registry;
 pub mod tmux;
 pub mod tool;
+pub mod wine;
 
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {

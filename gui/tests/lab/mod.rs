@@ -8,30 +8,12 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use metis_core::profile::{LabProfile, PROFILE_FORMAT};
-use metis_core::publish::{self, PublishOptions, SealedSecrets};
-use metis_core::secrets::Identities;
-use metis_core::trust::PrivateKey;
 
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+#[allow(unused_imports)] // each test binary uses its part
+pub use metis_tests::lab::{demo, root, sbin_path};
 
-pub fn demo(file: &str) -> PathBuf {
-    root().join("inventory/demo-keys").join(file)
-}
-
-pub fn sbin_path() -> String {
-    format!(
-        "/usr/sbin:/sbin:{}",
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
-/// The example lab's titan-13 (an agent) and titan-0a (a k3s server) published once for all tests of this
-/// file into `oci:<target tmp>/…/registry` (as flasher/tests/lab does).
+/// The example lab's titan-13 (an agent) and titan-0a (a k3s server) published once for all tests of a
+/// test binary into `oci:<target tmp>/…/registry`.
 pub fn registry() -> &'static Path {
     static REGISTRY: OnceLock<PathBuf> = OnceLock::new();
     REGISTRY.get_or_init(|| {
@@ -40,56 +22,7 @@ pub fn registry() -> &'static Path {
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap()
             .keep();
-        let inv_dir = dir.join("inventory");
-        metis_tests::copy_example_inventory(&inv_dir);
-        let gen = Command::new(root().join("tests/golden/gen.sh"))
-            .arg(inv_dir.join("golden"))
-            .env("PATH", sbin_path())
-            .output()
-            .unwrap();
-        assert!(
-            gen.status.success(),
-            "gen.sh: {}",
-            String::from_utf8_lossy(&gen.stderr)
-        );
-        let reg_dir = dir.join("registry");
-        let inv = metis_core::lab::load(&inv_dir).unwrap();
-        let registry = metis_core::oci::Registry::open(
-            &format!("oci:{}", reg_dir.display()),
-            &Default::default(),
-        )
-        .unwrap();
-        let key = PrivateKey::from_encrypted_pem(
-            &std::fs::read_to_string(demo("cosign.key")).unwrap(),
-            b"demo",
-        )
-        .unwrap();
-        let secrets = SealedSecrets::new(Some(
-            Identities::from_file(&demo("builder.agekey")).unwrap(),
-        ));
-        let plan = publish::plan(&inv, &registry, &secrets).unwrap();
-        let report = publish::publish(
-            &inv,
-            &registry,
-            &key,
-            &secrets,
-            &plan,
-            &PublishOptions {
-                only: vec!["titan-13".into(), "titan-0a".into()],
-                jobs: 1,
-                dry_run: false,
-                partial: true,
-                rebuild: false,
-                prune: false,
-                revision: None,
-                work_dir: dir.join("work"),
-                built: "2026-11-25T00:00:00Z".into(),
-                source: "test".into(),
-            },
-        )
-        .unwrap();
-        assert!(!report.failed(), "{report:?}");
-        reg_dir
+        metis_tests::lab::published(&dir, &["titan-13", "titan-0a"]).1
     })
 }
 
