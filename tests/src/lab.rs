@@ -84,3 +84,13 @@ pub fn publish_into(inv_dir: &Path, reg_dir: &Path, only: &[&str], revision: Opt
     .unwrap();
     assert!(!report.failed(), "{report:?}");
 }
+
+/// SHA-256 of the first `len` bytes of a file or device.
+pub fn sha(path: &Path, len: u64) -> String {
+    use std::io::Read as _;
+    let head = std::fs::File::open(path).unwrap().take(len);
+    let (digest, _) = metis_core::digest::HashingReader::new(head)
+        .drain()
+        .unwrap();
+    digest.hex()
+}

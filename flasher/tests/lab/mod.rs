@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 #[allow(unused_imports)] // each test binary uses its part
-pub use metis_tests::lab::{demo, publish_into, published, root, sbin_path};
+pub use metis_tests::lab::{demo, publish_into, published, root, sbin_path, sha};
 
 /// `metis-build operator-profile` of `inv_dir`, written to `to`.
 pub fn export_profile(inv_dir: &Path, to: &Path) {
@@ -58,16 +58,6 @@ pub fn flash(cache: &Path, config: &Path, args: &[&str]) -> Output {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap()
-}
-
-/// SHA-256 of the first `len` bytes of a file or device.
-pub fn sha(path: &Path, len: u64) -> String {
-    use std::io::Read as _;
-    let head = std::fs::File::open(path).unwrap().take(len);
-    let (digest, _) = metis_core::digest::HashingReader::new(head)
-        .drain()
-        .unwrap();
-    digest.hex()
 }
 
 /// A loop device, detached on drop.

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use metis_core::profile::{LabProfile, PROFILE_FORMAT};
 
 #[allow(unused_imports)] // each test binary uses its part
-pub use metis_tests::lab::{demo, root, sbin_path};
+pub use metis_tests::lab::{demo, root, sbin_path, sha};
 
 /// The example lab's titan-13 (an agent) and titan-0a (a k3s server) published once for all tests of a
 /// test binary into `oci:<target tmp>/…/registry`.
@@ -44,15 +44,6 @@ pub fn profile_of(to: &Path, registry: &Path) -> PathBuf {
     let path = to.join("lab.metis");
     std::fs::write(&path, profile.to_json()).unwrap();
     path
-}
-
-pub fn sha(path: &Path, len: u64) -> String {
-    use std::io::Read as _;
-    let head = std::fs::File::open(path).unwrap().take(len);
-    let (digest, _) = metis_core::digest::HashingReader::new(head)
-        .drain()
-        .unwrap();
-    digest.hex()
 }
 
 /// `metis-flash NODE --output FILE` with every flag given by hand, on its own laptop.
