@@ -10,7 +10,8 @@
  * glibc function over dl_iterate_phdr, which musl has (static programs too):
  * the loaded object holding `pc`, the span of its PT_LOAD segments, and its
  * PT_GNU_EH_FRAME segment (.eh_frame_hdr). The struct is glibc's <dlfcn.h> for
- * x86_64 and aarch64 (dlfo_eh_dbase on aarch64 only, no dlfo_eh_count).
+ * x86_64 and aarch64: neither has dlfo_eh_dbase (DLFO_STRUCT_HAS_EH_DBASE is 1
+ * on i386 only) nor dlfo_eh_count (32-bit arm only).
  *
  * The unwinder also calls pthread_once and pthread_mutex_lock/unlock through
  * weak references (gthr-posix.h), which a static link does not pull out of
@@ -27,9 +28,6 @@ struct dl_find_object {
     void *dlfo_map_end;
     void *dlfo_link_map;
     void *dlfo_eh_frame;
-#ifndef __x86_64__
-    void *dlfo_eh_dbase;
-#endif
     unsigned long long __dlfo_reserved[7];
 };
 
@@ -73,10 +71,6 @@ static int visit(struct dl_phdr_info *info, size_t size, void *data)
     s->result->dlfo_map_end = (void *)end;
     s->result->dlfo_link_map = 0;
     s->result->dlfo_eh_frame = eh ? (void *)(info->dlpi_addr + eh->p_vaddr) : 0;
-#ifndef __x86_64__
-    /* Only DW_EH_PE_datarel encodings use it, which GCC emits on i386 alone. */
-    s->result->dlfo_eh_dbase = 0;
-#endif
     s->found = 1;
     return 1;
 }

@@ -11,6 +11,13 @@
 //! METIS_RELEASE_DIR names the directory `scripts/release --ci` printed (.ci/run
 //! sets it). Without it the test is skipped with a message, except in CI (`CI`
 //! set), where that is a failure.
+//!
+//! When that directory also holds the static aarch64 flasher (`scripts/release
+//! VERSION`, not `--ci`) and `qemu-aarch64` (qemu-user) is on PATH, a second test
+//! makes the same checks on it under user-mode emulation: its archive, a static
+//! aarch64 ELF, `--version`, completions, setup and the same card as the debug
+//! build. Without either it is skipped with a message, in CI too (CI builds only
+//! x86_64).
 
 mod lab;
 
@@ -84,16 +91,26 @@ fn sha256_hex(path: &Path) -> String {
 }
 
 /// A laptop with no Rust and no Metis checkout: an empty HOME and working
-/// directory, PATH of the system only.
+/// directory, PATH of the system only. `runner` runs the binary (qemu-aarch64
+/// for another architecture's).
 struct Laptop {
     home: PathBuf,
     cwd: PathBuf,
     flash: PathBuf,
+    runner: Option<PathBuf>,
 }
 
 impl Laptop {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.flash)
+        let mut command = match &self.runner {
+            Some(runner) => {
+                let mut c = Command::new(runner);
+                c.arg(&self.flash);
+                c
+            }
+            None => Command::new(&self.flash),
+        };
+        command
             .args(args)
             .current_dir(&self.cwd)
             .env_clear()
@@ -105,46 +122,23 @@ impl Laptop {
     }
 }
 
-#[test]
-fn the_static_release_flasher_runs_from_an_empty_directory_and_flashes_the_same_card() {
-    let Some(dist) = release_dir() else { return };
-    let work = tempfile::tempdir().unwrap();
-    let name = format!("metis-flash-{VERSION}-linux-x86_64");
-
-    // SHA256SUMS: signed, and every file it lists matches it.
-    let sums = dist.join("SHA256SUMS");
-    let sig = dist.join("SHA256SUMS.sig");
-    assert!(sig.is_file(), "{} is missing", sig.display());
-    let copy = work.path().join("SHA256SUMS");
-    std::fs::copy(&sums, &copy).unwrap();
-    let copy_sig = work.path().join("SHA256SUMS.sig");
-    std::fs::copy(&sig, &copy_sig).unwrap();
-    assert_eq!(signature_verifies(&copy, &copy_sig), (true, true));
-    let listed = std::fs::read_to_string(&sums).unwrap();
+/// Every file SHA256SUMS lists has its checksum; returns the names.
+fn listed_files(dist: &Path) -> Vec<String> {
+    let listed = std::fs::read_to_string(dist.join("SHA256SUMS")).unwrap();
     let mut files = Vec::new();
     for line in listed.lines() {
         let (digest, file) = line.split_once("  ").expect("sha256sum's format");
         assert_eq!(sha256_hex(&dist.join(file)), digest, "{file}");
         files.push(file.to_string());
     }
-    assert!(files.contains(&name), "{files:?}");
-    assert!(files.contains(&format!("{name}.tar.gz")), "{files:?}");
-    // One byte changed anywhere: neither verifier accepts it.
-    let mut bytes = listed.clone().into_bytes();
-    for i in [0, bytes.len() / 2, bytes.len() - 2] {
-        bytes[i] ^= 0x01;
-        std::fs::write(&copy, &bytes).unwrap();
-        assert_eq!(
-            signature_verifies(&copy, &copy_sig),
-            (false, false),
-            "byte {i} flipped"
-        );
-        bytes[i] ^= 0x01;
-    }
+    files
+}
 
-    // The archive: the binary, the operator's README and INSTALL, completions
-    // for four shells, man pages.
-    let unpacked = work.path().join("unpacked");
+/// The archive `name.tar.gz` unpacked under `work`: the binary (the same as the
+/// bare one published beside it), the operator's README and INSTALL,
+/// completions for four shells, man pages. Returns its top directory.
+fn archive(dist: &Path, work: &Path, name: &str) -> PathBuf {
+    let unpacked = work.join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
     let o = Command::new("tar")
         .arg("-xzf")
@@ -154,7 +148,7 @@ fn the_static_release_flasher_runs_from_an_empty_directory_and_flashes_the_same_
         .output()
         .unwrap();
     assert!(o.status.success(), "tar: {}", text(&o));
-    let top = unpacked.join(&name);
+    let top = unpacked.join(name);
     for file in [
         "metis-flash",
         "README.md",
@@ -170,35 +164,71 @@ fn the_static_release_flasher_runs_from_an_empty_directory_and_flashes_the_same_
     }
     assert_eq!(
         sha256_hex(&top.join("metis-flash")),
-        sha256_hex(&dist.join(&name))
+        sha256_hex(&dist.join(name))
     );
     let readme = std::fs::read_to_string(top.join("README.md")).unwrap();
     assert!(readme.contains("metis-flash setup lab.metis"), "{readme}");
     assert!(readme.contains("| 3 | verification failed"), "{readme}");
+    top
+}
 
-    // Static: no loader, no libc of the machine's.
-    let o = Command::new("ldd").arg(dist.join(&name)).output().unwrap();
-    let ldd = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+/// `binary` is a static ELF for `machine` (readelf's `Machine:` line): no
+/// program interpreter (no loader of the machine's) and no shared library.
+fn static_elf(binary: &Path, machine: &str) {
+    let readelf = |flag: &str| {
+        let o = Command::new("readelf")
+            .arg(flag)
+            .arg(binary)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "readelf {flag}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let header = readelf("-h");
     assert!(
-        ldd.contains("statically linked") || ldd.contains("not a dynamic executable"),
-        "ldd {name}: {ldd}"
+        header
+            .lines()
+            .any(|l| l.trim_start().starts_with("Machine:") && l.trim_end().ends_with(machine)),
+        "{} is not for {machine}:\n{header}",
+        binary.display()
     );
+    let segments = readelf("-l");
+    assert!(
+        !segments.contains("INTERP"),
+        "{} has a program interpreter:\n{segments}",
+        binary.display()
+    );
+    let dynamic = readelf("-d");
+    assert!(
+        !dynamic.contains("(NEEDED)"),
+        "{} needs shared libraries:\n{dynamic}",
+        binary.display()
+    );
+}
 
-    // The laptop: the binary alone in an empty directory.
+/// The binary `dist/name` copied alone into an empty directory of `work` and
+/// run (by `runner`, if any) with nothing of the developer's environment:
+/// `--version` is this checkout's, its completions are the archive's (`top`),
+/// `setup` takes a lab profile, and a node flashed from an `oci:` registry to
+/// `--output` is byte-identical to the debug build's card.
+fn flashes_the_debug_builds_card(
+    dist: &Path,
+    work: &Path,
+    name: &str,
+    top: &Path,
+    runner: Option<PathBuf>,
+) {
     let laptop = Laptop {
-        home: work.path().join("home"),
-        cwd: work.path().join("desk"),
-        flash: work.path().join("bin/metis-flash"),
+        home: work.join("home"),
+        cwd: work.join("desk"),
+        flash: work.join("bin/metis-flash"),
+        runner,
     };
     for dir in [&laptop.home, &laptop.cwd] {
         std::fs::create_dir_all(dir).unwrap();
     }
     std::fs::create_dir_all(laptop.flash.parent().unwrap()).unwrap();
-    std::fs::copy(dist.join(&name), &laptop.flash).unwrap();
+    std::fs::copy(dist.join(name), &laptop.flash).unwrap();
 
     // --version: this checkout's commit and date, as the debug build says them.
     let o = laptop.run(&["--version"]);
@@ -223,9 +253,9 @@ fn the_static_release_flasher_runs_from_an_empty_directory_and_flashes_the_same_
     );
 
     // setup from the lab profile the builder exported, then a flash by node name.
-    let (inv_dir, reg_dir) = published(work.path(), &["titan-13"]);
+    let (inv_dir, reg_dir) = published(work, &["titan-13"]);
     point_inventory_at(&inv_dir, &reg_dir);
-    let profile = work.path().join("lab.metis");
+    let profile = work.join("lab.metis");
     export_profile(&inv_dir, &profile);
     let identity = demo("operator.agekey");
     let o = laptop.run(&[
@@ -247,15 +277,15 @@ fn the_static_release_flasher_runs_from_an_empty_directory_and_flashes_the_same_
     );
 
     // The debug build's card from the same registry, by hand.
-    let by_debug = work.path().join("debug.img");
+    let by_debug = work.join("debug.img");
     let o = Command::new(env!("CARGO_BIN_EXE_metis-flash"))
         .args(["titan-13", "--output"])
         .arg(&by_debug)
         .args(["--registry", &format!("oci:{}", reg_dir.display())])
         .args(["--trust-key", demo("cosign.pub").to_str().unwrap()])
         .args(["--identity", identity.to_str().unwrap()])
-        .env("XDG_CONFIG_HOME", work.path().join("debug-config"))
-        .env("METIS_CACHE", work.path().join("debug-cache"))
+        .env("XDG_CONFIG_HOME", work.join("debug-config"))
+        .env("METIS_CACHE", work.join("debug-cache"))
         .env("PATH", sbin_path())
         .output()
         .unwrap();
@@ -266,6 +296,92 @@ fn the_static_release_flasher_runs_from_an_empty_directory_and_flashes_the_same_
     assert_eq!(
         sha(&release_img, size),
         sha(&by_debug, size),
-        "the release flasher wrote a different card than the debug build"
+        "the release flasher ({name}) wrote a different card than the debug build"
     );
+}
+
+#[test]
+fn the_static_release_flasher_runs_from_an_empty_directory_and_flashes_the_same_card() {
+    let Some(dist) = release_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let name = format!("metis-flash-{VERSION}-linux-x86_64");
+
+    // SHA256SUMS: signed, and every file it lists matches it.
+    let sums = dist.join("SHA256SUMS");
+    let sig = dist.join("SHA256SUMS.sig");
+    assert!(sig.is_file(), "{} is missing", sig.display());
+    let copy = work.path().join("SHA256SUMS");
+    std::fs::copy(&sums, &copy).unwrap();
+    let copy_sig = work.path().join("SHA256SUMS.sig");
+    std::fs::copy(&sig, &copy_sig).unwrap();
+    assert_eq!(signature_verifies(&copy, &copy_sig), (true, true));
+    let files = listed_files(&dist);
+    assert!(files.contains(&name), "{files:?}");
+    assert!(files.contains(&format!("{name}.tar.gz")), "{files:?}");
+    // One byte changed anywhere: neither verifier accepts it.
+    let mut bytes = std::fs::read(&sums).unwrap();
+    for i in [0, bytes.len() / 2, bytes.len() - 2] {
+        bytes[i] ^= 0x01;
+        std::fs::write(&copy, &bytes).unwrap();
+        assert_eq!(
+            signature_verifies(&copy, &copy_sig),
+            (false, false),
+            "byte {i} flipped"
+        );
+        bytes[i] ^= 0x01;
+    }
+
+    let top = archive(&dist, work.path(), &name);
+
+    // Static: no loader, no libc of the machine's.
+    let o = Command::new("ldd").arg(dist.join(&name)).output().unwrap();
+    let ldd = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        ldd.contains("statically linked") || ldd.contains("not a dynamic executable"),
+        "ldd {name}: {ldd}"
+    );
+    static_elf(&dist.join(&name), "X86-64");
+
+    flashes_the_debug_builds_card(&dist, work.path(), &name, &top, None);
+}
+
+/// `name` on PATH, as the shell would find it.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+#[test]
+fn the_static_aarch64_release_flasher_flashes_the_same_card_under_qemu_user() {
+    let name = format!("metis-flash-{VERSION}-linux-aarch64");
+    // Never a failure when absent, in CI either: CI builds only x86_64.
+    let Some(dist) = std::env::var_os("METIS_RELEASE_DIR").map(PathBuf::from) else {
+        eprintln!("skipped: METIS_RELEASE_DIR is not set");
+        return;
+    };
+    if !dist.join(&name).is_file() {
+        eprintln!(
+            "skipped: {} has no {name} (`scripts/release {VERSION}` builds it; `--ci` does not)",
+            dist.display()
+        );
+        return;
+    }
+    let Some(qemu) = on_path("qemu-aarch64") else {
+        eprintln!("skipped: no qemu-aarch64 on PATH to run {name} (qemu-user; scripts/install-deps --release)");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+
+    let files = listed_files(&dist);
+    assert!(files.contains(&name), "{files:?}");
+    assert!(files.contains(&format!("{name}.tar.gz")), "{files:?}");
+    let top = archive(&dist, work.path(), &name);
+    static_elf(&dist.join(&name), "AArch64");
+
+    flashes_the_debug_builds_card(&dist, work.path(), &name, &top, Some(qemu));
 }
