@@ -185,6 +185,8 @@ pub struct App {
     pub(crate) typed: String,
     /// The confirmation's name field takes the keyboard on its next frame.
     pub(crate) focus_name: bool,
+    /// The card screen's Back button, as last drawn (Enter on it is not "next").
+    pub(crate) card_back: Option<crate::egui::Id>,
     pub(crate) cancel: Option<CancelToken>,
     pub(crate) phases: Phases,
     pub(crate) warnings: Vec<String>,
@@ -213,6 +215,7 @@ impl App {
             output_path: String::new(),
             typed: String::new(),
             focus_name: false,
+            card_back: None,
             cancel: None,
             phases: Phases::default(),
             warnings: Vec::new(),

@@ -19,7 +19,9 @@ pub fn show(app: &mut App, ui: &mut egui::Ui) {
     // Enter goes on once a card is chosen: a disk chosen with Tab and Enter (a
     // focused button takes that first Enter, so this looks before any is drawn),
     // or an image file's path typed.
-    if app.ready_to_confirm() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+    // Enter on a focused Back still means Back (its id is the last frame's).
+    let on_back = app.card_back.is_some() && ui.memory(|m| m.focused()) == app.card_back;
+    if app.ready_to_confirm() && !on_back && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
         app.confirm();
         return;
     }
@@ -130,7 +132,9 @@ pub fn show(app: &mut App, ui: &mut egui::Ui) {
     });
     ui.add_space(GAP);
     ui.horizontal(|ui| {
-        if ui.button("Back").clicked() {
+        let back = ui.button("Back");
+        app.card_back = Some(back.id);
+        if back.clicked() {
             app.choose_node();
             return;
         }
