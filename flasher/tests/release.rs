@@ -8,6 +8,11 @@
 //! a fresh HOME): `--version` is this commit's, `setup` from a lab profile, and a
 //! node flashed from an `oci:` registry to `--output` is the debug build's card.
 //!
+//! Then the same release on a fresh Debian VM with no Rust (QEMU, the boot
+//! tests' amd64 stand-in): docs/install.md's steps run there by cloud-init,
+//! from checking the signature with openssl to a node flashed onto a card in a
+//! USB card reader, which must be the debug build's card.
+//!
 //! METIS_RELEASE_DIR names the directory `scripts/release --ci` printed (.ci/run
 //! sets it). Without it the test is skipped with a message, except in CI (`CI`
 //! set), where that is a failure.
@@ -384,4 +389,238 @@ fn the_static_aarch64_release_flasher_flashes_the_same_card_under_qemu_user() {
     static_elf(&dist.join(&name), "AArch64");
 
     flashes_the_debug_builds_card(&dist, work.path(), &name, &top, Some(qemu));
+}
+
+/// What docs/install.md tells a new operator to do, as one shell script run by
+/// cloud-init on a Debian VM that has no Rust and no Metis: check the
+/// download's signature with openssl and the files with sha256sum, unpack the
+/// archive and put the flasher on the PATH, set the machine up from the lab
+/// profile, list the disks, and flash a node to the USB card by typing its
+/// name. `@VERSION@`, `@FINGERPRINT@` and `@NODE@` are filled in by the test.
+/// Its transcript is /root/operator.log; its exit status /root/operator.status.
+const OPERATOR_SCRIPT: &str = r#"#!/bin/sh
+set -eux
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# The operator's home, on the transfer disk: the download, the lab profile,
+# the operator's key, and room for the flasher's cache.
+mount /dev/vdb /home/operator
+export HOME=/home/operator
+cd "$HOME"
+if command -v cargo rustc; then echo "this VM has Rust"; exit 1; fi
+
+# 1. Check the download (the release key from the repository, not the download page).
+cd Downloads
+openssl pkey -pubin -in metis-release.pub -outform DER | sha256sum
+base64 -d SHA256SUMS.sig > SHA256SUMS.sig.der
+openssl dgst -sha256 -verify metis-release.pub -signature SHA256SUMS.sig.der SHA256SUMS
+sha256sum --check --ignore-missing SHA256SUMS
+
+# 2. Put it on the PATH.
+tar -xzf metis-flash-@VERSION@-linux-x86_64.tar.gz
+cd metis-flash-@VERSION@-linux-x86_64
+install -m 0755 metis-flash /usr/local/bin/
+install -m 0644 -D completions/metis-flash.bash /usr/share/bash-completion/completions/metis-flash
+install -m 0644 -D -t /usr/local/share/man/man1 man/*.1
+cd "$HOME"
+metis-flash --version
+
+# 3. Set the machine up once.
+metis-flash setup Downloads/lab.metis --identity "$HOME/.ssh/operator.agekey" --yes --expect-fingerprint @FINGERPRINT@
+metis-flash list
+
+# 4. The first card: the card reader's disk, confirmed by typing the node's name.
+metis-flash devices
+metis-flash devices --json > devices.json
+cat devices.json
+echo @NODE@ | metis-flash @NODE@ --device /dev/sda
+echo "operator: all steps done"
+"#;
+
+#[test]
+fn a_new_operator_on_a_fresh_debian_vm_checks_the_download_and_flashes_a_usb_card() {
+    let Some(dist) = release_dir() else { return };
+    let name = format!("metis-flash-{VERSION}-linux-x86_64");
+    let node = "titan-13";
+    let golden = match metis_tests::golden::bootable() {
+        Ok(images) => images.amd64(),
+        Err(err) => {
+            lab::skip_outside_ci(
+                "release VM",
+                &format!("no bootable Debian stand-in: {err:#}"),
+            );
+            return;
+        }
+    };
+    let work = tempfile::Builder::new()
+        .prefix("metis-release-vm.")
+        .tempdir()
+        .unwrap();
+    let w = work.path();
+
+    // The lab as the maintainer publishes it. The VM has no network to a
+    // registry: it reads the lab from an `oci:` copy on its transfer disk.
+    let (inv_dir, reg_dir) = published(w, &[node]);
+    let guest_registry = Path::new("/home/operator/lab-registry");
+    point_inventory_at(&inv_dir, guest_registry);
+    let profile = w.join("lab.metis");
+    export_profile(&inv_dir, &profile);
+
+    // The transfer disk: the operator's home directory with the release as
+    // downloaded (every file of the release directory), the release key, the
+    // lab profile, the operator's own key and the lab's registry.
+    let home = w.join("home");
+    let downloads = home.join("Downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    for entry in std::fs::read_dir(&dist).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, downloads.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::copy(demo("cosign.pub"), downloads.join("metis-release.pub")).unwrap();
+    std::fs::copy(&profile, downloads.join("lab.metis")).unwrap();
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let key = home.join(".ssh/operator.agekey");
+    std::fs::copy(demo("operator.agekey"), &key).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(&reg_dir)
+        .arg(home.join("lab-registry"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cp: {}", text(&o));
+    let transfer = w.join("transfer.img");
+    let o = Command::new("mke2fs")
+        .args(["-q", "-t", "ext4", "-L", "transfer", "-d"])
+        .arg(&home)
+        .arg(&transfer)
+        .arg("1536M")
+        .env("PATH", sbin_path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mke2fs: {}", text(&o));
+
+    // The card: an empty 1 GiB card in a USB card reader.
+    let card = w.join("card.img");
+    std::fs::File::create(&card)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+
+    // The VM: the Debian stand-in, seeded to run the operator's script once.
+    let script = OPERATOR_SCRIPT
+        .replace("@VERSION@", VERSION)
+        .replace("@FINGERPRINT@", &fingerprint(&profile))
+        .replace("@NODE@", node);
+    let indented: String = script.lines().map(|l| format!("      {l}\n")).collect();
+    let user_data = format!(
+        "#cloud-config\n\
+         hostname: laptop\n\
+         write_files:\n  \
+           - path: /root/operator.sh\n    \
+             permissions: '0755'\n    \
+             content: |\n{indented}\
+         runcmd:\n  \
+           - [mkdir, -p, /home/operator]\n  \
+           - [sh, -c, 'sh /root/operator.sh > /root/operator.log 2>&1; echo $? > /root/operator.status']\n"
+    );
+    let vm = w.join("laptop.img");
+    golden
+        .seeded_copy(
+            &[
+                (
+                    "meta-data",
+                    "instance-id: laptop-1\nlocal-hostname: laptop\n",
+                ),
+                ("user-data", &user_data),
+            ],
+            Vec::new(),
+            &vm,
+        )
+        .unwrap();
+    let booted = metis_tests::qemu::boot_card_with_usb(
+        &vm,
+        &golden,
+        "52:54:00:12:34:57",
+        &[&transfer],
+        &[&card],
+    )
+    .unwrap();
+    eprintln!(
+        "operator VM: cloud-init finished after {:.1?}, power-off took {:.1?}",
+        booted.log.until_cloud_init_finished, booted.log.power_off
+    );
+
+    let log = booted.root_file("/root/operator.log");
+    let status = booted.root_file("/root/operator.status");
+    eprintln!("--- the operator's transcript ---\n{log}--- end of the transcript ---");
+    if status.trim() != "0" {
+        booted.fail(&format!(
+            "the operator's script exited {}:\n{log}",
+            status.trim()
+        ));
+    }
+    for needle in [
+        "Verified OK",
+        &format!("{name}.tar.gz: OK"),
+        &format!("{name}: OK"),
+        &format!("metis-flash {VERSION} ("),
+        "read back and verified",
+        "insert and power on",
+        "operator: all steps done",
+    ] {
+        if !log.contains(needle) {
+            booted.fail(&format!(
+                "the operator's transcript lacks {needle:?}:\n{log}"
+            ));
+        }
+    }
+    // The card reader's disk is what `devices` offers: a removable USB disk.
+    let marker = "+ cat devices.json\n";
+    let json_start = log.find(marker).map(|i| i + marker.len());
+    let devices: serde_json::Value = json_start
+        .and_then(|i| {
+            let rest = &log[i..];
+            let end = rest.find("\n+ ").unwrap_or(rest.len());
+            serde_json::from_str(&rest[..end]).ok()
+        })
+        .unwrap_or_else(|| booted.fail(&format!("no devices JSON in the transcript:\n{log}")));
+    let sda = devices
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["path"] == "/dev/sda"))
+        .unwrap_or_else(|| booted.fail(&format!("`devices` did not list /dev/sda: {devices}")));
+    assert_eq!(sda["bus"], "usb", "{sda}");
+    assert_eq!(sda["removable"], true, "{sda}");
+    // No secret in the transcript: not the operator's key.
+    let key_file = std::fs::read_to_string(demo("operator.agekey")).unwrap();
+    let secret = key_file
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap();
+    assert!(
+        !log.contains(secret),
+        "the operator's key is in the transcript"
+    );
+
+    // The card the VM wrote is the debug build's card of the same node.
+    let by_debug = w.join("debug.img");
+    let o = Command::new(env!("CARGO_BIN_EXE_metis-flash"))
+        .args([node, "--output"])
+        .arg(&by_debug)
+        .args(["--registry", &format!("oci:{}", reg_dir.display())])
+        .args(["--trust-key", demo("cosign.pub").to_str().unwrap()])
+        .args(["--identity", demo("operator.agekey").to_str().unwrap()])
+        .env("XDG_CONFIG_HOME", w.join("debug-config"))
+        .env("METIS_CACHE", w.join("debug-cache"))
+        .env("PATH", sbin_path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "debug flash: {}", text(&o));
+    let size = std::fs::metadata(&by_debug).unwrap().len();
+    assert_eq!(
+        sha(&card, size),
+        sha(&by_debug, size),
+        "the card flashed in the VM is not the debug build's card"
+    );
 }

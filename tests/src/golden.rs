@@ -2,10 +2,15 @@
 //! `tests/golden/gen.sh`: small reproducible stand-ins for each class's layout,
 //! and bootable Debian stand-ins (cached outside the clone).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
+use metis_core::image::golden::{file_sha256, GoldenImage};
+use metis_core::image::partition::{Filesystem, PartitionSelector};
+use metis_core::image::personalise::{self, PersonaliseRequest};
+use metis_core::image::rootfs::RootFile;
 
 use crate::{tool, workspace_root};
 
@@ -78,6 +83,36 @@ pub struct BootableImage {
     pub seed_partition: usize,
     /// 1-based number of the root partition (ext4).
     pub root_partition: usize,
+}
+
+impl BootableImage {
+    /// Writes to `dest` a copy of this image whose NoCloud seed holds
+    /// `seed_files` (`meta-data`, `user-data`, `network-config`) and whose root
+    /// file system also holds `root_files`, laid in by Metis's image engine
+    /// (`personalise`), as a node's card would be.
+    pub fn seeded_copy(
+        &self,
+        seed_files: &[(&str, &str)],
+        root_files: Vec<RootFile>,
+        dest: &Path,
+    ) -> Result<()> {
+        let seed_files: BTreeMap<String, Vec<u8>> = seed_files
+            .iter()
+            .map(|(name, text)| ((*name).to_owned(), text.as_bytes().to_vec()))
+            .collect();
+        let image = GoldenImage::open(&self.image, &file_sha256(&self.image)?)?;
+        let request = PersonaliseRequest {
+            seed: PartitionSelector::Label(self.seed_label.to_owned()),
+            seed_filesystem: Filesystem::Vfat,
+            root: Some(PartitionSelector::Label(self.root_label.to_owned())),
+            seed_files,
+            slot: Default::default(),
+            root_files,
+        };
+        personalise::write_image(&personalise::personalise(&image, &request)?, dest)
+            .with_context(|| format!("writing the seeded copy {}", dest.display()))?;
+        Ok(())
+    }
 }
 
 impl BootableImages {

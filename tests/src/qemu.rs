@@ -86,8 +86,10 @@ impl Drop for Qemu {
 
 /// Boots `card` (a raw disk image, written to in place) under QEMU with
 /// direct kernel boot (`root=LABEL=<root_label> console=ttyS0`), its NIC
-/// having MAC address `mac` and `extra_disks` as further virtio disks
-/// (`/dev/vdb`, …); waits for cloud-init's final message (at most
+/// having MAC address `mac`, `extra_disks` as further virtio disks
+/// (`/dev/vdb`, …) and `usb_disks` as removable USB mass-storage disks on an
+/// xHCI controller (`/dev/sda`, …: what a card in a USB card reader looks
+/// like to the guest, `removable` = 1 in sysfs); waits for cloud-init's final message (at most
 /// `timeout`), then powers the guest off through ACPI and waits for QEMU to
 /// exit. Fails with the serial console's tail if the guest does not get
 /// there or does not power off by itself.
@@ -98,6 +100,7 @@ pub fn boot(
     root_label: &str,
     mac: &str,
     extra_disks: &[&Path],
+    usb_disks: &[&Path],
     timeout: Duration,
 ) -> Result<BootLog> {
     let scratch = tempfile::Builder::new().prefix("metis-qemu.").tempdir()?;
@@ -133,6 +136,18 @@ pub fn boot(
     for disk in std::iter::once(&card).chain(extra_disks) {
         cmd.arg("-drive")
             .arg(format!("file={},format=raw,if=virtio", drive_path(disk)?));
+    }
+    if !usb_disks.is_empty() {
+        cmd.args(["-device", "qemu-xhci,id=xhci"]);
+    }
+    for (n, disk) in usb_disks.iter().enumerate() {
+        cmd.arg("-drive")
+            .arg(format!(
+                "file={},format=raw,if=none,id=usb{n}",
+                drive_path(disk)?
+            ))
+            .arg("-device")
+            .arg(format!("usb-storage,bus=xhci.0,drive=usb{n},removable=on"));
     }
     // restrict=on: the guest reaches nothing outside the VM.
     cmd.arg("-nic")
@@ -270,6 +285,18 @@ pub fn boot_card_with_disks(
     mac: &str,
     extra_disks: &[&Path],
 ) -> Result<BootedCard> {
+    boot_card_with_usb(card, golden, mac, extra_disks, &[])
+}
+
+/// [`boot_card_with_disks`] with `usb_disks` attached as removable USB disks
+/// (`/dev/sda`, …), as cards in a card reader.
+pub fn boot_card_with_usb(
+    card: &Path,
+    golden: &BootableImage,
+    mac: &str,
+    extra_disks: &[&Path],
+    usb_disks: &[&Path],
+) -> Result<BootedCard> {
     let log = boot(
         card,
         &golden.kernel,
@@ -277,6 +304,7 @@ pub fn boot_card_with_disks(
         golden.root_label,
         mac,
         extra_disks,
+        usb_disks,
         BOOT_TIMEOUT,
     )?;
     Ok(BootedCard {

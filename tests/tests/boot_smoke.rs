@@ -11,13 +11,7 @@
 
 use std::time::Duration;
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
-use metis_core::image::fat::SlotSpec;
-use metis_core::image::golden::{file_sha256, GoldenImage};
-use metis_core::image::partition::{Filesystem, PartitionSelector};
-use metis_core::image::personalise::{self, PersonaliseRequest};
 use metis_core::image::rootfs::RootFile;
 use metis_core::render;
 use metis_tests::golden::{self, BootableImage};
@@ -74,14 +68,6 @@ fn smoke(golden: &BootableImage, start_k3s: bool) -> Result<()> {
     } else {
         USER_DATA.to_owned()
     };
-    let seed_files: BTreeMap<String, Vec<u8>> = [
-        ("meta-data", META_DATA.as_bytes()),
-        ("user-data", user_data.as_bytes()),
-        ("network-config", NETWORK_CONFIG.as_bytes()),
-    ]
-    .into_iter()
-    .map(|(name, bytes)| (name.to_owned(), bytes.to_vec()))
-    .collect();
     // The Raspberry Pi layout's seed is the boot partition its fstab also
     // mounts; cloud-init's local stage races that mount unless ordered after
     // it (cloud-init #6614), which made this boot fail now and then with
@@ -97,16 +83,15 @@ fn smoke(golden: &BootableImage, start_k3s: bool) -> Result<()> {
     } else {
         Vec::new()
     };
-    let image = GoldenImage::open(&golden.image, &file_sha256(&golden.image)?)?;
-    let request = PersonaliseRequest {
-        seed: PartitionSelector::Label(golden.seed_label.to_owned()),
-        seed_filesystem: Filesystem::Vfat,
-        root: Some(PartitionSelector::Label(golden.root_label.to_owned())),
-        seed_files,
-        slot: SlotSpec::default(),
+    golden.seeded_copy(
+        &[
+            ("meta-data", META_DATA),
+            ("user-data", &user_data),
+            ("network-config", NETWORK_CONFIG),
+        ],
         root_files,
-    };
-    personalise::write_image(&personalise::personalise(&image, &request)?, &card_path)?;
+        &card_path,
+    )?;
 
     let node = qemu::boot_card(&card_path, golden, MAC)?;
     eprintln!(
