@@ -624,3 +624,99 @@ fn a_new_operator_on_a_fresh_debian_vm_checks_the_download_and_flashes_a_usb_car
         "the card flashed in the VM is not the debug build's card"
     );
 }
+
+/// The aarch64 GUI of `scripts/release VERSION` (not `--ci`): in its archive, an
+/// AArch64 ELF that needs only the C library, libm and libgcc_s (its display
+/// libraries are loaded at run time), and `--version` under qemu-aarch64 with
+/// Debian's arm64 cross C library (`libc6-dev-arm64-cross`) is this version's.
+/// Skipped with a message when the release, qemu-user or that library is not
+/// there, in CI too (CI builds only the x86_64 flasher).
+#[test]
+fn the_aarch64_gui_is_an_aarch64_glibc_binary_that_starts_under_qemu_user() {
+    let name = format!("metis-flash-{VERSION}-linux-aarch64");
+    let Some(dist) = std::env::var_os("METIS_RELEASE_DIR").map(PathBuf::from) else {
+        eprintln!("skipped: METIS_RELEASE_DIR is not set");
+        return;
+    };
+    let archive = dist.join(format!("{name}.tar.gz"));
+    let Some(qemu) = on_path("qemu-aarch64") else {
+        eprintln!("skipped: no qemu-aarch64 on PATH (qemu-user; scripts/install-deps --release)");
+        return;
+    };
+    let sysroot = Path::new("/usr/aarch64-linux-gnu");
+    if !sysroot.join("lib/libc.so.6").is_file() {
+        eprintln!(
+            "skipped: no arm64 C library in {} (libc6-dev-arm64-cross)",
+            sysroot.display()
+        );
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let o = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(work.path())
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        eprintln!("skipped: no {} ({})", archive.display(), text(&o));
+        return;
+    }
+    let gui = work.path().join(&name).join("metis-flash-gui");
+    if !gui.is_file() {
+        eprintln!(
+            "skipped: {name}.tar.gz has no metis-flash-gui (`--only gui-linux-aarch64` builds it)"
+        );
+        return;
+    }
+    assert!(listed_files(&dist).contains(&format!("{name}.tar.gz")));
+
+    let readelf = |flag: &str| {
+        let o = Command::new("readelf")
+            .arg(flag)
+            .arg(&gui)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "readelf {flag}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let header = readelf("-h");
+    assert!(
+        header
+            .lines()
+            .any(|l| l.trim_start().starts_with("Machine:") && l.trim_end().ends_with("AArch64")),
+        "{header}"
+    );
+    let needed: Vec<String> = readelf("-d")
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| Some(l.split_once('[')?.1.trim_end_matches(']').to_string()))
+        .collect();
+    for lib in &needed {
+        assert!(
+            ["libc.so.6", "libm.so.6", "libgcc_s.so.1", "ld-linux-aarch64.so.1"].contains(&lib.as_str()),
+            "the aarch64 GUI links {lib} (all: {needed:?}): a display library must be loaded at run time"
+        );
+    }
+
+    let o = Command::new(qemu)
+        .arg("-L")
+        .arg(sysroot)
+        .arg(&gui)
+        .arg("--version")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "--version under qemu-aarch64: {}",
+        text(&o)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with(&format!("metis-flash-gui {VERSION} (")),
+        "{out}"
+    );
+}
