@@ -177,18 +177,42 @@ fn archive(dist: &Path, work: &Path, name: &str) -> PathBuf {
     top
 }
 
+/// The debug build's card of `node` from the `oci:` registry `reg_dir`, made
+/// by hand into `work/debug.img` with its own config and cache; returns the
+/// image and its size.
+fn debug_card(work: &Path, reg_dir: &Path, node: &str) -> (PathBuf, u64) {
+    let by_debug = work.join("debug.img");
+    let o = Command::new(env!("CARGO_BIN_EXE_metis-flash"))
+        .args([node, "--output"])
+        .arg(&by_debug)
+        .args(["--registry", &format!("oci:{}", reg_dir.display())])
+        .args(["--trust-key", demo("cosign.pub").to_str().unwrap()])
+        .args(["--identity", demo("operator.agekey").to_str().unwrap()])
+        .env("XDG_CONFIG_HOME", work.join("debug-config"))
+        .env("METIS_CACHE", work.join("debug-cache"))
+        .env("PATH", sbin_path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "debug flash: {}", text(&o));
+    let size = std::fs::metadata(&by_debug).unwrap().len();
+    (by_debug, size)
+}
+
+/// `readelf FLAG binary`'s output.
+fn readelf(flag: &str, binary: &Path) -> String {
+    let o = Command::new("readelf")
+        .arg(flag)
+        .arg(binary)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "readelf {flag}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// `binary` is a static ELF for `machine` (readelf's `Machine:` line): no
 /// program interpreter (no loader of the machine's) and no shared library.
 fn static_elf(binary: &Path, machine: &str) {
-    let readelf = |flag: &str| {
-        let o = Command::new("readelf")
-            .arg(flag)
-            .arg(binary)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "readelf {flag}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let readelf = |flag: &str| readelf(flag, binary);
     let header = readelf("-h");
     assert!(
         header
@@ -282,21 +306,8 @@ fn flashes_the_debug_builds_card(
     );
 
     // The debug build's card from the same registry, by hand.
-    let by_debug = work.join("debug.img");
-    let o = Command::new(env!("CARGO_BIN_EXE_metis-flash"))
-        .args(["titan-13", "--output"])
-        .arg(&by_debug)
-        .args(["--registry", &format!("oci:{}", reg_dir.display())])
-        .args(["--trust-key", demo("cosign.pub").to_str().unwrap()])
-        .args(["--identity", identity.to_str().unwrap()])
-        .env("XDG_CONFIG_HOME", work.join("debug-config"))
-        .env("METIS_CACHE", work.join("debug-cache"))
-        .env("PATH", sbin_path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "debug flash: {}", text(&o));
+    let (by_debug, size) = debug_card(work, &reg_dir, "titan-13");
     let release_img = laptop.cwd.join("t13.img");
-    let size = std::fs::metadata(&by_debug).unwrap().len();
     assert_eq!(std::fs::metadata(&release_img).unwrap().len(), size);
     assert_eq!(
         sha(&release_img, size),
@@ -604,20 +615,7 @@ fn a_new_operator_on_a_fresh_debian_vm_checks_the_download_and_flashes_a_usb_car
     );
 
     // The card the VM wrote is the debug build's card of the same node.
-    let by_debug = w.join("debug.img");
-    let o = Command::new(env!("CARGO_BIN_EXE_metis-flash"))
-        .args([node, "--output"])
-        .arg(&by_debug)
-        .args(["--registry", &format!("oci:{}", reg_dir.display())])
-        .args(["--trust-key", demo("cosign.pub").to_str().unwrap()])
-        .args(["--identity", demo("operator.agekey").to_str().unwrap()])
-        .env("XDG_CONFIG_HOME", w.join("debug-config"))
-        .env("METIS_CACHE", w.join("debug-cache"))
-        .env("PATH", sbin_path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "debug flash: {}", text(&o));
-    let size = std::fs::metadata(&by_debug).unwrap().len();
+    let (by_debug, size) = debug_card(w, &reg_dir, node);
     assert_eq!(
         sha(&card, size),
         sha(&by_debug, size),
@@ -672,15 +670,7 @@ fn the_aarch64_gui_is_an_aarch64_glibc_binary_that_starts_under_qemu_user() {
     }
     assert!(listed_files(&dist).contains(&format!("{name}.tar.gz")));
 
-    let readelf = |flag: &str| {
-        let o = Command::new("readelf")
-            .arg(flag)
-            .arg(&gui)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "readelf {flag}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let readelf = |flag: &str| readelf(flag, &gui);
     let header = readelf("-h");
     assert!(
         header
