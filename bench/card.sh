@@ -82,7 +82,7 @@ grep -q '"card_held":null' "$WORK/summary.json" || { echo "a new card was compar
 write_card "$WORK/art" "$LOOP" --full --class bench
 grep -q '"ok":true' "$WORK/summary.json" || { cat "$WORK/summary.json" >&2; exit 1; }
 TOTAL=$SECONDS_TAKEN
-WRITE_S=$(json write_seconds); VERIFY_S=$(json verify_seconds)
+WRITE_S=$(printf '%.2f' "$(json write_seconds)"); VERIFY_S=$(printf '%.2f' "$(json verify_seconds)")
 WRITTEN=$(json bytes_written); WRITTEN=${WRITTEN:-$IMAGE_BYTES}
 LIMIT=$(awk -v w="$WRITTEN" -v r="$IMAGE_BYTES" -v wr="$WRITE_MBPS" -v rr="$READ_MBPS" \
     'BEGIN { printf "%.2f", w / (wr * 1e6) + r / (rr * 1e6) }')
