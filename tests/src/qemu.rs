@@ -84,13 +84,21 @@ impl Drop for Qemu {
     }
 }
 
+/// The disks a boot attaches besides the card.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtraDisks<'a> {
+    /// Further virtio disks: `/dev/vdb`, ….
+    pub virtio: &'a [&'a Path],
+    /// Removable USB mass-storage disks on an xHCI controller: `/dev/sda`, ….
+    /// What a card in a USB card reader looks like to the guest (`removable`
+    /// is 1 in sysfs).
+    pub usb: &'a [&'a Path],
+}
+
 /// Boots `card` (a raw disk image, written to in place) under QEMU with
 /// direct kernel boot (`root=LABEL=<root_label> console=ttyS0`), its NIC
-/// having MAC address `mac`, `extra_disks` as further virtio disks
-/// (`/dev/vdb`, …) and `usb_disks` as removable USB mass-storage disks on an
-/// xHCI controller (`/dev/sda`, …: what a card in a USB card reader looks
-/// like to the guest, `removable` = 1 in sysfs); waits for cloud-init's final message (at most
-/// `timeout`), then powers the guest off through ACPI and waits for QEMU to
+/// having MAC address `mac`, and the `extra` disks; waits for cloud-init's
+/// final message (at most `timeout`), then powers the guest off through ACPI and waits for QEMU to
 /// exit. Fails with the serial console's tail if the guest does not get
 /// there or does not power off by itself.
 pub fn boot(
@@ -99,8 +107,7 @@ pub fn boot(
     initrd: &Path,
     root_label: &str,
     mac: &str,
-    extra_disks: &[&Path],
-    usb_disks: &[&Path],
+    extra: ExtraDisks,
     timeout: Duration,
 ) -> Result<BootLog> {
     let scratch = tempfile::Builder::new().prefix("metis-qemu.").tempdir()?;
@@ -133,14 +140,14 @@ pub fn boot(
         .arg("-append")
         // panic=-1 with -no-reboot: a kernel panic ends QEMU at once.
         .arg(format!("root=LABEL={root_label} console=ttyS0 panic=-1"));
-    for disk in std::iter::once(&card).chain(extra_disks) {
+    for disk in std::iter::once(&card).chain(extra.virtio) {
         cmd.arg("-drive")
             .arg(format!("file={},format=raw,if=virtio", drive_path(disk)?));
     }
-    if !usb_disks.is_empty() {
+    if !extra.usb.is_empty() {
         cmd.args(["-device", "qemu-xhci,id=xhci"]);
     }
-    for (n, disk) in usb_disks.iter().enumerate() {
+    for (n, disk) in extra.usb.iter().enumerate() {
         cmd.arg("-drive")
             .arg(format!(
                 "file={},format=raw,if=none,id=usb{n}",
@@ -303,8 +310,10 @@ pub fn boot_card_with_usb(
         &golden.initrd,
         golden.root_label,
         mac,
-        extra_disks,
-        usb_disks,
+        ExtraDisks {
+            virtio: extra_disks,
+            usb: usb_disks,
+        },
         BOOT_TIMEOUT,
     )?;
     Ok(BootedCard {
