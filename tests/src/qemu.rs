@@ -98,9 +98,9 @@ pub struct ExtraDisks<'a> {
 /// Boots `card` (a raw disk image, written to in place) under QEMU with
 /// direct kernel boot (`root=LABEL=<root_label> console=ttyS0`), its NIC
 /// having MAC address `mac`, and the `extra` disks; waits for cloud-init's
-/// final message (at most `timeout`), then powers the guest off through ACPI and waits for QEMU to
-/// exit. Fails with the serial console's tail if the guest does not get
-/// there or does not power off by itself.
+/// final message (at most `timeout`), then powers the guest off through ACPI
+/// and waits for QEMU to exit. Fails with the serial console's tail if the
+/// guest does not get there or does not power off by itself.
 pub fn boot(
     card: &Path,
     kernel: &Path,
