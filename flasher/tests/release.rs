@@ -209,11 +209,9 @@ fn readelf(flag: &str, binary: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// `binary` is a static ELF for `machine` (readelf's `Machine:` line): no
-/// program interpreter (no loader of the machine's) and no shared library.
-fn static_elf(binary: &Path, machine: &str) {
-    let readelf = |flag: &str| readelf(flag, binary);
-    let header = readelf("-h");
+/// `binary` is an ELF for `machine` (readelf's `Machine:` line).
+fn elf_for(binary: &Path, machine: &str) {
+    let header = readelf("-h", binary);
     assert!(
         header
             .lines()
@@ -221,6 +219,13 @@ fn static_elf(binary: &Path, machine: &str) {
         "{} is not for {machine}:\n{header}",
         binary.display()
     );
+}
+
+/// `binary` is a static ELF for `machine`: no program interpreter (no loader
+/// of the machine's) and no shared library.
+fn static_elf(binary: &Path, machine: &str) {
+    elf_for(binary, machine);
+    let readelf = |flag: &str| readelf(flag, binary);
     let segments = readelf("-l");
     assert!(
         !segments.contains("INTERP"),
@@ -670,15 +675,8 @@ fn the_aarch64_gui_is_an_aarch64_glibc_binary_that_starts_under_qemu_user() {
     }
     assert!(listed_files(&dist).contains(&format!("{name}.tar.gz")));
 
-    let readelf = |flag: &str| readelf(flag, &gui);
-    let header = readelf("-h");
-    assert!(
-        header
-            .lines()
-            .any(|l| l.trim_start().starts_with("Machine:") && l.trim_end().ends_with("AArch64")),
-        "{header}"
-    );
-    let needed: Vec<String> = readelf("-d")
+    elf_for(&gui, "AArch64");
+    let needed: Vec<String> = readelf("-d", &gui)
         .lines()
         .filter(|l| l.contains("(NEEDED)"))
         .filter_map(|l| Some(l.split_once('[')?.1.trim_end_matches(']').to_string()))
